@@ -1,0 +1,13 @@
+//! Inputs for parevm: block snapshots (real mainnet blocks with their pre-state) and their
+//! verification against the block header.
+
+#![warn(missing_docs)]
+
+mod snapshot;
+mod verify;
+
+pub use snapshot::{
+    discover_snapshots, load_block, load_prestate, load_snapshot, Snapshot, SnapshotError,
+    MAINNET_CHAIN_ID,
+};
+pub use verify::{FieldCheck, HeaderCheck};

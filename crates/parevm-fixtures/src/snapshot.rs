@@ -1,0 +1,222 @@
+//! Block snapshots: a folder with `block.json` (an `eth_getBlockByNumber(n, true)` response),
+//! `prestate.json` (geth's `prestateTracer` shape: the state every account the block touches
+//! had after block n-1) and, where the block reads `BLOCKHASH`, `block_hashes.json`.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use alloy_consensus::Header;
+use alloy_primitives::{Address, Bytes, B256, U256};
+use alloy_rpc_types_eth::{Block, BlockTransactions};
+use parevm::{block_env, mainnet_spec, tx_env, BlockInput, InMemoryStorage};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+/// Ethereum mainnet's chain id.
+pub const MAINNET_CHAIN_ID: u64 = 1;
+
+/// Why a snapshot could not be loaded. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// The file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid JSON of the expected shape.
+    #[error("{path}: invalid at `{field}`: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Where in the document the error is (for example `transactions[3].gas`).
+        field: String,
+        /// What is wrong there.
+        message: String,
+    },
+    /// The file parses but its content cannot be executed.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// One account of `prestate.json`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PrestateAccount {
+    balance: U256,
+    #[serde(default)]
+    nonce: u64,
+    #[serde(default)]
+    code: Option<Bytes>,
+    #[serde(default)]
+    storage: Option<BTreeMap<U256, U256>>,
+}
+
+/// A loaded block snapshot, ready to execute.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The folder it was loaded from.
+    pub dir: PathBuf,
+    /// The block's header: the oracle its execution is verified against.
+    pub header: Header,
+    /// The block's hash as given in `block.json`.
+    pub hash: B256,
+    /// What the engine executes.
+    pub block: BlockInput,
+    /// The pre-state.
+    pub storage: InMemoryStorage,
+}
+
+fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, SnapshotError> {
+    let text = fs::read(path).map_err(|source| SnapshotError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let de = &mut serde_json::Deserializer::from_slice(&text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        SnapshotError::Parse {
+            path: path.to_owned(),
+            field: if field == "." {
+                "(document)".into()
+            } else {
+                field
+            },
+            message: e.into_inner().to_string(),
+        }
+    })
+}
+
+/// Parses `block.json` into a mainnet [`BlockInput`] and its header.
+pub fn load_block(path: &Path) -> Result<(Header, B256, BlockInput), SnapshotError> {
+    let block: Block = read_json(path)?;
+    let invalid = |message: String| SnapshotError::Invalid {
+        path: path.to_owned(),
+        message,
+    };
+    let txs = match block.transactions {
+        BlockTransactions::Full(txs) => txs,
+        BlockTransactions::Hashes(hashes) if hashes.is_empty() => Vec::new(),
+        BlockTransactions::Hashes(_) => {
+            return Err(invalid(
+                "`transactions` holds hashes only; a snapshot needs full transaction objects \
+                 (eth_getBlockByNumber with `true`)"
+                    .into(),
+            ))
+        }
+        BlockTransactions::Uncle => return Err(invalid("`transactions` is missing".into())),
+    };
+    let header = block.header.inner;
+    let spec = mainnet_spec(header.number, header.timestamp);
+    let transactions = txs
+        .iter()
+        .map(|tx| tx_env(tx.inner.inner(), tx.inner.signer()))
+        .collect();
+    let input = BlockInput {
+        spec,
+        chain_id: MAINNET_CHAIN_ID,
+        env: block_env(&header, spec),
+        transactions,
+        parent_hash: header.parent_hash,
+        parent_beacon_block_root: header.parent_beacon_block_root,
+        withdrawals: block
+            .withdrawals
+            .map(|w| w.into_inner())
+            .unwrap_or_default(),
+        ommers: Vec::new(),
+        unknown_ommers: block.uncles.len(),
+    };
+    Ok((header, block.header.hash, input))
+}
+
+/// Parses `prestate.json` (and `block_hashes.json` if given) into an in-memory state.
+pub fn load_prestate(
+    path: &Path,
+    block_hashes: Option<&Path>,
+) -> Result<InMemoryStorage, SnapshotError> {
+    let accounts: BTreeMap<Address, PrestateAccount> = read_json(path)?;
+    let mut storage = InMemoryStorage::new();
+    for (address, account) in accounts {
+        storage.insert_account(
+            address,
+            account.balance,
+            account.nonce,
+            account.code.unwrap_or_default(),
+            account.storage.unwrap_or_default(),
+        );
+    }
+    if let Some(path) = block_hashes {
+        let hashes: BTreeMap<String, B256> = read_json(path)?;
+        for (number, hash) in hashes {
+            let number = number.parse::<u64>().map_err(|_| SnapshotError::Invalid {
+                path: path.to_owned(),
+                message: format!("key `{number}` is not a block number"),
+            })?;
+            storage.insert_block_hash(number, hash);
+        }
+    }
+    Ok(storage)
+}
+
+/// Loads the snapshot in folder `dir`.
+pub fn load_snapshot(dir: &Path) -> Result<Snapshot, SnapshotError> {
+    let (header, hash, block) = load_block(&dir.join("block.json"))?;
+    let hashes = dir.join("block_hashes.json");
+    let storage = load_prestate(
+        &dir.join("prestate.json"),
+        hashes.exists().then_some(hashes.as_path()),
+    )?;
+    Ok(Snapshot {
+        dir: dir.to_owned(),
+        header,
+        hash,
+        block,
+        storage,
+    })
+}
+
+/// The snapshot folders under `path`: `path` itself if it holds a `block.json`, otherwise
+/// its sub-folders that do, ordered by block number where the names are numbers.
+pub fn discover_snapshots(path: &Path) -> Result<Vec<PathBuf>, SnapshotError> {
+    if path.join("block.json").is_file() {
+        return Ok(vec![path.to_owned()]);
+    }
+    let entries = fs::read_dir(path).map_err(|source| SnapshotError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut dirs = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| SnapshotError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let dir = entry.path();
+        if dir.join("block.json").is_file() {
+            dirs.push(dir);
+        }
+    }
+    if dirs.is_empty() {
+        return Err(SnapshotError::Invalid {
+            path: path.to_owned(),
+            message: "no block.json here or in any sub-folder".into(),
+        });
+    }
+    let key = |p: &PathBuf| {
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        (name.parse::<u64>().unwrap_or(u64::MAX), name)
+    };
+    dirs.sort_by_key(key);
+    Ok(dirs)
+}

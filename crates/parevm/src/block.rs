@@ -1,0 +1,143 @@
+//! What the engine executes: one block's environment, transactions and post-block rules.
+
+use alloy_eips::eip4895::Withdrawal;
+use alloy_primitives::{Address, B256, U256};
+use revm::context::{BlockEnv, CfgEnv, TxEnv};
+use revm::primitives::hardfork::SpecId;
+
+/// An uncle (ommer) header, as far as rewards need it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ommer {
+    /// The uncle's block number.
+    pub number: u64,
+    /// The uncle's beneficiary, who receives the uncle reward.
+    pub beneficiary: Address,
+}
+
+/// One block, ready to execute.
+#[derive(Clone, Debug)]
+pub struct BlockInput {
+    /// The hard fork the block executes under.
+    pub spec: SpecId,
+    /// Chain id (1 for Ethereum mainnet).
+    pub chain_id: u64,
+    /// Header fields revm needs: number, beneficiary, timestamp, gas limit, base fee, ...
+    pub env: BlockEnv,
+    /// The transactions, in block order, with their senders already recovered.
+    pub transactions: Vec<TxEnv>,
+    /// Hash of the parent block (EIP-2935 history contract, from Prague on).
+    pub parent_hash: B256,
+    /// Parent beacon block root (EIP-4788 system call, from Cancun on).
+    pub parent_beacon_block_root: Option<B256>,
+    /// Validator withdrawals (from Shanghai on), credited after the transactions.
+    pub withdrawals: Vec<Withdrawal>,
+    /// Uncles whose headers are known; their beneficiaries receive uncle rewards.
+    pub ommers: Vec<Ommer>,
+    /// Uncles listed only by hash (as in RPC blocks): the beneficiary still receives the
+    /// 1/32 inclusion reward for each, but the uncles' own rewards cannot be credited.
+    pub unknown_ommers: usize,
+}
+
+impl BlockInput {
+    /// revm's configuration for this block.
+    pub fn cfg(&self) -> CfgEnv {
+        CfgEnv::new()
+            .with_chain_id(self.chain_id)
+            .with_spec_and_mainnet_gas_params(self.spec)
+    }
+
+    /// Total gas limit of all transactions.
+    pub fn total_gas_limit(&self) -> u64 {
+        self.transactions.iter().map(|tx| tx.gas_limit).sum()
+    }
+}
+
+const ETHER: u128 = 1_000_000_000_000_000_000;
+
+/// The proof-of-work block reward of `spec` in wei (zero from the merge on).
+pub fn base_block_reward(spec: SpecId) -> U256 {
+    let wei = if spec.is_enabled_in(SpecId::MERGE) {
+        0
+    } else if spec.is_enabled_in(SpecId::PETERSBURG) {
+        2 * ETHER
+    } else if spec.is_enabled_in(SpecId::BYZANTIUM) {
+        3 * ETHER
+    } else {
+        5 * ETHER
+    };
+    U256::from(wei)
+}
+
+/// The hard fork of an Ethereum mainnet block, from its number and timestamp.
+pub fn mainnet_spec(number: u64, timestamp: u64) -> SpecId {
+    // Timestamp-activated forks first (all after the merge).
+    if number >= 15_537_394 {
+        return match timestamp {
+            t if t >= 1_764_798_551 => SpecId::OSAKA,
+            t if t >= 1_746_612_311 => SpecId::PRAGUE,
+            t if t >= 1_710_338_135 => SpecId::CANCUN,
+            t if t >= 1_681_338_455 => SpecId::SHANGHAI,
+            _ => SpecId::MERGE,
+        };
+    }
+    match number {
+        n if n >= 12_965_000 => SpecId::LONDON,
+        n if n >= 12_244_000 => SpecId::BERLIN,
+        n if n >= 9_069_000 => SpecId::ISTANBUL,
+        // Constantinople and Petersburg activated together on mainnet.
+        n if n >= 7_280_000 => SpecId::PETERSBURG,
+        n if n >= 4_370_000 => SpecId::BYZANTIUM,
+        n if n >= 2_675_000 => SpecId::SPURIOUS_DRAGON,
+        n if n >= 2_463_000 => SpecId::TANGERINE,
+        n if n >= 1_150_000 => SpecId::HOMESTEAD,
+        _ => SpecId::FRONTIER,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mainnet_fork_boundaries() {
+        let cases = [
+            (0, 0, SpecId::FRONTIER),
+            (1_149_999, 0, SpecId::FRONTIER),
+            (1_150_000, 0, SpecId::HOMESTEAD),
+            (2_462_999, 0, SpecId::HOMESTEAD),
+            (2_463_000, 0, SpecId::TANGERINE),
+            (2_675_000, 0, SpecId::SPURIOUS_DRAGON),
+            (4_369_999, 0, SpecId::SPURIOUS_DRAGON),
+            (4_370_000, 0, SpecId::BYZANTIUM),
+            (7_280_000, 0, SpecId::PETERSBURG),
+            (9_069_000, 0, SpecId::ISTANBUL),
+            (12_243_999, 0, SpecId::ISTANBUL),
+            (12_244_000, 0, SpecId::BERLIN),
+            (12_965_000, 0, SpecId::LONDON),
+            (15_537_393, 1_663_224_162, SpecId::LONDON),
+            (15_537_394, 1_663_224_179, SpecId::MERGE),
+            (17_034_869, 1_681_338_443, SpecId::MERGE),
+            (17_034_870, 1_681_338_455, SpecId::SHANGHAI),
+            (19_426_586, 1_710_338_123, SpecId::SHANGHAI),
+            (19_426_587, 1_710_338_135, SpecId::CANCUN),
+            (22_431_084, 1_746_612_311, SpecId::PRAGUE),
+            (23_935_694, 1_764_798_551, SpecId::OSAKA),
+        ];
+        for (number, timestamp, spec) in cases {
+            assert_eq!(mainnet_spec(number, timestamp), spec, "block {number}");
+        }
+    }
+
+    #[test]
+    fn rewards_by_fork() {
+        assert_eq!(base_block_reward(SpecId::FRONTIER), U256::from(5 * ETHER));
+        assert_eq!(
+            base_block_reward(SpecId::SPURIOUS_DRAGON),
+            U256::from(5 * ETHER)
+        );
+        assert_eq!(base_block_reward(SpecId::BYZANTIUM), U256::from(3 * ETHER));
+        assert_eq!(base_block_reward(SpecId::PETERSBURG), U256::from(2 * ETHER));
+        assert_eq!(base_block_reward(SpecId::LONDON), U256::from(2 * ETHER));
+        assert_eq!(base_block_reward(SpecId::MERGE), U256::ZERO);
+    }
+}

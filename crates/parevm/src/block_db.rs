@@ -1,0 +1,116 @@
+//! [`BlockDb`]: revm's view of the pre-state with the block's changes so far on top.
+
+use alloy_primitives::{Address, B256};
+use revm::bytecode::Bytecode;
+use revm::primitives::{StorageKey, StorageValue, KECCAK_EMPTY};
+use revm::state::AccountInfo;
+use revm::Database;
+
+use crate::state_changes::StateChanges;
+use crate::storage::{AccountBasic, Storage};
+use crate::{Location, StorageError};
+
+/// The database the sequential executor runs revm on: one hash lookup in the block's
+/// changes, then one in the embedder's storage. No locking, no copying of state.
+#[derive(Debug)]
+pub struct BlockDb<'a, S> {
+    storage: &'a S,
+    /// Changes committed so far.
+    pub changes: StateChanges,
+}
+
+impl<'a, S: Storage> BlockDb<'a, S> {
+    /// A view of `storage` with no changes yet.
+    pub fn new(storage: &'a S) -> Self {
+        Self {
+            storage,
+            changes: StateChanges::default(),
+        }
+    }
+
+    /// The underlying storage.
+    pub fn storage(&self) -> &'a S {
+        self.storage
+    }
+}
+
+/// Turns an [`AccountBasic`] into revm's account info; code is left for revm to fetch by
+/// hash when it needs it, except for accounts without code.
+#[inline]
+pub(crate) fn account_info(basic: AccountBasic) -> AccountInfo {
+    let code = (basic.code_hash == KECCAK_EMPTY).then(Bytecode::default);
+    AccountInfo {
+        balance: basic.balance,
+        nonce: basic.nonce,
+        code_hash: basic.code_hash,
+        code,
+        ..Default::default()
+    }
+}
+
+/// Reads code from the block's new contracts, then from storage.
+#[inline]
+pub(crate) fn read_code<S: Storage>(
+    storage: &S,
+    changes: &StateChanges,
+    hash: B256,
+) -> Result<Bytecode, StorageError> {
+    if hash == KECCAK_EMPTY {
+        return Ok(Bytecode::default());
+    }
+    if let Some(code) = changes.code(&hash) {
+        return Ok(code.clone());
+    }
+    match storage.code_by_hash(&hash) {
+        Ok(Some(code)) => Ok(code),
+        Ok(None) => Err(StorageError::new(Location::Code(hash), MissingCode)),
+        Err(e) => Err(StorageError::new(Location::Code(hash), e)),
+    }
+}
+
+/// Storage knows an account's code hash but not the code.
+#[derive(Debug, thiserror::Error)]
+#[error("code not found in storage")]
+pub(crate) struct MissingCode;
+
+impl<S: Storage> Database for BlockDb<'_, S> {
+    type Error = StorageError;
+
+    #[inline]
+    fn basic(&mut self, address: Address) -> Result<Option<AccountInfo>, StorageError> {
+        let basic = match self.changes.account(&address) {
+            Some(info) => info,
+            None => self
+                .storage
+                .basic(&address)
+                .map_err(|e| StorageError::new(Location::Account(address), e))?,
+        };
+        Ok(basic.map(account_info))
+    }
+
+    #[inline]
+    fn code_by_hash(&mut self, code_hash: B256) -> Result<Bytecode, StorageError> {
+        read_code(self.storage, &self.changes, code_hash)
+    }
+
+    #[inline]
+    fn storage(
+        &mut self,
+        address: Address,
+        index: StorageKey,
+    ) -> Result<StorageValue, StorageError> {
+        if let Some(value) = self.changes.storage(&address, &index) {
+            return Ok(value);
+        }
+        self.storage
+            .storage(&address, &index)
+            .map_err(|e| StorageError::new(Location::Storage(address, index), e))
+    }
+
+    #[inline]
+    fn block_hash(&mut self, number: u64) -> Result<B256, StorageError> {
+        self.storage
+            .block_hash(number)
+            .map_err(|e| StorageError::new(Location::BlockHash(number), e))
+    }
+}

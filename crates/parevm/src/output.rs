@@ -1,0 +1,102 @@
+//! What executing a block produces: per-transaction outcomes, receipts and state changes.
+
+use alloy_consensus::{proofs::calculate_receipt_root, Eip658Value, Receipt, ReceiptEnvelope};
+use alloy_primitives::{Bloom, Log, B256};
+use revm::context::result::{ExecutionResult, HaltReason};
+
+use crate::StateChanges;
+
+/// The outcome of one transaction: what a receipt is built from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxOutcome {
+    /// EIP-2718 type of the transaction (0 for legacy).
+    pub tx_type: u8,
+    /// revm's result: success, revert or halt, gas, logs and output.
+    pub result: ExecutionResult<HaltReason>,
+    /// Gas used by this and all earlier transactions of the block.
+    pub cumulative_gas_used: u64,
+}
+
+impl TxOutcome {
+    /// Gas charged to the sender (after refunds), as in the receipt.
+    pub fn gas_used(&self) -> u64 {
+        self.result.tx_gas_used()
+    }
+
+    /// Whether the transaction succeeded (receipt status 1).
+    pub fn is_success(&self) -> bool {
+        self.result.is_success()
+    }
+
+    /// The logs the transaction emitted (none if it reverted or halted).
+    pub fn logs(&self) -> &[Log] {
+        if self.result.is_success() {
+            self.result.logs()
+        } else {
+            &[]
+        }
+    }
+
+    /// The transaction's receipt.
+    pub fn receipt(&self) -> ReceiptEnvelope {
+        let receipt = Receipt {
+            status: Eip658Value::Eip658(self.is_success()),
+            cumulative_gas_used: self.cumulative_gas_used,
+            logs: self.logs().to_vec(),
+        }
+        .with_bloom();
+        match self.tx_type {
+            1 => ReceiptEnvelope::Eip2930(receipt),
+            2 => ReceiptEnvelope::Eip1559(receipt),
+            3 => ReceiptEnvelope::Eip4844(receipt),
+            4 => ReceiptEnvelope::Eip7702(receipt),
+            _ => ReceiptEnvelope::Legacy(receipt),
+        }
+    }
+}
+
+/// Counters describing how a block was executed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExecutionStats {
+    /// Transaction executions, including re-executions.
+    pub executions: u64,
+    /// Executions beyond the first of each transaction.
+    pub re_executions: u64,
+    /// Validations that failed and aborted an incarnation.
+    pub validation_aborts: u64,
+    /// Times a transaction waited on another's pending write.
+    pub dependency_waits: u64,
+}
+
+/// The result of executing a block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockOutput {
+    /// One outcome per transaction, in block order.
+    pub transactions: Vec<TxOutcome>,
+    /// The block's state changes, including system calls, rewards and withdrawals.
+    pub state: StateChanges,
+    /// Total gas used by the transactions.
+    pub gas_used: u64,
+}
+
+impl BlockOutput {
+    /// The receipts, in block order.
+    pub fn receipts(&self) -> Vec<ReceiptEnvelope> {
+        self.transactions.iter().map(TxOutcome::receipt).collect()
+    }
+
+    /// The block's logs bloom: the union of all receipts' blooms.
+    pub fn logs_bloom(&self) -> Bloom {
+        let mut bloom = Bloom::ZERO;
+        for tx in &self.transactions {
+            bloom.accrue_logs(tx.logs());
+        }
+        bloom
+    }
+
+    /// The receipts root (as in headers from Byzantium on; earlier receipts carried
+    /// intermediate state roots instead of a status).
+    pub fn receipts_root(&self) -> B256 {
+        calculate_receipt_root(&self.receipts())
+    }
+}

@@ -1,0 +1,87 @@
+//! The sequential executor: plain revm, one transaction after another. It is the reference
+//! every parallel result is compared against, so it stays as fast as revm itself.
+
+use revm::context::result::EVMError;
+use revm::context::{BlockEnv, CfgEnv, Context, Journal, TxEnv};
+use revm::{ExecuteEvm, MainBuilder};
+use tracing::debug_span;
+
+use crate::block_db::BlockDb;
+use crate::output::{BlockOutput, TxOutcome};
+use crate::system::{post_block_balances, post_block_calls, pre_block, BlockEvm};
+use crate::{BlockInput, ExecutionError, Storage};
+
+/// Executes `block` on `storage` sequentially.
+pub fn execute_sequential<S: Storage>(
+    storage: &S,
+    block: &BlockInput,
+) -> Result<BlockOutput, ExecutionError> {
+    let _span = debug_span!("execute_sequential", txs = block.transactions.len()).entered();
+    let mut evm: BlockEvm<'_, S> =
+        Context::<BlockEnv, TxEnv, CfgEnv, BlockDb<'_, S>, Journal<BlockDb<'_, S>>, ()>::new(
+            BlockDb::new(storage),
+            block.spec,
+        )
+        .with_cfg(block.cfg())
+        .with_block(block.env.clone())
+        .build_mainnet();
+
+    pre_block(&mut evm, block)?;
+
+    let mut transactions = Vec::with_capacity(block.transactions.len());
+    let mut cumulative_gas_used = 0u64;
+    for (index, tx) in block.transactions.iter().enumerate() {
+        check_gas_available(block, index, tx.gas_limit, cumulative_gas_used)?;
+        let result = evm.transact_one(tx.clone());
+        let state = evm.finalize();
+        let result = result.map_err(|e| evm_error(index, e))?;
+        evm.ctx.journaled_state.database.changes.commit_tx(state);
+        cumulative_gas_used += result.tx_gas_used();
+        transactions.push(TxOutcome {
+            tx_type: tx.tx_type,
+            result,
+            cumulative_gas_used,
+        });
+    }
+
+    post_block_calls(&mut evm, block)?;
+    let mut state = std::mem::take(&mut evm.ctx.journaled_state.database.changes);
+    post_block_balances(&mut state, storage, block)?;
+    Ok(BlockOutput {
+        transactions,
+        state,
+        gas_used: cumulative_gas_used,
+    })
+}
+
+/// The block-level gas rule: a transaction may only start if its gas limit fits in what the
+/// block has left.
+pub(crate) fn check_gas_available(
+    block: &BlockInput,
+    index: usize,
+    gas_limit: u64,
+    used_before: u64,
+) -> Result<(), ExecutionError> {
+    let available = block.env.gas_limit.saturating_sub(used_before);
+    if gas_limit > available {
+        return Err(ExecutionError::BlockGasLimitExceeded {
+            index,
+            gas_limit,
+            available,
+        });
+    }
+    Ok(())
+}
+
+/// Maps revm's error for transaction `index` to the engine's.
+pub(crate) fn evm_error(index: usize, error: EVMError<crate::StorageError>) -> ExecutionError {
+    match error {
+        EVMError::Transaction(reason) => ExecutionError::InvalidTransaction { index, reason },
+        EVMError::Database(e) => ExecutionError::Storage(e),
+        EVMError::Header(e) => ExecutionError::InvalidHeader(e.to_string()),
+        other => ExecutionError::Evm {
+            index,
+            message: other.to_string(),
+        },
+    }
+}

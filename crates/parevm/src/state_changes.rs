@@ -1,0 +1,133 @@
+//! The state a block changed: the engine's output, and the overlay that sequential execution
+//! reads through.
+//!
+//! Both execution paths build [`StateChanges`] with the same [`StateChanges::commit_tx`], one
+//! transaction's revm state after another, in block order. That is what makes their outputs
+//! comparable bit for bit.
+
+use alloy_primitives::map::{AddressMap, B256Map, HashMap};
+use alloy_primitives::{Address, B256, U256};
+use revm::bytecode::Bytecode;
+use revm::primitives::KECCAK_EMPTY;
+use revm::state::EvmState;
+
+use crate::storage::{AccountBasic, Storage};
+use crate::{Location, StorageError};
+
+/// How one account differs from the pre-state at the end of the block.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AccountChange {
+    /// The account after the block, or `None` if it does not exist (self-destructed, or
+    /// touched while empty and removed by EIP-161).
+    pub info: Option<AccountBasic>,
+    /// Whether the pre-state storage of the account was wiped (it was destroyed or created
+    /// anew); slots not in `storage` are then zero.
+    pub storage_cleared: bool,
+    /// Storage slots written, with their final values (zero for cleared slots).
+    pub storage: HashMap<U256, U256>,
+}
+
+/// All state changes of a block. Hash maps keep lookups cheap during sequential execution;
+/// equality does not depend on order, and [`StateChanges::sorted`] gives a stable order for
+/// printing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StateChanges {
+    /// Changed accounts.
+    pub accounts: AddressMap<AccountChange>,
+    /// Code deployed in the block, by hash.
+    pub contracts: B256Map<Bytecode>,
+}
+
+impl StateChanges {
+    /// Applies one transaction's (or system call's) finalized revm state, following revm's
+    /// commit rules: untouched accounts are skipped, self-destructed ones removed, created
+    /// ones start from empty storage, and touched empty ones are removed (EIP-161; revm's
+    /// journal already normalised pre-Spurious-Dragon accounts so this rule is safe).
+    pub fn commit_tx(&mut self, state: EvmState) {
+        for (address, account) in state {
+            if !account.is_touched() {
+                continue;
+            }
+            if account.is_selfdestructed() || (!account.is_created() && account.is_empty()) {
+                let change = self.accounts.entry(address).or_default();
+                change.info = None;
+                change.storage_cleared = true;
+                change.storage.clear();
+                continue;
+            }
+            let change = self.accounts.entry(address).or_default();
+            if account.is_created() {
+                change.storage_cleared = true;
+                change.storage.clear();
+                if let Some(code) = &account.info.code {
+                    if account.info.code_hash != KECCAK_EMPTY {
+                        self.contracts
+                            .entry(account.info.code_hash)
+                            .or_insert_with(|| code.clone());
+                    }
+                }
+            }
+            change.info = Some(AccountBasic::from(&account.info));
+            for (slot, value) in account.storage {
+                if value.is_changed() {
+                    change.storage.insert(slot, value.present_value);
+                }
+            }
+        }
+    }
+
+    /// The account after the changes so far: `Ok(None)` means "not changed, read the
+    /// pre-state", `Ok(Some(None))` means the account does not exist.
+    #[inline]
+    pub fn account(&self, address: &Address) -> Option<Option<AccountBasic>> {
+        self.accounts.get(address).map(|c| c.info)
+    }
+
+    /// The storage slot after the changes so far, or `None` to read the pre-state.
+    #[inline]
+    pub fn storage(&self, address: &Address, slot: &U256) -> Option<U256> {
+        let change = self.accounts.get(address)?;
+        match change.storage.get(slot) {
+            Some(value) => Some(*value),
+            None if change.storage_cleared => Some(U256::ZERO),
+            None => None,
+        }
+    }
+
+    /// Adds `amount` wei to `address` (block rewards, withdrawals), reading the pre-state
+    /// from `storage` if the block has not changed the account yet.
+    pub fn increment_balance<S: Storage>(
+        &mut self,
+        storage: &S,
+        address: Address,
+        amount: U256,
+    ) -> Result<(), StorageError> {
+        if amount.is_zero() {
+            // A zero credit would only touch the account; EIP-161 would remove it again if
+            // empty, and it changes nothing otherwise.
+            return Ok(());
+        }
+        let current = match self.account(&address) {
+            Some(info) => info,
+            None => storage
+                .basic(&address)
+                .map_err(|e| StorageError::new(Location::Account(address), e))?,
+        };
+        let mut info = current.unwrap_or_default();
+        info.balance = info.balance.saturating_add(amount);
+        self.accounts.entry(address).or_default().info = Some(info);
+        Ok(())
+    }
+
+    /// The changed accounts sorted by address.
+    pub fn sorted(&self) -> Vec<(&Address, &AccountChange)> {
+        let mut accounts: Vec<_> = self.accounts.iter().collect();
+        accounts.sort_unstable_by_key(|(a, _)| **a);
+        accounts
+    }
+
+    /// Code deployed in this block with hash `hash`, if any.
+    pub fn code(&self, hash: &B256) -> Option<&Bytecode> {
+        self.contracts.get(hash)
+    }
+}
