@@ -1,18 +1,33 @@
-//! `parevm replay`: execute snapshots, verify against headers, report times.
+//! `parevm replay`: execute snapshots with the sequential and the parallel executor, check
+//! that they agree exactly, verify against the header, and report times.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use parevm::{execute_sequential, BlockOutput, ExecutionError};
+use parevm::{
+    execute_block, execute_sequential, BlockExecution, BlockOutput, Config, ExecutionError,
+    ExecutionMode,
+};
 use parevm_fixtures::{discover_snapshots, load_snapshot, HeaderCheck, Snapshot};
 use serde::Serialize;
 
 use crate::table::Table;
+
+/// How the parallel side of `replay` chooses its executor.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Mode {
+    /// Block-STM for blocks large enough to benefit, sequential for the rest (the default
+    /// of the library).
+    Auto,
+    /// Block-STM for every block.
+    Parallel,
+}
 
 /// Options of `parevm replay`.
 #[derive(Args)]
@@ -20,23 +35,41 @@ pub struct ReplayArgs {
     /// Snapshot folders, or folders of snapshot folders.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
-    /// Time each block this many times and report the median.
+    /// Worker threads for the parallel executor [default: available cores].
+    #[arg(long)]
+    threads: Option<NonZeroUsize>,
+    /// Run the sequential reference executor only.
+    #[arg(long)]
+    sequential: bool,
+    /// How the parallel side chooses its executor.
+    #[arg(long, value_enum, default_value = "auto")]
+    mode: Mode,
+    /// Time each block this many times per executor and report the median.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
-    /// Write one JSON record per block to this file.
+    /// Write a JSON array with one record per block to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
 }
 
 /// One block's result, as written to `--json`.
-#[derive(Serialize)]
+#[derive(Serialize, Default)]
 struct Record {
     block: String,
     number: Option<u64>,
     txs: usize,
     gas_used: u64,
     verified: bool,
+    matches_sequential: Option<bool>,
+    threads: usize,
+    parallel_path: Option<bool>,
     sequential_us: Option<f64>,
+    parallel_us: Option<f64>,
+    speedup: Option<f64>,
+    executions: u64,
+    re_executions: u64,
+    validation_aborts: u64,
+    dependency_waits: u64,
     error: Option<String>,
 }
 
@@ -45,35 +78,35 @@ fn median(mut samples: Vec<Duration>) -> Duration {
     samples[samples.len() / 2]
 }
 
-/// Executes `snapshot` `repeat` times; returns the output of the last run and the median time.
-fn time_sequential(
-    snapshot: &Snapshot,
+/// Runs `f` `repeat` times; returns the last output and the median time.
+fn timed<T>(
     repeat: u32,
-) -> Result<(BlockOutput, Duration), ExecutionError> {
+    mut f: impl FnMut() -> Result<T, ExecutionError>,
+) -> Result<(T, Duration), ExecutionError> {
     let mut samples = Vec::with_capacity(repeat as usize);
-    let mut output = None;
+    let mut last = None;
     for _ in 0..repeat {
         let start = Instant::now();
-        let out = execute_sequential(&snapshot.storage, &snapshot.block)?;
+        let out = f()?;
         samples.push(start.elapsed());
-        output = Some(out);
+        last = Some(out);
     }
-    Ok((output.expect("repeat is at least 1"), median(samples)))
+    Ok((last.expect("repeat is at least 1"), median(samples)))
 }
 
-fn replay_one(dir: &Path, repeat: u32) -> Record {
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// Replays one snapshot folder into a record.
+fn replay_one(dir: &Path, args: &ReplayArgs, config: &Config) -> Record {
     let mut record = Record {
-        block: name,
-        number: None,
-        txs: 0,
-        gas_used: 0,
-        verified: false,
-        sequential_us: None,
-        error: None,
+        block: dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        threads: config.threads.get(),
+        ..Record::default()
     };
     let snapshot = match load_snapshot(dir) {
         Ok(s) => s,
@@ -84,23 +117,89 @@ fn replay_one(dir: &Path, repeat: u32) -> Record {
     };
     record.number = Some(snapshot.header.number);
     record.txs = snapshot.block.transactions.len();
-    match time_sequential(&snapshot, repeat) {
-        Ok((output, time)) => {
-            record.gas_used = output.gas_used;
-            record.sequential_us = Some(time.as_secs_f64() * 1e6);
-            let check = HeaderCheck::new(&snapshot.header, snapshot.block.spec, &output);
-            record.verified = check.passed();
-            if !record.verified {
-                record.error = Some(check.mismatches().join("; "));
-            }
-        }
-        Err(e) => record.error = Some(format!("{}: {e}", dir.display())),
+    if let Err(e) = replay_snapshot(&snapshot, args, config, &mut record) {
+        record.error = Some(e.to_string());
     }
     record
 }
 
+fn replay_snapshot(
+    snapshot: &Snapshot,
+    args: &ReplayArgs,
+    config: &Config,
+    record: &mut Record,
+) -> Result<(), ExecutionError> {
+    let (sequential, seq_time) = timed(args.repeat, || {
+        execute_sequential(&snapshot.storage, &snapshot.block)
+    })?;
+    record.sequential_us = Some(us(seq_time));
+    record.gas_used = sequential.gas_used;
+    let check = HeaderCheck::new(&snapshot.header, snapshot.block.spec, &sequential);
+    record.verified = check.passed();
+    let mut problems = check.mismatches();
+
+    if !args.sequential {
+        let (parallel, par_time): (BlockExecution, _) = timed(args.repeat, || {
+            execute_block(&snapshot.storage, &snapshot.block, config)
+        })?;
+        record.parallel_us = Some(us(par_time));
+        record.speedup = Some(us(seq_time) / us(par_time).max(f64::MIN_POSITIVE));
+        record.parallel_path = Some(parallel.parallel);
+        record.executions = parallel.stats.executions;
+        record.re_executions = parallel.stats.re_executions;
+        record.validation_aborts = parallel.stats.validation_aborts;
+        record.dependency_waits = parallel.stats.dependency_waits;
+        let matches = parallel.output == sequential;
+        record.matches_sequential = Some(matches);
+        if !matches {
+            problems.push(first_difference(&sequential, &parallel.output));
+        }
+    }
+    if !problems.is_empty() {
+        record.error = Some(problems.join("; "));
+    }
+    Ok(())
+}
+
+/// Describes where two outputs first differ.
+fn first_difference(sequential: &BlockOutput, parallel: &BlockOutput) -> String {
+    for (i, (s, p)) in sequential
+        .transactions
+        .iter()
+        .zip(&parallel.transactions)
+        .enumerate()
+    {
+        if s != p {
+            return format!("parallel differs from sequential at transaction {i}: {p:?} vs {s:?}");
+        }
+    }
+    for (address, change) in sequential.state.sorted() {
+        if parallel.state.accounts.get(address) != Some(change) {
+            return format!(
+                "parallel state differs from sequential at {address}: {:?} vs {change:?}",
+                parallel.state.accounts.get(address)
+            );
+        }
+    }
+    "parallel output differs from sequential".into()
+}
+
+/// Geometric mean of positive values.
+fn geomean(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v.ln(), n + 1));
+    (n > 0).then(|| (sum / n as f64).exp())
+}
+
 /// Runs `parevm replay`.
 pub fn run(args: ReplayArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let mut config = Config::default();
+    if let Some(threads) = args.threads {
+        config.threads = threads;
+    }
+    config.mode = match args.mode {
+        Mode::Auto => ExecutionMode::Auto,
+        Mode::Parallel => ExecutionMode::Parallel,
+    };
     let mut dirs = Vec::new();
     for path in &args.paths {
         dirs.extend(discover_snapshots(path)?);
@@ -112,41 +211,41 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let mut records = Vec::with_capacity(dirs.len());
     for dir in &dirs {
         progress.set_message(dir.display().to_string());
-        let record = replay_one(dir, args.repeat);
+        let record = replay_one(dir, &args, &config);
         if let Some(error) = &record.error {
-            progress.suspend(|| eprintln!("error: {}: {error}", record.block));
+            progress.suspend(|| eprintln!("error: {}: {error}", dir.display()));
         }
         records.push(record);
         progress.inc(1);
     }
     progress.finish_and_clear();
 
-    let mut table = Table::new(&["block", "txs", "gas", "time (ms)", "verified"]);
-    for r in &records {
-        table.row(vec![
-            r.block.clone(),
-            r.txs.to_string(),
-            r.gas_used.to_string(),
-            r.sequential_us
-                .map_or("-".into(), |us| format!("{:.3}", us / 1e3)),
-            if r.verified {
-                "yes".into()
-            } else {
-                "NO".into()
-            },
-        ]);
-    }
-    print!("{}", table.render());
-    let failed = records.iter().filter(|r| !r.verified).count();
-    let total_ms: f64 = records.iter().filter_map(|r| r.sequential_us).sum::<f64>() / 1e3;
+    print!("{}", render(&records, args.sequential));
+    let ok = |r: &Record| r.error.is_none() && r.verified && r.matches_sequential != Some(false);
+    let failed = records.iter().filter(|r| !ok(r)).count();
+    let seq_total: f64 = records.iter().filter_map(|r| r.sequential_us).sum();
     println!(
-        "{} blocks, {} verified, {} failed; total execution time {:.3} ms (median of {} runs per block)",
+        "{} blocks, {} ok, {} failed; sequential total {:.3} ms (median of {} runs per block)",
         records.len(),
         records.len() - failed,
         failed,
-        total_ms,
+        seq_total / 1e3,
         args.repeat
     );
+    if !args.sequential {
+        let par_total: f64 = records.iter().filter_map(|r| r.parallel_us).sum();
+        let speedups: Vec<f64> = records.iter().filter_map(|r| r.speedup).collect();
+        let worst = speedups.iter().copied().fold(f64::INFINITY, f64::min);
+        println!(
+            "parallel ({} threads, {:?}) total {:.3} ms; speedup geometric mean {:.3}x, worst {:.3}x, total {:.3}x",
+            config.threads,
+            args.mode,
+            par_total / 1e3,
+            geomean(speedups.iter().copied()).unwrap_or(f64::NAN),
+            worst,
+            seq_total / par_total
+        );
+    }
 
     if let Some(path) = &args.json {
         let file = File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -160,4 +259,45 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn render(records: &[Record], sequential_only: bool) -> String {
+    let ms = |v: Option<f64>| v.map_or("-".into(), |us| format!("{:.3}", us / 1e3));
+    let yes = |b: bool| if b { "yes" } else { "NO" }.to_string();
+    if sequential_only {
+        let mut table = Table::new(&["block", "txs", "gas", "time (ms)", "verified"]);
+        for r in records {
+            table.row(vec![
+                r.block.clone(),
+                r.txs.to_string(),
+                r.gas_used.to_string(),
+                ms(r.sequential_us),
+                yes(r.verified),
+            ]);
+        }
+        return table.render();
+    }
+    let mut table = Table::new(&[
+        "block", "txs", "gas", "seq (ms)", "par (ms)", "speedup", "path", "re-exec", "verified",
+        "= seq",
+    ]);
+    for r in records {
+        table.row(vec![
+            r.block.clone(),
+            r.txs.to_string(),
+            r.gas_used.to_string(),
+            ms(r.sequential_us),
+            ms(r.parallel_us),
+            r.speedup.map_or("-".into(), |s| format!("{s:.2}x")),
+            match r.parallel_path {
+                Some(true) => "par".into(),
+                Some(false) => "seq".into(),
+                None => "-".into(),
+            },
+            r.re_executions.to_string(),
+            yes(r.verified),
+            r.matches_sequential.map_or("-".into(), yes),
+        ]);
+    }
+    table.render()
 }

@@ -1,6 +1,6 @@
 //! [`BlockDb`]: revm's view of the pre-state with the block's changes so far on top.
 
-use alloy_primitives::{Address, B256};
+use alloy_primitives::{Address, B256, U256};
 use revm::bytecode::Bytecode;
 use revm::primitives::{StorageKey, StorageValue, KECCAK_EMPTY};
 use revm::state::AccountInfo;
@@ -22,10 +22,12 @@ pub struct BlockDb<'a, S> {
 impl<'a, S: Storage> BlockDb<'a, S> {
     /// A view of `storage` with no changes yet.
     pub fn new(storage: &'a S) -> Self {
-        Self {
-            storage,
-            changes: StateChanges::default(),
-        }
+        Self::with_changes(storage, StateChanges::default())
+    }
+
+    /// A view of `storage` with `changes` already applied.
+    pub fn with_changes(storage: &'a S, changes: StateChanges) -> Self {
+        Self { storage, changes }
     }
 
     /// The underlying storage.
@@ -48,6 +50,37 @@ pub(crate) fn account_info(basic: AccountBasic) -> AccountInfo {
     }
 }
 
+/// Reads an account from `changes`, falling back to `storage`.
+#[inline]
+pub(crate) fn read_basic<S: Storage>(
+    storage: &S,
+    changes: &StateChanges,
+    address: Address,
+) -> Result<Option<AccountBasic>, StorageError> {
+    match changes.account(&address) {
+        Some(info) => Ok(info),
+        None => storage
+            .basic(&address)
+            .map_err(|e| StorageError::new(Location::Account(address), e)),
+    }
+}
+
+/// Reads a storage slot from `changes`, falling back to `storage`.
+#[inline]
+pub(crate) fn read_storage<S: Storage>(
+    storage: &S,
+    changes: &StateChanges,
+    address: Address,
+    index: U256,
+) -> Result<U256, StorageError> {
+    if let Some(value) = changes.storage(&address, &index) {
+        return Ok(value);
+    }
+    storage
+        .storage(&address, &index)
+        .map_err(|e| StorageError::new(Location::Storage(address, index), e))
+}
+
 /// Reads code from the block's new contracts, then from storage.
 #[inline]
 pub(crate) fn read_code<S: Storage>(
@@ -68,6 +101,14 @@ pub(crate) fn read_code<S: Storage>(
     }
 }
 
+/// Reads a block hash from `storage`.
+#[inline]
+pub(crate) fn read_block_hash<S: Storage>(storage: &S, number: u64) -> Result<B256, StorageError> {
+    storage
+        .block_hash(number)
+        .map_err(|e| StorageError::new(Location::BlockHash(number), e))
+}
+
 /// Storage knows an account's code hash but not the code.
 #[derive(Debug, thiserror::Error)]
 #[error("code not found in storage")]
@@ -78,14 +119,7 @@ impl<S: Storage> Database for BlockDb<'_, S> {
 
     #[inline]
     fn basic(&mut self, address: Address) -> Result<Option<AccountInfo>, StorageError> {
-        let basic = match self.changes.account(&address) {
-            Some(info) => info,
-            None => self
-                .storage
-                .basic(&address)
-                .map_err(|e| StorageError::new(Location::Account(address), e))?,
-        };
-        Ok(basic.map(account_info))
+        Ok(read_basic(self.storage, &self.changes, address)?.map(account_info))
     }
 
     #[inline]
@@ -99,18 +133,11 @@ impl<S: Storage> Database for BlockDb<'_, S> {
         address: Address,
         index: StorageKey,
     ) -> Result<StorageValue, StorageError> {
-        if let Some(value) = self.changes.storage(&address, &index) {
-            return Ok(value);
-        }
-        self.storage
-            .storage(&address, &index)
-            .map_err(|e| StorageError::new(Location::Storage(address, index), e))
+        read_storage(self.storage, &self.changes, address, index)
     }
 
     #[inline]
     fn block_hash(&mut self, number: u64) -> Result<B256, StorageError> {
-        self.storage
-            .block_hash(number)
-            .map_err(|e| StorageError::new(Location::BlockHash(number), e))
+        read_block_hash(self.storage, number)
     }
 }

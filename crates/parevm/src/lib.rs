@@ -1,7 +1,7 @@
 //! parevm: parallel (Block-STM) execution of Ethereum blocks on revm.
 //!
 //! An embedder implements [`Storage`] over its state, builds a [`BlockInput`] and calls
-//! [`execute_sequential`]. The result, [`BlockOutput`], has one [`TxOutcome`] per
+//! [`execute_block`] with a [`Config`] (thread count; sequential, parallel or auto). The result, [`BlockOutput`], has one [`TxOutcome`] per
 //! transaction (what receipts are built from) and the block's [`StateChanges`].
 //!
 //! Errors are values ([`ExecutionError`]); the engine keeps no global state and never
@@ -11,9 +11,11 @@
 
 mod block;
 mod block_db;
+mod config;
 mod convert;
 mod error;
 mod output;
+mod parallel;
 mod sequential;
 mod state_changes;
 mod storage;
@@ -21,9 +23,13 @@ mod system;
 
 pub use block::{base_block_reward, mainnet_spec, BlockInput, Ommer};
 pub use block_db::BlockDb;
+pub use config::{
+    execute_block, BlockExecution, Config, ExecutionMode, AUTO_MIN_GAS, AUTO_MIN_TXS_PER_THREAD,
+};
 pub use convert::{block_env, tx_env};
 pub use error::{ExecutionError, Location, StorageError};
 pub use output::{BlockOutput, ExecutionStats, TxOutcome};
+pub use parallel::execute_parallel;
 pub use sequential::execute_sequential;
 pub use state_changes::{AccountChange, StateChanges};
 pub use storage::{

@@ -2,14 +2,12 @@
 //! every parallel result is compared against, so it stays as fast as revm itself.
 
 use revm::context::result::EVMError;
-use revm::context::{BlockEnv, CfgEnv, Context, Journal, TxEnv};
-use revm::{ExecuteEvm, MainBuilder};
+use revm::ExecuteEvm;
 use tracing::debug_span;
 
-use crate::block_db::BlockDb;
 use crate::output::{BlockOutput, TxOutcome};
-use crate::system::{post_block_balances, post_block_calls, pre_block, BlockEvm};
-use crate::{BlockInput, ExecutionError, Storage};
+use crate::system::{block_evm, post_block_balances, post_block_calls, pre_block};
+use crate::{BlockInput, ExecutionError, StateChanges, Storage};
 
 /// Executes `block` on `storage` sequentially.
 pub fn execute_sequential<S: Storage>(
@@ -17,14 +15,7 @@ pub fn execute_sequential<S: Storage>(
     block: &BlockInput,
 ) -> Result<BlockOutput, ExecutionError> {
     let _span = debug_span!("execute_sequential", txs = block.transactions.len()).entered();
-    let mut evm: BlockEvm<'_, S> =
-        Context::<BlockEnv, TxEnv, CfgEnv, BlockDb<'_, S>, Journal<BlockDb<'_, S>>, ()>::new(
-            BlockDb::new(storage),
-            block.spec,
-        )
-        .with_cfg(block.cfg())
-        .with_block(block.env.clone())
-        .build_mainnet();
+    let mut evm = block_evm(storage, block, StateChanges::default());
 
     pre_block(&mut evm, block)?;
 

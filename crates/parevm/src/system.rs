@@ -9,7 +9,7 @@ use alloy_primitives::{Address, Bytes, U256};
 use revm::context::{BlockEnv, CfgEnv, Context, Journal, TxEnv};
 use revm::handler::MainnetEvm;
 use revm::primitives::hardfork::SpecId;
-use revm::{Database, ExecuteEvm, SystemCallEvm};
+use revm::{Database, ExecuteEvm, MainBuilder, SystemCallEvm};
 
 use crate::block::base_block_reward;
 use crate::block_db::BlockDb;
@@ -19,6 +19,22 @@ use crate::{BlockInput, ExecutionError, StateChanges, Storage, StorageError};
 /// runs on.
 pub(crate) type BlockEvm<'a, S> =
     MainnetEvm<Context<BlockEnv, TxEnv, CfgEnv, BlockDb<'a, S>, Journal<BlockDb<'a, S>>, ()>>;
+
+/// A revm instance over `storage` with `changes` applied, for the block's system calls and
+/// for sequential execution.
+pub(crate) fn block_evm<'a, S: Storage>(
+    storage: &'a S,
+    block: &BlockInput,
+    changes: StateChanges,
+) -> BlockEvm<'a, S> {
+    Context::<BlockEnv, TxEnv, CfgEnv, BlockDb<'a, S>, Journal<BlockDb<'a, S>>, ()>::new(
+        BlockDb::with_changes(storage, changes),
+        block.spec,
+    )
+    .with_cfg(block.cfg())
+    .with_block(block.env.clone())
+    .build_mainnet()
+}
 
 /// Runs one system call and commits only the system contract's own state, as clients do.
 /// A contract without code is skipped (EIP-4788: the call "fails silently").

@@ -1,0 +1,352 @@
+//! One worker's revm instance and the database it reads through: the multi-version store
+//! over the pre-state, recording every read (the read set) for validation.
+
+use std::cell::Cell;
+
+use alloy_primitives::map::AddressMap;
+use alloy_primitives::{Address, B256, U256};
+use dashmap::DashMap;
+use revm::bytecode::Bytecode;
+use revm::context::result::{EVMError, ExecutionResult, HaltReason, InvalidTransaction};
+use revm::context::{BlockEnv, CfgEnv, Context, ContextSetters, Journal, TxEnv};
+use revm::context_interface::{Block, Cfg, Transaction};
+use revm::database_interface::DBErrorMarker;
+use revm::handler::{post_execution, EvmTr, FrameResult, Handler, MainnetEvm};
+use revm::primitives::hardfork::SpecId;
+use revm::primitives::{StorageKey, StorageValue, KECCAK_EMPTY};
+use revm::state::{AccountInfo, EvmState};
+use revm::{Database, ExecuteEvm, MainBuilder};
+
+use super::mv_memory::{Location, MvMemory, Read, ReadOrigin, Value};
+use super::TxIdx;
+use crate::block_db::{account_info, read_basic, read_block_hash, read_code, read_storage};
+use crate::storage::AccountBasic;
+use crate::{BlockInput, StateChanges, Storage, StorageError};
+
+/// What the pre-state of the parallel phase is: the embedder's storage with the block's
+/// pre-transaction system calls applied.
+pub(crate) struct Base<'a, S> {
+    pub(crate) storage: &'a S,
+    pub(crate) changes: &'a StateChanges,
+}
+
+impl<S: Storage> Base<'_, S> {
+    pub(crate) fn basic(&self, address: Address) -> Result<Option<AccountBasic>, StorageError> {
+        read_basic(self.storage, self.changes, address)
+    }
+}
+
+/// Why an incarnation's read could not complete.
+#[derive(Clone, Debug, thiserror::Error)]
+pub(crate) enum VmError {
+    /// It met an estimate of this transaction: wait for it.
+    #[error("blocked by transaction {0}")]
+    Blocked(TxIdx),
+    /// The storage backend failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl DBErrorMarker for VmError {}
+
+/// The database of one incarnation.
+pub(crate) struct VmDb<'a, S> {
+    base: &'a Base<'a, S>,
+    mv: &'a MvMemory,
+    new_code: &'a DashMap<B256, Bytecode, alloy_primitives::map::DefaultHashBuilder>,
+    tx: TxIdx,
+    /// The read set of the current incarnation.
+    reads: Vec<(Location, ReadOrigin)>,
+    /// Accounts as this incarnation read them, to write only what it changed.
+    basics: AddressMap<Option<AccountBasic>>,
+    /// For each account whose storage was read: the transaction that last wiped it.
+    wipes: AddressMap<Option<TxIdx>>,
+}
+
+impl<'a, S: Storage> VmDb<'a, S> {
+    fn wiped_at(&mut self, address: Address) -> Result<Option<TxIdx>, VmError> {
+        if let Some(wiped) = self.wipes.get(&address) {
+            return Ok(*wiped);
+        }
+        let location = Location::Wipe(address);
+        let (wiped, origin) = match self.mv.read(&location, self.tx) {
+            Read::PreState => (None, ReadOrigin::PreState),
+            Read::Value(_, idx, inc) => (Some(idx), ReadOrigin::Version(idx, inc)),
+            Read::Blocked(idx) => return Err(VmError::Blocked(idx)),
+            Read::Folded { .. } => unreachable!("fees are only folded at Basic locations"),
+        };
+        self.reads.push((location, origin));
+        self.wipes.insert(address, wiped);
+        Ok(wiped)
+    }
+}
+
+impl<S: Storage> Database for VmDb<'_, S> {
+    type Error = VmError;
+
+    fn basic(&mut self, address: Address) -> Result<Option<AccountInfo>, VmError> {
+        let location = Location::Basic(address);
+        let (value, origin) = match self.mv.read(&location, self.tx) {
+            Read::PreState => (self.base.basic(address)?, ReadOrigin::PreState),
+            Read::Value(Value::Basic(value), idx, inc) => (value, ReadOrigin::Version(idx, inc)),
+            Read::Value(..) => unreachable!("Basic locations hold Basic values"),
+            Read::Folded { base, fees } => {
+                let base = match base {
+                    Some(base) => base,
+                    None => self.base.basic(address)?,
+                };
+                let value = self.mv.fold(base, &fees);
+                (value, ReadOrigin::Folded(value))
+            }
+            Read::Blocked(idx) => return Err(VmError::Blocked(idx)),
+        };
+        self.reads.push((location, origin));
+        self.basics.insert(address, value);
+        Ok(value.map(account_info))
+    }
+
+    fn code_by_hash(&mut self, code_hash: B256) -> Result<Bytecode, VmError> {
+        // Code is addressed by its hash, so it needs no versioning.
+        if let Some(code) = self.new_code.get(&code_hash) {
+            return Ok(code.clone());
+        }
+        Ok(read_code(self.base.storage, self.base.changes, code_hash)?)
+    }
+
+    fn storage(&mut self, address: Address, index: StorageKey) -> Result<StorageValue, VmError> {
+        let wiped = self.wiped_at(address)?;
+        let location = Location::Storage(address, index);
+        let (value, origin) = match self.mv.read(&location, self.tx) {
+            Read::PreState => {
+                let value = if wiped.is_some() {
+                    U256::ZERO
+                } else {
+                    read_storage(self.base.storage, self.base.changes, address, index)?
+                };
+                (value, ReadOrigin::PreState)
+            }
+            Read::Value(Value::Storage(value), idx, inc) => {
+                // A wipe after the write hides it.
+                let value = if wiped.is_some_and(|w| w > idx) {
+                    U256::ZERO
+                } else {
+                    value
+                };
+                (value, ReadOrigin::Version(idx, inc))
+            }
+            Read::Value(..) | Read::Folded { .. } => {
+                unreachable!("Storage locations hold Storage values")
+            }
+            Read::Blocked(idx) => return Err(VmError::Blocked(idx)),
+        };
+        self.reads.push((location, origin));
+        Ok(value)
+    }
+
+    fn block_hash(&mut self, number: u64) -> Result<B256, VmError> {
+        Ok(read_block_hash(self.base.storage, number)?)
+    }
+}
+
+type WorkerEvm<'a, S> =
+    MainnetEvm<Context<BlockEnv, TxEnv, CfgEnv, VmDb<'a, S>, Journal<VmDb<'a, S>>, ()>>;
+
+/// revm's mainnet handler, except that the fee credit to the beneficiary is deferred when
+/// the transaction has not loaded the beneficiary itself. Loading it only to add the fee
+/// would make every transaction read and write the same account.
+struct DeferredFeeHandler<'a, S: Storage> {
+    deferred_fee: Cell<Option<U256>>,
+    _evm: std::marker::PhantomData<WorkerEvm<'a, S>>,
+}
+
+impl<'a, S: Storage> Handler for DeferredFeeHandler<'a, S> {
+    type Evm = WorkerEvm<'a, S>;
+    type Error = EVMError<VmError, InvalidTransaction>;
+    type HaltReason = HaltReason;
+
+    fn reward_beneficiary(
+        &self,
+        evm: &mut Self::Evm,
+        exec_result: &mut FrameResult,
+    ) -> Result<(), Self::Error> {
+        let ctx = evm.ctx();
+        let beneficiary = ctx.block.beneficiary();
+        if ctx.journaled_state.inner.state.contains_key(&beneficiary)
+            || ctx.cfg.is_fee_charge_disabled()
+        {
+            return post_execution::reward_beneficiary(ctx, exec_result.gas()).map_err(From::from);
+        }
+        // The same arithmetic as `post_execution::reward_beneficiary`.
+        let basefee = ctx.block.basefee() as u128;
+        let effective_gas_price = ctx.tx.effective_gas_price(basefee);
+        let price = if ctx.cfg.spec().is_enabled_in(SpecId::LONDON) {
+            effective_gas_price.saturating_sub(basefee)
+        } else {
+            effective_gas_price
+        };
+        let gas = exec_result.gas();
+        let used = gas.used().saturating_sub(gas.reservoir());
+        self.deferred_fee
+            .set(Some(U256::from(price) * U256::from(used)));
+        Ok(())
+    }
+}
+
+/// What one incarnation produced.
+pub(crate) struct Incarnation {
+    /// The transaction's result, or why it is invalid on the state it read.
+    pub(crate) result: Result<ExecutionResult<HaltReason>, InvalidTransaction>,
+    /// revm's finalized state (the beneficiary's fee included unless deferred).
+    pub(crate) state: EvmState,
+    /// A fee credit to the beneficiary still to apply, when it was deferred.
+    pub(crate) deferred_fee: Option<U256>,
+    /// The read set.
+    pub(crate) reads: Vec<(Location, ReadOrigin)>,
+    /// The write set.
+    pub(crate) writes: Vec<(Location, Value)>,
+}
+
+/// How an incarnation ended, when it did not produce an [`Incarnation`].
+pub(crate) enum ExecuteError {
+    /// It read an estimate of this transaction.
+    Blocked(TxIdx),
+    /// A fatal error: storage failure or an EVM error that is not about the transaction.
+    Fatal(crate::ExecutionError),
+}
+
+/// A worker's revm instance, reused across transactions.
+pub(crate) struct Vm<'a, S: Storage> {
+    evm: WorkerEvm<'a, S>,
+    txs: &'a [TxEnv],
+}
+
+impl<'a, S: Storage> Vm<'a, S> {
+    pub(crate) fn new(
+        block: &'a BlockInput,
+        base: &'a Base<'a, S>,
+        mv: &'a MvMemory,
+        new_code: &'a DashMap<B256, Bytecode, alloy_primitives::map::DefaultHashBuilder>,
+    ) -> Self {
+        let db = VmDb {
+            base,
+            mv,
+            new_code,
+            tx: 0,
+            reads: Vec::new(),
+            basics: AddressMap::default(),
+            wipes: AddressMap::default(),
+        };
+        let evm = Context::<BlockEnv, TxEnv, CfgEnv, VmDb<'a, S>, Journal<VmDb<'a, S>>, ()>::new(
+            db, block.spec,
+        )
+        .with_cfg(block.cfg())
+        .with_block(block.env.clone())
+        .build_mainnet();
+        Self {
+            evm,
+            txs: &block.transactions,
+        }
+    }
+
+    /// Executes transaction `tx` on the current contents of the multi-version store.
+    pub(crate) fn execute(&mut self, tx: TxIdx) -> Result<Incarnation, ExecuteError> {
+        {
+            let db = &mut self.evm.ctx.journaled_state.database;
+            db.tx = tx;
+            db.reads = Vec::with_capacity(db.reads.capacity());
+            db.basics.clear();
+            db.wipes.clear();
+        }
+        self.evm.ctx.set_tx(self.txs[tx].clone());
+        let mut handler = DeferredFeeHandler::<S> {
+            deferred_fee: Cell::new(None),
+            _evm: std::marker::PhantomData,
+        };
+        let result = handler.run(&mut self.evm);
+        let state = self.evm.finalize();
+        let db = &mut self.evm.ctx.journaled_state.database;
+        let reads = std::mem::take(&mut db.reads);
+        let result = match result {
+            Ok(result) => Ok(result),
+            Err(EVMError::Transaction(invalid)) => Err(invalid),
+            Err(EVMError::Database(VmError::Blocked(idx))) => {
+                return Err(ExecuteError::Blocked(idx))
+            }
+            Err(EVMError::Database(VmError::Storage(e))) => {
+                return Err(ExecuteError::Fatal(crate::ExecutionError::Storage(e)))
+            }
+            Err(EVMError::Header(e)) => {
+                return Err(ExecuteError::Fatal(crate::ExecutionError::InvalidHeader(
+                    e.to_string(),
+                )))
+            }
+            Err(other) => {
+                return Err(ExecuteError::Fatal(crate::ExecutionError::Evm {
+                    index: tx,
+                    message: other.to_string(),
+                }))
+            }
+        };
+        let deferred_fee = handler.deferred_fee.get();
+        let writes = if result.is_ok() {
+            write_set(&state, &db.basics, db.new_code)
+        } else {
+            Vec::new()
+        };
+        Ok(Incarnation {
+            result,
+            state,
+            deferred_fee,
+            reads,
+            writes,
+        })
+    }
+}
+
+/// The locations an incarnation wrote, derived from revm's finalized state with the same
+/// rules [`StateChanges::commit_tx`] applies. An account is written only if it differs from
+/// what the incarnation read (revm touches accounts it does not change, for example the
+/// target of every call), so that unchanged accounts do not create conflicts.
+fn write_set(
+    state: &EvmState,
+    read: &AddressMap<Option<AccountBasic>>,
+    new_code: &DashMap<B256, Bytecode, alloy_primitives::map::DefaultHashBuilder>,
+) -> Vec<(Location, Value)> {
+    let mut writes = Vec::new();
+    for (address, account) in state {
+        if !account.is_touched() {
+            continue;
+        }
+        let wiped = account.is_selfdestructed() || account.is_created() || account.is_empty();
+        let value = if account.is_selfdestructed() || (!account.is_created() && account.is_empty())
+        {
+            None
+        } else {
+            Some(AccountBasic::from(&account.info))
+        };
+        if wiped {
+            writes.push((Location::Wipe(*address), Value::Wipe));
+        }
+        if wiped || read.get(address) != Some(&value) {
+            writes.push((Location::Basic(*address), Value::Basic(value)));
+        }
+        if account.is_created() && account.info.code_hash != KECCAK_EMPTY {
+            if let Some(code) = &account.info.code {
+                new_code
+                    .entry(account.info.code_hash)
+                    .or_insert_with(|| code.clone());
+            }
+        }
+        if value.is_some() {
+            for (slot, value) in &account.storage {
+                if value.is_changed() {
+                    writes.push((
+                        Location::Storage(*address, *slot),
+                        Value::Storage(value.present_value),
+                    ));
+                }
+            }
+        }
+    }
+    writes
+}
