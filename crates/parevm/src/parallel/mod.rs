@@ -19,12 +19,13 @@ use alloy_primitives::{Address, U256};
 use dashmap::DashMap;
 use parking_lot::Mutex;
 use revm::primitives::hardfork::SpecId;
+use revm::primitives::KECCAK_EMPTY;
 use revm::state::{Account, EvmState};
 use tracing::debug_span;
 
 use self::mv_memory::{Location, MvMemory, Read, ReadOrigin};
 use self::scheduler::{Scheduler, Task, Version};
-use self::vm::{Base, ExecuteError, Incarnation, Vm};
+use self::vm::{resolve_account, resolve_full_write, Base, ExecuteError, Incarnation, Vm};
 use crate::block_db::account_info;
 use crate::output::{BlockOutput, ExecutionStats, TxOutcome};
 use crate::sequential::check_gas_available;
@@ -48,6 +49,10 @@ struct Shared<'a, S> {
     mv: MvMemory,
     scheduler: Scheduler,
     records: Vec<Mutex<TxRecord>>,
+    /// For each transaction, the previous transaction of the same sender: it cannot be
+    /// valid before that one has executed (its nonce depends on it), so it waits for it
+    /// instead of executing speculatively.
+    previous_of_sender: Vec<Option<TxIdx>>,
     new_code: DashMap<
         alloy_primitives::B256,
         revm::bytecode::Bytecode,
@@ -68,16 +73,11 @@ impl<S: Storage> Shared<'_, S> {
     /// Stores an incarnation's writes and read set; returns whether it wrote a location the
     /// previous incarnation did not.
     fn record(&self, version: Version, incarnation: Incarnation) -> bool {
-        let beneficiary = self.block.env.beneficiary;
-        let mut locations: Vec<Location> = Vec::with_capacity(incarnation.writes.len() + 1);
+        let mut locations: Vec<Location> = Vec::with_capacity(incarnation.writes.len());
         for (location, value) in &incarnation.writes {
             self.mv
                 .write(*location, version.tx, version.incarnation, *value);
             locations.push(*location);
-        }
-        if let Some(fee) = incarnation.deferred_fee {
-            self.mv.write_fee(version.tx, version.incarnation, fee);
-            locations.push(Location::Basic(beneficiary));
         }
         let mut record = self.records[version.tx].lock();
         let mut wrote_new = false;
@@ -98,29 +98,51 @@ impl<S: Storage> Shared<'_, S> {
         let Some(incarnation) = &record.incarnation else {
             return false;
         };
-        incarnation.reads.iter().all(|(location, origin)| {
-            match (self.mv.read(location, tx), origin) {
-                (Read::PreState, ReadOrigin::PreState) => true,
-                (Read::Value(_, idx, inc), ReadOrigin::Version(i, n)) => idx == *i && inc == *n,
-                (Read::Folded { base, fees }, ReadOrigin::Folded(seen)) => {
-                    let Location::Basic(address) = location else {
-                        return false;
-                    };
-                    let base = match base {
-                        Some(base) => base,
-                        None => match self.base.basic(*address) {
-                            Ok(base) => base,
-                            Err(_) => return false,
-                        },
-                    };
-                    self.mv.fold(base, &fees) == *seen
-                }
-                _ => false,
-            }
-        })
+        incarnation
+            .reads
+            .iter()
+            .all(|(location, origin)| match origin {
+                ReadOrigin::PreState => matches!(self.mv.read(location, tx), Read::PreState),
+                ReadOrigin::Version(i, n) => matches!(
+                    self.mv.read(location, tx),
+                    Read::Value(_, idx, inc) if idx == *i && inc == *n
+                ),
+                ReadOrigin::Account(seen) => self
+                    .resolved(location, tx, resolve_account)
+                    .is_some_and(|a| a == *seen),
+                ReadOrigin::CodeHash(hash) => self
+                    .resolved(location, tx, resolve_full_write)
+                    .is_some_and(|a| a.map_or(KECCAK_EMPTY, |a| a.code_hash) == *hash),
+            })
+    }
+
+    /// The account a read of `location` by `tx` resolves to with `resolve`, or `None` if
+    /// it cannot be resolved now (an estimate, or a storage error that re-execution will
+    /// report).
+    fn resolved(
+        &self,
+        location: &Location,
+        tx: TxIdx,
+        resolve: fn(
+            &MvMemory,
+            &Base<'_, S>,
+            Address,
+            TxIdx,
+        ) -> Result<Option<crate::AccountBasic>, vm::VmError>,
+    ) -> Option<Option<crate::AccountBasic>> {
+        let Location::Basic(address) = location else {
+            return None;
+        };
+        resolve(&self.mv, &self.base, *address, tx).ok()
     }
 
     fn try_execute(&self, vm: &mut Vm<'_, S>, version: Version) -> Option<Task> {
+        if let Some(previous) = self.previous_of_sender[version.tx] {
+            if self.scheduler.add_dependency(version.tx, previous) {
+                self.dependency_waits.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+        }
         loop {
             self.executions.fetch_add(1, Ordering::Relaxed);
             match vm.execute(version.tx) {
@@ -183,21 +205,21 @@ impl<S: Storage> Shared<'_, S> {
     }
 }
 
-/// Adds a deferred fee to the beneficiary in a transaction's state, exactly as revm's
-/// `reward_beneficiary` would have: the account is loaded as it is before the credit,
-/// touched, and normalised the way revm's journal does before Spurious Dragon.
-fn credit_deferred_fee(
+/// Puts a credit into a transaction's state exactly as revm would have applied it: the
+/// account is loaded as it is before the credit, touched, and normalised the way revm's
+/// journal does before Spurious Dragon.
+fn apply_credit(
     state: &mut EvmState,
-    beneficiary: Address,
+    address: Address,
     current: Option<crate::AccountBasic>,
-    fee: U256,
+    amount: U256,
     spec: SpecId,
 ) {
     let mut account = match current {
         Some(basic) => Account::from(account_info(basic)),
         None => Account::new_not_existing(Default::default()),
     };
-    account.info.balance = account.info.balance.saturating_add(fee);
+    account.info.balance = account.info.balance.saturating_add(amount);
     account.mark_touch();
     if !spec.is_enabled_in(SpecId::SPURIOUS_DRAGON) && account.is_empty() {
         if account.is_loaded_as_not_existing() {
@@ -206,7 +228,18 @@ fn credit_deferred_fee(
             account.unmark_touch();
         }
     }
-    state.insert(beneficiary, account);
+    state.insert(address, account);
+}
+
+/// For each transaction, the index of the previous transaction with the same sender.
+fn previous_of_sender(block: &BlockInput) -> Vec<Option<TxIdx>> {
+    let mut last = alloy_primitives::map::AddressMap::<TxIdx>::default();
+    block
+        .transactions
+        .iter()
+        .enumerate()
+        .map(|(idx, tx)| last.insert(tx.caller, idx))
+        .collect()
 }
 
 /// Executes `block` on `storage` with Block-STM on `threads` worker threads.
@@ -231,9 +264,10 @@ pub fn execute_parallel<S: Storage>(
             storage,
             changes: &pre,
         },
-        mv: MvMemory::new(block.env.beneficiary, block.spec),
+        mv: MvMemory::new(block.spec),
         scheduler: Scheduler::new(n),
         records: (0..n).map(|_| Mutex::new(TxRecord::default())).collect(),
+        previous_of_sender: previous_of_sender(block),
         new_code: DashMap::default(),
         fatal: Mutex::new(None),
         executions: AtomicU64::new(0),
@@ -288,10 +322,9 @@ pub fn execute_parallel<S: Storage>(
             .result
             .map_err(|reason| ExecutionError::InvalidTransaction { index, reason })?;
         let mut state = incarnation.state;
-        if let Some(fee) = incarnation.deferred_fee {
-            let beneficiary = block.env.beneficiary;
-            let current = crate::block_db::read_basic(storage, &changes, beneficiary)?;
-            credit_deferred_fee(&mut state, beneficiary, current, fee, block.spec);
+        for (address, amount) in incarnation.credits {
+            let current = crate::block_db::read_basic(storage, &changes, address)?;
+            apply_credit(&mut state, address, current, amount, block.spec);
         }
         changes.commit_tx(state);
         cumulative_gas_used += result.tx_gas_used();

@@ -5,18 +5,20 @@
 //! transaction below `k`, or the pre-state if there is none.
 //!
 //! Invariants:
-//! - An entry of transaction `i` is either the value written by its latest *finished*
-//!   incarnation, or an `Estimate` marker left when that incarnation was aborted: a reader
-//!   that meets an estimate must wait for `i` rather than read stale data.
+//! - An entry of transaction `i` is either what its latest *finished* incarnation wrote, or
+//!   an `Estimate` marker left when that incarnation was aborted: a reader that meets an
+//!   estimate waits for `i` rather than read stale data.
 //! - After a transaction's incarnation is recorded, exactly the locations in its write set
 //!   hold entries for it (stale entries of earlier incarnations are removed).
-//! - Fee credits to the block beneficiary are kept as `Fee` entries (one per transaction
-//!   that does not otherwise write the beneficiary), so that fee payments do not make every
-//!   transaction depend on the previous one. Only a transaction that reads the beneficiary
-//!   resolves them, by folding them forward from the last full write.
+//! - Balance increases that did not depend on the account's previous balance (the
+//!   beneficiary's fee, the value paid to the recipient of a plain transfer) are kept apart,
+//!   at `Credit` locations. Credits commute with each other, so many transactions can pay one
+//!   account without depending on each other. A full read of the account folds the credits
+//!   between the last full write (at its `Basic` location) and the reader onto that write.
 
 use std::collections::BTreeMap;
 
+use alloy_primitives::map::DefaultHashBuilder;
 use alloy_primitives::{Address, U256};
 use dashmap::DashMap;
 use revm::primitives::hardfork::SpecId;
@@ -33,6 +35,8 @@ pub(crate) enum Location {
     Storage(Address, U256),
     /// The account's storage was wiped (self-destruct, creation, EIP-161 removal).
     Wipe(Address),
+    /// Balance credits to the account.
+    Credit(Address),
 }
 
 /// A value in the store.
@@ -40,6 +44,8 @@ pub(crate) enum Location {
 pub(crate) enum Value {
     /// For [`Location::Basic`]: the account, or `None` if it does not exist.
     Basic(Option<AccountBasic>),
+    /// For [`Location::Credit`]: a balance credit (the account is touched, as by revm).
+    Credit(U256),
     /// For [`Location::Storage`].
     Storage(U256),
     /// For [`Location::Wipe`].
@@ -47,17 +53,10 @@ pub(crate) enum Value {
 }
 
 #[derive(Clone, Copy, Debug)]
-enum EntryData {
-    Estimate,
-    Value(Value),
-    /// A fee credit to the beneficiary (only at `Basic(beneficiary)`).
-    Fee(U256),
-}
-
-#[derive(Clone, Copy, Debug)]
 struct Entry {
     incarnation: u32,
-    data: EntryData,
+    /// `None`: an estimate.
+    value: Option<Value>,
 }
 
 /// Where a read's value came from, recorded in the read set for validation.
@@ -67,38 +66,36 @@ pub(crate) enum ReadOrigin {
     PreState,
     /// The write of this transaction's incarnation.
     Version(TxIdx, u32),
-    /// The beneficiary's account, folded from a base and later fee credits; validated by
-    /// value.
-    Folded(Option<AccountBasic>),
+    /// An account: its last full write with later credits folded on; validated by value.
+    Account(Option<AccountBasic>),
+    /// Only the account's code hash mattered (the recipient of a plain transfer); validated
+    /// by comparing it.
+    CodeHash(alloy_primitives::B256),
 }
 
 /// The outcome of a read.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) enum Read {
     /// Read the pre-state.
     PreState,
     /// A transaction's write.
     Value(Value, TxIdx, u32),
-    /// The beneficiary's account: fee credits (in block order) to fold onto `base`, the
-    /// last full write below the reader (`None`: the pre-state).
-    Folded {
-        base: Option<Option<AccountBasic>>,
-        fees: Vec<U256>,
-    },
     /// Transaction `TxIdx` has an estimate here: wait for it.
     Blocked(TxIdx),
 }
 
-/// Applies one fee credit the way revm's `reward_beneficiary` does: the account is touched,
-/// so after Spurious Dragon an account left empty is removed, and before it a missing
-/// account is created.
+/// Applies one credit the way revm's `incr_balance` does: the account is touched, so after
+/// Spurious Dragon an account left empty is removed, and before it a missing one created.
+///
+/// An account removed this way also loses its storage in the sequential result; credits only
+/// go to accounts without code (plain-transfer recipients, fee recipients), which have none.
 pub(crate) fn credit(
     account: Option<AccountBasic>,
-    fee: U256,
+    amount: U256,
     spec: SpecId,
 ) -> Option<AccountBasic> {
     let mut info = account.unwrap_or_default();
-    info.balance = info.balance.saturating_add(fee);
+    info.balance = info.balance.saturating_add(amount);
     if spec.is_enabled_in(SpecId::SPURIOUS_DRAGON) && info.is_empty() {
         None
     } else {
@@ -108,46 +105,27 @@ pub(crate) fn credit(
 
 /// The multi-version store.
 pub(crate) struct MvMemory {
-    data: DashMap<Location, BTreeMap<TxIdx, Entry>, alloy_primitives::map::DefaultHashBuilder>,
-    beneficiary: Address,
+    data: DashMap<Location, BTreeMap<TxIdx, Entry>, DefaultHashBuilder>,
     spec: SpecId,
 }
 
 impl MvMemory {
-    pub(crate) fn new(beneficiary: Address, spec: SpecId) -> Self {
+    pub(crate) fn new(spec: SpecId) -> Self {
         Self {
             data: DashMap::default(),
-            beneficiary,
             spec,
         }
     }
 
     /// Records `value` as transaction `tx`'s write to `location`.
     pub(crate) fn write(&self, location: Location, tx: TxIdx, incarnation: u32, value: Value) {
-        self.insert(
-            location,
+        self.data.entry(location).or_default().insert(
             tx,
             Entry {
                 incarnation,
-                data: EntryData::Value(value),
+                value: Some(value),
             },
         );
-    }
-
-    /// Records a fee credit of transaction `tx` to the beneficiary.
-    pub(crate) fn write_fee(&self, tx: TxIdx, incarnation: u32, fee: U256) {
-        self.insert(
-            Location::Basic(self.beneficiary),
-            tx,
-            Entry {
-                incarnation,
-                data: EntryData::Fee(fee),
-            },
-        );
-    }
-
-    fn insert(&self, location: Location, tx: TxIdx, entry: Entry) {
-        self.data.entry(location).or_default().insert(tx, entry);
     }
 
     /// Removes transaction `tx`'s entry at `location`.
@@ -161,7 +139,7 @@ impl MvMemory {
     pub(crate) fn mark_estimate(&self, location: &Location, tx: TxIdx) {
         if let Some(mut entries) = self.data.get_mut(location) {
             if let Some(entry) = entries.get_mut(&tx) {
-                entry.data = EntryData::Estimate;
+                entry.value = None;
             }
         }
     }
@@ -171,38 +149,112 @@ impl MvMemory {
         let Some(entries) = self.data.get(location) else {
             return Read::PreState;
         };
-        let mut below = entries.range(..tx).rev();
-        match below.next() {
+        match entries.range(..tx).next_back() {
             None => Read::PreState,
-            Some((&idx, entry)) => match entry.data {
-                EntryData::Estimate => Read::Blocked(idx),
-                EntryData::Value(value) => Read::Value(value, idx, entry.incarnation),
-                EntryData::Fee(_) => {
-                    // Walk down to the base (the last full write, or the pre-state),
-                    // collecting the fees above it.
-                    let mut fees = Vec::new();
-                    let mut base = None;
-                    for (&idx, entry) in entries.range(..tx).rev() {
-                        match entry.data {
-                            EntryData::Estimate => return Read::Blocked(idx),
-                            EntryData::Fee(fee) => fees.push(fee),
-                            EntryData::Value(Value::Basic(account)) => {
-                                base = Some(account);
-                                break;
-                            }
-                            EntryData::Value(_) => unreachable!("only Basic values at Basic"),
-                        }
-                    }
-                    fees.reverse();
-                    Read::Folded { base, fees }
-                }
-            },
+            Some((&idx, Entry { value: None, .. })) => Read::Blocked(idx),
+            Some((
+                &idx,
+                Entry {
+                    value: Some(value),
+                    incarnation,
+                },
+            )) => Read::Value(*value, idx, *incarnation),
         }
     }
 
-    /// Applies `fees` in order onto `base`.
-    pub(crate) fn fold(&self, base: Option<AccountBasic>, fees: &[U256]) -> Option<AccountBasic> {
-        fees.iter()
-            .fold(base, |account, fee| credit(account, *fee, self.spec))
+    /// The credits to `address` by transactions after `after` (all if `None`) and before
+    /// `tx`, in block order; `Err` names a transaction with an estimate among them.
+    pub(crate) fn credits(
+        &self,
+        address: Address,
+        after: Option<TxIdx>,
+        tx: TxIdx,
+    ) -> Result<Vec<U256>, TxIdx> {
+        let Some(entries) = self.data.get(&Location::Credit(address)) else {
+            return Ok(Vec::new());
+        };
+        let from = after.map_or(0, |a| a + 1);
+        if from >= tx {
+            return Ok(Vec::new());
+        }
+        entries
+            .range(from..tx)
+            .map(|(&idx, entry)| match entry.value {
+                Some(Value::Credit(amount)) => Ok(amount),
+                _ => Err(idx),
+            })
+            .collect()
+    }
+
+    /// Applies `credits` in order onto `base`.
+    pub(crate) fn fold(
+        &self,
+        base: Option<AccountBasic>,
+        credits: &[U256],
+    ) -> Option<AccountBasic> {
+        credits
+            .iter()
+            .fold(base, |account, amount| credit(account, *amount, self.spec))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy_primitives::address;
+
+    const A: Address = address!("0x00000000000000000000000000000000000000aa");
+
+    fn account(balance: u64) -> Option<AccountBasic> {
+        Some(AccountBasic {
+            balance: U256::from(balance),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn reads_see_the_highest_lower_write() {
+        let mv = MvMemory::new(SpecId::CANCUN);
+        let loc = Location::Storage(A, U256::from(1));
+        assert!(matches!(mv.read(&loc, 5), Read::PreState));
+        mv.write(loc, 2, 0, Value::Storage(U256::from(20)));
+        mv.write(loc, 4, 1, Value::Storage(U256::from(40)));
+        assert!(matches!(mv.read(&loc, 2), Read::PreState));
+        assert!(
+            matches!(mv.read(&loc, 3), Read::Value(Value::Storage(v), 2, 0) if v == U256::from(20))
+        );
+        assert!(matches!(mv.read(&loc, 9), Read::Value(_, 4, 1)));
+        mv.mark_estimate(&loc, 4);
+        assert!(matches!(mv.read(&loc, 9), Read::Blocked(4)));
+        mv.remove(&loc, 4);
+        assert!(matches!(mv.read(&loc, 9), Read::Value(_, 2, 0)));
+    }
+
+    #[test]
+    fn credits_between_full_writes() {
+        let mv = MvMemory::new(SpecId::CANCUN);
+        let credit_at = Location::Credit(A);
+        mv.write(credit_at, 0, 0, Value::Credit(U256::from(1)));
+        mv.write(Location::Basic(A), 1, 0, Value::Basic(account(100)));
+        mv.write(credit_at, 2, 0, Value::Credit(U256::from(5)));
+        mv.write(credit_at, 3, 0, Value::Credit(U256::from(7)));
+        let credits = mv.credits(A, Some(1), 4).unwrap();
+        assert_eq!(credits, vec![U256::from(5), U256::from(7)]);
+        assert_eq!(mv.fold(account(100), &credits), account(112));
+        assert_eq!(mv.credits(A, None, 1).unwrap(), vec![U256::from(1)]);
+        assert_eq!(mv.credits(A, Some(3), 4).unwrap(), vec![]);
+        mv.mark_estimate(&credit_at, 2);
+        assert_eq!(mv.credits(A, Some(1), 4), Err(2));
+    }
+
+    #[test]
+    fn credit_follows_eip161() {
+        assert_eq!(credit(None, U256::ZERO, SpecId::CANCUN), None);
+        assert_eq!(
+            credit(None, U256::ZERO, SpecId::HOMESTEAD),
+            Some(AccountBasic::default())
+        );
+        assert_eq!(credit(account(0), U256::ZERO, SpecId::CANCUN), None);
+        assert_eq!(credit(None, U256::from(3), SpecId::CANCUN), account(3));
     }
 }

@@ -61,6 +61,48 @@ pub(crate) struct VmDb<'a, S> {
     basics: AddressMap<Option<AccountBasic>>,
     /// For each account whose storage was read: the transaction that last wiped it.
     wipes: AddressMap<Option<TxIdx>>,
+    /// The recipient of a plain transfer, read lazily (see [`lazy_recipient`]).
+    lazy_recipient: Option<Address>,
+    /// Whether the lazy recipient was read lazily.
+    lazy_read: bool,
+}
+
+/// The account at `address` as transaction `tx` sees it: the last full write below `tx` (or
+/// the pre-state) with the credits after it folded on.
+pub(crate) fn resolve_account<S: Storage>(
+    mv: &MvMemory,
+    base: &Base<'_, S>,
+    address: Address,
+    tx: TxIdx,
+) -> Result<Option<AccountBasic>, VmError> {
+    let (account, after) = match mv.read(&Location::Basic(address), tx) {
+        Read::PreState => (None, None),
+        Read::Value(Value::Basic(account), idx, _) => (Some(account), Some(idx)),
+        Read::Value(..) => unreachable!("Basic locations hold Basic values"),
+        Read::Blocked(idx) => return Err(VmError::Blocked(idx)),
+    };
+    let credits = mv.credits(address, after, tx).map_err(VmError::Blocked)?;
+    let account = match account {
+        Some(account) => account,
+        None => base.basic(address)?,
+    };
+    Ok(mv.fold(account, &credits))
+}
+
+/// The last full write of `address` below `tx` (or the pre-state), ignoring credits: right
+/// for everything but the balance.
+pub(crate) fn resolve_full_write<S: Storage>(
+    mv: &MvMemory,
+    base: &Base<'_, S>,
+    address: Address,
+    tx: TxIdx,
+) -> Result<Option<AccountBasic>, VmError> {
+    match mv.read(&Location::Basic(address), tx) {
+        Read::PreState => Ok(base.basic(address)?),
+        Read::Value(Value::Basic(account), ..) => Ok(account),
+        Read::Value(..) => unreachable!("Basic locations hold Basic values"),
+        Read::Blocked(idx) => Err(VmError::Blocked(idx)),
+    }
 }
 
 impl<'a, S: Storage> VmDb<'a, S> {
@@ -73,7 +115,6 @@ impl<'a, S: Storage> VmDb<'a, S> {
             Read::PreState => (None, ReadOrigin::PreState),
             Read::Value(_, idx, inc) => (Some(idx), ReadOrigin::Version(idx, inc)),
             Read::Blocked(idx) => return Err(VmError::Blocked(idx)),
-            Read::Folded { .. } => unreachable!("fees are only folded at Basic locations"),
         };
         self.reads.push((location, origin));
         self.wipes.insert(address, wiped);
@@ -86,21 +127,20 @@ impl<S: Storage> Database for VmDb<'_, S> {
 
     fn basic(&mut self, address: Address) -> Result<Option<AccountInfo>, VmError> {
         let location = Location::Basic(address);
-        let (value, origin) = match self.mv.read(&location, self.tx) {
-            Read::PreState => (self.base.basic(address)?, ReadOrigin::PreState),
-            Read::Value(Value::Basic(value), idx, inc) => (value, ReadOrigin::Version(idx, inc)),
-            Read::Value(..) => unreachable!("Basic locations hold Basic values"),
-            Read::Folded { base, fees } => {
-                let base = match base {
-                    Some(base) => base,
-                    None => self.base.basic(address)?,
-                };
-                let value = self.mv.fold(base, &fees);
-                (value, ReadOrigin::Folded(value))
+        if self.lazy_recipient == Some(address) {
+            // A plain transfer's recipient: if it has no code, only that matters, and the
+            // credits other transactions paid it need not be folded.
+            let value = resolve_full_write(self.mv, self.base, address, self.tx)?;
+            if value.is_none_or(|a| a.code_hash == KECCAK_EMPTY) {
+                self.lazy_read = true;
+                self.reads
+                    .push((location, ReadOrigin::CodeHash(KECCAK_EMPTY)));
+                self.basics.insert(address, value);
+                return Ok(value.map(account_info));
             }
-            Read::Blocked(idx) => return Err(VmError::Blocked(idx)),
-        };
-        self.reads.push((location, origin));
+        }
+        let value = resolve_account(self.mv, self.base, address, self.tx)?;
+        self.reads.push((location, ReadOrigin::Account(value)));
         self.basics.insert(address, value);
         Ok(value.map(account_info))
     }
@@ -134,9 +174,7 @@ impl<S: Storage> Database for VmDb<'_, S> {
                 };
                 (value, ReadOrigin::Version(idx, inc))
             }
-            Read::Value(..) | Read::Folded { .. } => {
-                unreachable!("Storage locations hold Storage values")
-            }
+            Read::Value(..) => unreachable!("Storage locations hold Storage values"),
             Read::Blocked(idx) => return Err(VmError::Blocked(idx)),
         };
         self.reads.push((location, origin));
@@ -151,8 +189,8 @@ impl<S: Storage> Database for VmDb<'_, S> {
 type WorkerEvm<'a, S> =
     MainnetEvm<Context<BlockEnv, TxEnv, CfgEnv, VmDb<'a, S>, Journal<VmDb<'a, S>>, ()>>;
 
-/// revm's mainnet handler, except that the fee credit to the beneficiary is deferred when
-/// the transaction has not loaded the beneficiary itself. Loading it only to add the fee
+/// revm's mainnet handler, except that the fee credit to the beneficiary is deferred (and
+/// becomes a [`Value::Credit`]) when the transaction has not loaded the beneficiary itself. Loading it only to add the fee
 /// would make every transaction read and write the same account.
 struct DeferredFeeHandler<'a, S: Storage> {
     deferred_fee: Cell<Option<U256>>,
@@ -196,10 +234,12 @@ impl<'a, S: Storage> Handler for DeferredFeeHandler<'a, S> {
 pub(crate) struct Incarnation {
     /// The transaction's result, or why it is invalid on the state it read.
     pub(crate) result: Result<ExecutionResult<HaltReason>, InvalidTransaction>,
-    /// revm's finalized state (the beneficiary's fee included unless deferred).
+    /// revm's finalized state, without the accounts in `credits`.
     pub(crate) state: EvmState,
-    /// A fee credit to the beneficiary still to apply, when it was deferred.
-    pub(crate) deferred_fee: Option<U256>,
+    /// Balance credits whose base was not read: the deferred fee to the beneficiary, and
+    /// the value a plain transfer paid its recipient. They are applied on commit to the
+    /// account as it is then.
+    pub(crate) credits: Vec<(Address, U256)>,
     /// The read set.
     pub(crate) reads: Vec<(Location, ReadOrigin)>,
     /// The write set.
@@ -218,6 +258,7 @@ pub(crate) enum ExecuteError {
 pub(crate) struct Vm<'a, S: Storage> {
     evm: WorkerEvm<'a, S>,
     txs: &'a [TxEnv],
+    beneficiary: Address,
 }
 
 impl<'a, S: Storage> Vm<'a, S> {
@@ -235,6 +276,8 @@ impl<'a, S: Storage> Vm<'a, S> {
             reads: Vec::new(),
             basics: AddressMap::default(),
             wipes: AddressMap::default(),
+            lazy_recipient: None,
+            lazy_read: false,
         };
         let evm = Context::<BlockEnv, TxEnv, CfgEnv, VmDb<'a, S>, Journal<VmDb<'a, S>>, ()>::new(
             db, block.spec,
@@ -245,17 +288,41 @@ impl<'a, S: Storage> Vm<'a, S> {
         Self {
             evm,
             txs: &block.transactions,
+            beneficiary: block.env.beneficiary,
         }
     }
 
     /// Executes transaction `tx` on the current contents of the multi-version store.
     pub(crate) fn execute(&mut self, tx: TxIdx) -> Result<Incarnation, ExecuteError> {
+        let env = &self.txs[tx];
+        let candidate = env
+            .kind
+            .to()
+            .copied()
+            .filter(|to| env.data.is_empty() && *to != env.caller && *to != self.beneficiary);
+        match self.execute_with(tx, candidate)? {
+            Some(incarnation) => Ok(incarnation),
+            // The recipient was read lazily but the transfer turned out not to be plain.
+            None => Ok(self
+                .execute_with(tx, None)?
+                .expect("no lazy read without a candidate")),
+        }
+    }
+
+    /// Executes `tx`, reading `lazy_recipient` lazily; `None` if that read cannot stand.
+    fn execute_with(
+        &mut self,
+        tx: TxIdx,
+        lazy_recipient: Option<Address>,
+    ) -> Result<Option<Incarnation>, ExecuteError> {
         {
             let db = &mut self.evm.ctx.journaled_state.database;
             db.tx = tx;
             db.reads = Vec::with_capacity(db.reads.capacity());
             db.basics.clear();
             db.wipes.clear();
+            db.lazy_recipient = lazy_recipient;
+            db.lazy_read = false;
         }
         self.evm.ctx.set_tx(self.txs[tx].clone());
         let mut handler = DeferredFeeHandler::<S> {
@@ -263,7 +330,7 @@ impl<'a, S: Storage> Vm<'a, S> {
             _evm: std::marker::PhantomData,
         };
         let result = handler.run(&mut self.evm);
-        let state = self.evm.finalize();
+        let mut state = self.evm.finalize();
         let db = &mut self.evm.ctx.journaled_state.database;
         let reads = std::mem::take(&mut db.reads);
         let result = match result {
@@ -287,20 +354,62 @@ impl<'a, S: Storage> Vm<'a, S> {
                 }))
             }
         };
-        let deferred_fee = handler.deferred_fee.get();
-        let writes = if result.is_ok() {
-            write_set(&state, &db.basics, db.new_code)
-        } else {
-            Vec::new()
-        };
-        Ok(Incarnation {
+        let mut credits = Vec::new();
+        let mut writes = Vec::new();
+        if db.lazy_read {
+            let recipient = lazy_recipient.expect("lazy reads only of the candidate");
+            if result.is_err() || !is_plain_credit(&state, &db.basics, recipient) {
+                return Ok(None);
+            }
+            // The transfer's outcome did not depend on the recipient's balance: the payment
+            // becomes a credit, applied on commit to the account as it is then.
+            let account = state
+                .remove(&recipient)
+                .expect("checked by is_plain_credit");
+            let before = db.basics[&recipient].map(|a| a.balance).unwrap_or_default();
+            credits.push((recipient, account.info.balance - before));
+        }
+        if result.is_ok() {
+            if let Some(fee) = handler.deferred_fee.get() {
+                credits.push((self.beneficiary, fee));
+            }
+            writes = write_set(&state, &db.basics, db.new_code);
+            writes.extend(
+                credits
+                    .iter()
+                    .map(|(address, amount)| (Location::Credit(*address), Value::Credit(*amount))),
+            );
+        }
+        Ok(Some(Incarnation {
             result,
             state,
-            deferred_fee,
+            credits,
             reads,
             writes,
-        })
+        }))
     }
+}
+
+/// Whether the only effect of the transaction on `recipient` was a balance increase (it
+/// has no code before or after, its nonce is unchanged, it was not created or destroyed).
+fn is_plain_credit(
+    state: &EvmState,
+    read: &AddressMap<Option<AccountBasic>>,
+    recipient: Address,
+) -> bool {
+    let (Some(account), Some(before)) = (state.get(&recipient), read.get(&recipient)) else {
+        return false;
+    };
+    let before = before.unwrap_or_default();
+    let after = &account.info;
+    account.is_touched()
+        && !account.is_created()
+        && !account.is_selfdestructed()
+        && account.storage.is_empty()
+        && before.code_hash == KECCAK_EMPTY
+        && after.code_hash == KECCAK_EMPTY
+        && after.nonce == before.nonce
+        && after.balance >= before.balance
 }
 
 /// The locations an incarnation wrote, derived from revm's finalized state with the same
