@@ -10,10 +10,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use parevm::{
-    execute_block, execute_sequential, BlockExecution, BlockOutput, Config, ExecutionError,
-    ExecutionMode,
-};
+use parevm::{execute_sequential, BlockOutput, Config, ExecutionError, ExecutionMode, Executor};
 use parevm_fixtures::{discover_snapshots, load_snapshot, HeaderCheck, Snapshot};
 use serde::Serialize;
 
@@ -94,12 +91,36 @@ fn timed<T>(
     Ok((last.expect("repeat is at least 1"), median(samples)))
 }
 
+/// Runs `a` and `b` alternately `repeat` times each, so that both see the same machine
+/// conditions; returns their last outputs and median times.
+fn timed_pair<A, B>(
+    repeat: u32,
+    mut a: impl FnMut() -> Result<A, ExecutionError>,
+    mut b: impl FnMut() -> Result<B, ExecutionError>,
+) -> Result<((A, Duration), (B, Duration)), ExecutionError> {
+    let (mut samples_a, mut samples_b) = (Vec::new(), Vec::new());
+    let (mut last_a, mut last_b) = (None, None);
+    for _ in 0..repeat {
+        let start = Instant::now();
+        last_a = Some(a()?);
+        samples_a.push(start.elapsed());
+        let start = Instant::now();
+        last_b = Some(b()?);
+        samples_b.push(start.elapsed());
+    }
+    Ok((
+        (last_a.expect("repeat is at least 1"), median(samples_a)),
+        (last_b.expect("repeat is at least 1"), median(samples_b)),
+    ))
+}
+
 fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
 /// Replays one snapshot folder into a record.
-fn replay_one(dir: &Path, args: &ReplayArgs, config: &Config) -> Record {
+fn replay_one(dir: &Path, args: &ReplayArgs, executor: &Executor) -> Record {
+    let config = executor.config();
     let mut record = Record {
         block: dir
             .file_name()
@@ -117,7 +138,7 @@ fn replay_one(dir: &Path, args: &ReplayArgs, config: &Config) -> Record {
     };
     record.number = Some(snapshot.header.number);
     record.txs = snapshot.block.transactions.len();
-    if let Err(e) = replay_snapshot(&snapshot, args, config, &mut record) {
+    if let Err(e) = replay_snapshot(&snapshot, args, executor, &mut record) {
         record.error = Some(e.to_string());
     }
     record
@@ -126,22 +147,26 @@ fn replay_one(dir: &Path, args: &ReplayArgs, config: &Config) -> Record {
 fn replay_snapshot(
     snapshot: &Snapshot,
     args: &ReplayArgs,
-    config: &Config,
+    executor: &Executor,
     record: &mut Record,
 ) -> Result<(), ExecutionError> {
-    let (sequential, seq_time) = timed(args.repeat, || {
-        execute_sequential(&snapshot.storage, &snapshot.block)
-    })?;
+    let run_sequential = || execute_sequential(&snapshot.storage, &snapshot.block);
+    let (sequential, seq_time, parallel) = if args.sequential {
+        let (sequential, seq_time) = timed(args.repeat, run_sequential)?;
+        (sequential, seq_time, None)
+    } else {
+        let run_parallel = || executor.execute(&snapshot.storage, &snapshot.block);
+        let ((sequential, seq_time), parallel) =
+            timed_pair(args.repeat, run_sequential, run_parallel)?;
+        (sequential, seq_time, Some(parallel))
+    };
     record.sequential_us = Some(us(seq_time));
     record.gas_used = sequential.gas_used;
     let check = HeaderCheck::new(&snapshot.header, snapshot.block.spec, &sequential);
     record.verified = check.passed();
     let mut problems = check.mismatches();
 
-    if !args.sequential {
-        let (parallel, par_time): (BlockExecution, _) = timed(args.repeat, || {
-            execute_block(&snapshot.storage, &snapshot.block, config)
-        })?;
+    if let Some((parallel, par_time)) = parallel {
         record.parallel_us = Some(us(par_time));
         record.speedup = Some(us(seq_time) / us(par_time).max(f64::MIN_POSITIVE));
         record.parallel_path = Some(parallel.parallel);
@@ -200,6 +225,7 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Mode::Auto => ExecutionMode::Auto,
         Mode::Parallel => ExecutionMode::Parallel,
     };
+    let executor = Executor::new(config)?;
     let mut dirs = Vec::new();
     for path in &args.paths {
         dirs.extend(discover_snapshots(path)?);
@@ -211,7 +237,7 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let mut records = Vec::with_capacity(dirs.len());
     for dir in &dirs {
         progress.set_message(dir.display().to_string());
-        let record = replay_one(dir, &args, &config);
+        let record = replay_one(dir, &args, &executor);
         if let Some(error) = &record.error {
             progress.suspend(|| eprintln!("error: {}: {error}", dir.display()));
         }

@@ -15,7 +15,7 @@ mod config;
 mod convert;
 mod error;
 mod output;
-mod parallel;
+pub(crate) mod parallel;
 mod sequential;
 mod state_changes;
 mod storage;
@@ -24,7 +24,8 @@ mod system;
 pub use block::{base_block_reward, mainnet_spec, BlockInput, Ommer};
 pub use block_db::BlockDb;
 pub use config::{
-    execute_block, BlockExecution, Config, ExecutionMode, AUTO_MIN_GAS, AUTO_MIN_TXS_PER_THREAD,
+    execute_block, BlockExecution, Config, ExecutionMode, Executor, AUTO_MIN_GAS,
+    AUTO_MIN_TXS_PER_THREAD,
 };
 pub use convert::{block_env, tx_env};
 pub use error::{ExecutionError, Location, StorageError};

@@ -8,6 +8,7 @@
 use alloy_primitives::map::{AddressMap, B256Map, HashMap};
 use alloy_primitives::{Address, B256, U256};
 use revm::bytecode::Bytecode;
+use revm::primitives::hardfork::SpecId;
 use revm::primitives::KECCAK_EMPTY;
 use revm::state::EvmState;
 
@@ -95,16 +96,16 @@ impl StateChanges {
     }
 
     /// Adds `amount` wei to `address` (block rewards, withdrawals), reading the pre-state
-    /// from `storage` if the block has not changed the account yet.
+    /// from `storage` if the block has not changed the account yet. A zero amount changes
+    /// nothing.
     pub fn increment_balance<S: Storage>(
         &mut self,
         storage: &S,
         address: Address,
         amount: U256,
+        spec: SpecId,
     ) -> Result<(), StorageError> {
         if amount.is_zero() {
-            // A zero credit would only touch the account; EIP-161 would remove it again if
-            // empty, and it changes nothing otherwise.
             return Ok(());
         }
         let current = match self.account(&address) {
@@ -113,10 +114,37 @@ impl StateChanges {
                 .basic(&address)
                 .map_err(|e| StorageError::new(Location::Account(address), e))?,
         };
+        self.credit(address, current, amount, spec);
+        Ok(())
+    }
+
+    /// Credits `amount` to `address`, whose account is `current` before the credit, exactly
+    /// as committing revm's state after `incr_balance` would: the account is touched, so
+    /// from Spurious Dragon on an account left empty is removed; before it, a missing
+    /// account is created empty and an existing empty one left alone.
+    pub fn credit(
+        &mut self,
+        address: Address,
+        current: Option<AccountBasic>,
+        amount: U256,
+        spec: SpecId,
+    ) {
         let mut info = current.unwrap_or_default();
         info.balance = info.balance.saturating_add(amount);
-        self.accounts.entry(address).or_default().info = Some(info);
-        Ok(())
+        if !info.is_empty() {
+            self.accounts.entry(address).or_default().info = Some(info);
+        } else if spec.is_enabled_in(SpecId::SPURIOUS_DRAGON) {
+            let change = self.accounts.entry(address).or_default();
+            change.info = None;
+            change.storage_cleared = true;
+            change.storage.clear();
+        } else if current.is_none() {
+            // revm's journal materialises it as a created account.
+            let change = self.accounts.entry(address).or_default();
+            change.info = Some(info);
+            change.storage_cleared = true;
+            change.storage.clear();
+        }
     }
 
     /// The changed accounts sorted by address.
@@ -129,5 +157,64 @@ impl StateChanges {
     /// Code deployed in this block with hash `hash`, if any.
     pub fn code(&self, hash: &B256) -> Option<&Bytecode> {
         self.contracts.get(hash)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy_primitives::address;
+    use revm::state::{Account, AccountInfo};
+
+    /// What committing revm's state gives for a credit: the account loaded as `current`,
+    /// `incr_balance`, and the journal's pre-Spurious-Dragon normalisation.
+    fn via_revm(current: Option<AccountBasic>, amount: U256, spec: SpecId) -> StateChanges {
+        let address = address!("0x00000000000000000000000000000000000000c0");
+        let mut account = match current {
+            Some(basic) => Account::from(AccountInfo {
+                balance: basic.balance,
+                nonce: basic.nonce,
+                code_hash: basic.code_hash,
+                ..Default::default()
+            }),
+            None => Account::new_not_existing(Default::default()),
+        };
+        account.info.balance += amount;
+        account.mark_touch();
+        if !spec.is_enabled_in(SpecId::SPURIOUS_DRAGON) && account.is_empty() {
+            if account.is_loaded_as_not_existing() {
+                account.mark_created();
+            } else {
+                account.unmark_touch();
+            }
+        }
+        let mut changes = StateChanges::default();
+        changes.commit_tx(EvmState::from_iter([(address, account)]));
+        changes
+    }
+
+    #[test]
+    fn credit_matches_revm_commit() {
+        let address = address!("0x00000000000000000000000000000000000000c0");
+        let some = |balance: u64, nonce: u64| {
+            Some(AccountBasic {
+                balance: U256::from(balance),
+                nonce,
+                code_hash: KECCAK_EMPTY,
+            })
+        };
+        for spec in [SpecId::HOMESTEAD, SpecId::SPURIOUS_DRAGON, SpecId::CANCUN] {
+            for current in [None, some(0, 0), some(5, 0), some(0, 3)] {
+                for amount in [U256::ZERO, U256::from(7)] {
+                    let mut changes = StateChanges::default();
+                    changes.credit(address, current, amount, spec);
+                    assert_eq!(
+                        changes,
+                        via_revm(current, amount, spec),
+                        "{spec:?} {current:?} {amount}"
+                    );
+                }
+            }
+        }
     }
 }

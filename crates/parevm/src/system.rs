@@ -119,7 +119,12 @@ pub(crate) fn post_block_balances<S: Storage>(
     if !reward.is_zero() {
         let uncles = block.ommers.len() + block.unknown_ommers;
         let beneficiary_reward = reward + reward / U256::from(32) * U256::from(uncles);
-        changes.increment_balance(storage, block.env.beneficiary, beneficiary_reward)?;
+        changes.increment_balance(
+            storage,
+            block.env.beneficiary,
+            beneficiary_reward,
+            block.spec,
+        )?;
         let number = block.env.number.saturating_to::<u64>();
         for ommer in &block.ommers {
             // (uncle number + 8 - block number) / 8 of the base reward.
@@ -128,6 +133,7 @@ pub(crate) fn post_block_balances<S: Storage>(
                 storage,
                 ommer.beneficiary,
                 reward * U256::from(eighths) / U256::from(8),
+                block.spec,
             )?;
         }
     }
@@ -135,7 +141,7 @@ pub(crate) fn post_block_balances<S: Storage>(
         for withdrawal in &block.withdrawals {
             // Withdrawal amounts are in gwei.
             let wei = U256::from(withdrawal.amount) * U256::from(1_000_000_000u64);
-            changes.increment_balance(storage, withdrawal.address, wei)?;
+            changes.increment_balance(storage, withdrawal.address, wei, block.spec)?;
         }
     }
     Ok(())

@@ -15,22 +15,24 @@ use std::num::NonZeroUsize;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use alloy_primitives::{Address, U256};
+use alloy_primitives::map::{AddressMap, DefaultHashBuilder};
+use alloy_primitives::{Address, B256};
 use dashmap::DashMap;
 use parking_lot::Mutex;
-use revm::primitives::hardfork::SpecId;
+use revm::bytecode::Bytecode;
 use revm::primitives::KECCAK_EMPTY;
-use revm::state::{Account, EvmState};
 use tracing::debug_span;
 
 use self::mv_memory::{Location, MvMemory, Read, ReadOrigin};
 use self::scheduler::{Scheduler, Task, Version};
-use self::vm::{resolve_account, resolve_full_write, Base, ExecuteError, Incarnation, Vm};
-use crate::block_db::account_info;
+use self::vm::{
+    resolve_account, resolve_full_write, Base, ExecuteError, Incarnation, TxOutput, Vm, VmError,
+};
+use crate::block_db::read_basic;
 use crate::output::{BlockOutput, ExecutionStats, TxOutcome};
 use crate::sequential::check_gas_available;
 use crate::system::{block_evm, post_block_balances, post_block_calls, pre_block};
-use crate::{BlockInput, ExecutionError, StateChanges, Storage};
+use crate::{AccountBasic, BlockInput, ExecutionError, StateChanges, Storage};
 
 /// Index of a transaction in the block.
 pub(crate) type TxIdx = usize;
@@ -38,11 +40,15 @@ pub(crate) type TxIdx = usize;
 /// Per-transaction record of the last finished incarnation.
 #[derive(Default)]
 struct TxRecord {
-    incarnation: Option<Incarnation>,
+    /// The last incarnation's read set.
+    reads: Vec<(Location, ReadOrigin)>,
     /// Locations the last incarnation wrote (to remove stale entries on re-execution).
     written: Vec<Location>,
+    /// The last incarnation's output.
+    output: Option<TxOutput>,
 }
 
+/// Everything the workers share while executing one block.
 struct Shared<'a, S> {
     block: &'a BlockInput,
     base: Base<'a, S>,
@@ -53,16 +59,16 @@ struct Shared<'a, S> {
     /// valid before that one has executed (its nonce depends on it), so it waits for it
     /// instead of executing speculatively.
     previous_of_sender: Vec<Option<TxIdx>>,
-    new_code: DashMap<
-        alloy_primitives::B256,
-        revm::bytecode::Bytecode,
-        alloy_primitives::map::DefaultHashBuilder,
-    >,
+    new_code: DashMap<B256, Bytecode, DefaultHashBuilder>,
     fatal: Mutex<Option<ExecutionError>>,
     executions: AtomicU64,
     validation_aborts: AtomicU64,
     dependency_waits: AtomicU64,
 }
+
+/// Resolves an account read of `location` by `tx` with `resolve`.
+type Resolver<S> =
+    fn(&MvMemory, &Base<'_, S>, Address, TxIdx) -> Result<Option<AccountBasic>, VmError>;
 
 impl<S: Storage> Shared<'_, S> {
     fn fail(&self, error: ExecutionError) {
@@ -73,47 +79,39 @@ impl<S: Storage> Shared<'_, S> {
     /// Stores an incarnation's writes and read set; returns whether it wrote a location the
     /// previous incarnation did not.
     fn record(&self, version: Version, incarnation: Incarnation) -> bool {
-        let mut locations: Vec<Location> = Vec::with_capacity(incarnation.writes.len());
-        for (location, value) in &incarnation.writes {
+        let locations: Vec<Location> = incarnation.writes.iter().map(|(l, _)| *l).collect();
+        for (location, value) in incarnation.writes {
             self.mv
-                .write(*location, version.tx, version.incarnation, *value);
-            locations.push(*location);
+                .write(location, version.tx, version.incarnation, value);
         }
         let mut record = self.records[version.tx].lock();
-        let mut wrote_new = false;
-        for location in &locations {
-            wrote_new |= !record.written.contains(location);
-        }
+        let wrote_new = locations.iter().any(|l| !record.written.contains(l));
         for stale in record.written.iter().filter(|l| !locations.contains(l)) {
             self.mv.remove(stale, version.tx);
         }
         record.written = locations;
-        record.incarnation = Some(incarnation);
+        record.reads = incarnation.reads;
+        record.output = Some(incarnation.output);
         wrote_new
     }
 
-    /// Whether transaction `tx`'s last read set still reads the same values.
+    /// Whether transaction `tx`'s last read set still reads the same values. Only called
+    /// for executed transactions, whose record holds their read set.
     fn validate(&self, tx: TxIdx) -> bool {
         let record = self.records[tx].lock();
-        let Some(incarnation) = &record.incarnation else {
-            return false;
-        };
-        incarnation
-            .reads
-            .iter()
-            .all(|(location, origin)| match origin {
-                ReadOrigin::PreState => matches!(self.mv.read(location, tx), Read::PreState),
-                ReadOrigin::Version(i, n) => matches!(
-                    self.mv.read(location, tx),
-                    Read::Value(_, idx, inc) if idx == *i && inc == *n
-                ),
-                ReadOrigin::Account(seen) => self
-                    .resolved(location, tx, resolve_account)
-                    .is_some_and(|a| a == *seen),
-                ReadOrigin::CodeHash(hash) => self
-                    .resolved(location, tx, resolve_full_write)
-                    .is_some_and(|a| a.map_or(KECCAK_EMPTY, |a| a.code_hash) == *hash),
-            })
+        record.reads.iter().all(|(location, origin)| match origin {
+            ReadOrigin::PreState => matches!(self.mv.read(location, tx), Read::PreState),
+            ReadOrigin::Version(i, n) => matches!(
+                self.mv.read(location, tx),
+                Read::Value(_, idx, inc) if idx == *i && inc == *n
+            ),
+            ReadOrigin::Account(seen) => self
+                .resolved(location, tx, resolve_account)
+                .is_some_and(|a| a == *seen),
+            ReadOrigin::CodeHash(hash) => self
+                .resolved(location, tx, resolve_full_write)
+                .is_some_and(|a| a.map_or(KECCAK_EMPTY, |a| a.code_hash) == *hash),
+        })
     }
 
     /// The account a read of `location` by `tx` resolves to with `resolve`, or `None` if
@@ -123,13 +121,8 @@ impl<S: Storage> Shared<'_, S> {
         &self,
         location: &Location,
         tx: TxIdx,
-        resolve: fn(
-            &MvMemory,
-            &Base<'_, S>,
-            Address,
-            TxIdx,
-        ) -> Result<Option<crate::AccountBasic>, vm::VmError>,
-    ) -> Option<Option<crate::AccountBasic>> {
+        resolve: Resolver<S>,
+    ) -> Option<Option<AccountBasic>> {
         let Location::Basic(address) = location else {
             return None;
         };
@@ -178,6 +171,7 @@ impl<S: Storage> Shared<'_, S> {
         self.scheduler.finish_validation(version.tx, aborted)
     }
 
+    /// A worker's loop: take tasks until the scheduler is done.
     fn work(&self) {
         let mut vm = Vm::new(self.block, &self.base, &self.mv, &self.new_code);
         let mut task = None;
@@ -188,52 +182,38 @@ impl<S: Storage> Shared<'_, S> {
                 Some(Task::Validate(version)) => self.needs_reexecution(version),
                 None => {
                     let next = self.scheduler.next_task();
-                    if next.is_none() {
+                    if next.is_some() {
+                        idle = 0;
+                    } else {
                         idle += 1;
                         if idle > 64 {
                             std::thread::yield_now();
                         } else {
                             std::hint::spin_loop();
                         }
-                    } else {
-                        idle = 0;
                     }
                     next
                 }
             };
         }
     }
-}
 
-/// Puts a credit into a transaction's state exactly as revm would have applied it: the
-/// account is loaded as it is before the credit, touched, and normalised the way revm's
-/// journal does before Spurious Dragon.
-fn apply_credit(
-    state: &mut EvmState,
-    address: Address,
-    current: Option<crate::AccountBasic>,
-    amount: U256,
-    spec: SpecId,
-) {
-    let mut account = match current {
-        Some(basic) => Account::from(account_info(basic)),
-        None => Account::new_not_existing(Default::default()),
-    };
-    account.info.balance = account.info.balance.saturating_add(amount);
-    account.mark_touch();
-    if !spec.is_enabled_in(SpecId::SPURIOUS_DRAGON) && account.is_empty() {
-        if account.is_loaded_as_not_existing() {
-            account.mark_created();
-        } else {
-            account.unmark_touch();
+    /// Runs [`Self::work`], turning a panic into a fatal error that stops the others.
+    fn work_guarded(&self) {
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| self.work())) {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            self.fail(ExecutionError::Panic(message));
         }
     }
-    state.insert(address, account);
 }
 
 /// For each transaction, the index of the previous transaction with the same sender.
 fn previous_of_sender(block: &BlockInput) -> Vec<Option<TxIdx>> {
-    let mut last = alloy_primitives::map::AddressMap::<TxIdx>::default();
+    let mut last = AddressMap::<TxIdx>::default();
     block
         .transactions
         .iter()
@@ -242,14 +222,31 @@ fn previous_of_sender(block: &BlockInput) -> Vec<Option<TxIdx>> {
         .collect()
 }
 
-/// Executes `block` on `storage` with Block-STM on `threads` worker threads.
+/// How the workers of one block are run.
+pub(crate) enum Workers<'p> {
+    /// On the calling thread and `n - 1` scoped threads spawned for the block.
+    Spawn(NonZeroUsize),
+    /// On every thread of a pool.
+    Pool(&'p rayon::ThreadPool),
+}
+
+/// Executes `block` on `storage` with Block-STM on `threads` worker threads (spawned for
+/// this block; [`crate::Executor`] keeps a pool instead).
 pub fn execute_parallel<S: Storage>(
     storage: &S,
     block: &BlockInput,
     threads: NonZeroUsize,
 ) -> Result<(BlockOutput, ExecutionStats), ExecutionError> {
-    let _span = debug_span!("execute_parallel", txs = block.transactions.len(), threads).entered();
+    execute_parallel_with(storage, block, Workers::Spawn(threads))
+}
+
+pub(crate) fn execute_parallel_with<S: Storage>(
+    storage: &S,
+    block: &BlockInput,
+    workers: Workers<'_>,
+) -> Result<(BlockOutput, ExecutionStats), ExecutionError> {
     let n = block.transactions.len();
+    let _span = debug_span!("execute_parallel", txs = n).entered();
 
     // System calls before the transactions run sequentially; their result is the base the
     // parallel phase reads.
@@ -276,29 +273,24 @@ pub fn execute_parallel<S: Storage>(
     };
     {
         let _span = debug_span!("block_stm").entered();
-        let worker = || {
-            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| shared.work())) {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
-                shared.fail(ExecutionError::Panic(message));
-            }
-        };
-        let helpers = threads.get().min(n.max(1)) - 1;
-        std::thread::scope(|scope| {
-            for _ in 0..helpers {
-                scope.spawn(worker);
-            }
-            worker();
-        });
+        match workers {
+            Workers::Spawn(threads) => std::thread::scope(|scope| {
+                for _ in 1..threads.get().min(n.max(1)) {
+                    scope.spawn(|| shared.work_guarded());
+                }
+                shared.work_guarded();
+            }),
+            Workers::Pool(pool) => pool.in_place_scope(|scope| {
+                for _ in 0..pool.current_num_threads().min(n.saturating_sub(1)) {
+                    scope.spawn(|_| shared.work_guarded());
+                }
+                shared.work_guarded();
+            }),
+        }
     }
-    if let Some(error) = shared.fatal.into_inner() {
+    if let Some(error) = shared.fatal.lock().take() {
         return Err(error);
     }
-
-    let _span = debug_span!("commit").entered();
     let stats = ExecutionStats {
         executions: shared.executions.load(Ordering::Relaxed),
         re_executions: shared
@@ -308,30 +300,33 @@ pub fn execute_parallel<S: Storage>(
         validation_aborts: shared.validation_aborts.load(Ordering::Relaxed),
         dependency_waits: shared.dependency_waits.load(Ordering::Relaxed),
     };
-    // `pre` is tiny (the system contracts' slots): copying it keeps `shared` borrowable.
-    let mut changes = pre.clone();
+
+    // Every transaction's last incarnation is executed and validated: commit them in order,
+    // with the same checks as the sequential path.
+    let _span = debug_span!("commit").entered();
+    let Shared { records, .. } = shared;
+    let outputs = records.into_iter().map(|r| r.into_inner().output);
+    let mut changes = pre;
     let mut transactions = Vec::with_capacity(n);
-    let mut cumulative_gas_used = 0u64;
-    for (index, record) in shared.records.into_iter().enumerate() {
+    let mut gas_used = 0u64;
+    for (index, output) in outputs.enumerate() {
         let tx = &block.transactions[index];
-        check_gas_available(block, index, tx.gas_limit, cumulative_gas_used)?;
-        let incarnation = record.into_inner().incarnation.ok_or_else(|| {
-            ExecutionError::Panic(format!("transaction {index} was never executed"))
-        })?;
-        let result = incarnation
+        check_gas_available(block, index, tx.gas_limit, gas_used)?;
+        let output = output
+            .ok_or_else(|| ExecutionError::Panic(format!("transaction {index} has no output")))?;
+        let result = output
             .result
             .map_err(|reason| ExecutionError::InvalidTransaction { index, reason })?;
-        let mut state = incarnation.state;
-        for (address, amount) in incarnation.credits {
-            let current = crate::block_db::read_basic(storage, &changes, address)?;
-            apply_credit(&mut state, address, current, amount, block.spec);
+        for (address, amount) in output.credits {
+            let current = read_basic(storage, &changes, address)?;
+            changes.credit(address, current, amount, block.spec);
         }
-        changes.commit_tx(state);
-        cumulative_gas_used += result.tx_gas_used();
+        changes.commit_tx(output.state);
+        gas_used += result.tx_gas_used();
         transactions.push(TxOutcome {
             tx_type: tx.tx_type,
             result,
-            cumulative_gas_used,
+            cumulative_gas_used: gas_used,
         });
     }
 
@@ -344,7 +339,7 @@ pub fn execute_parallel<S: Storage>(
         BlockOutput {
             transactions,
             state,
-            gas_used: cumulative_gas_used,
+            gas_used,
         },
         stats,
     ))

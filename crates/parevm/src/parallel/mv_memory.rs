@@ -16,12 +16,11 @@
 //!   account without depending on each other. A full read of the account folds the credits
 //!   between the last full write (at its `Basic` location) and the reader onto that write.
 
-use std::collections::BTreeMap;
-
 use alloy_primitives::map::DefaultHashBuilder;
 use alloy_primitives::{Address, U256};
 use dashmap::DashMap;
 use revm::primitives::hardfork::SpecId;
+use smallvec::SmallVec;
 
 use super::TxIdx;
 use crate::storage::AccountBasic;
@@ -103,43 +102,62 @@ pub(crate) fn credit(
     }
 }
 
+/// The entries of one location, sorted by transaction index. Most locations are written by
+/// one transaction, so one entry is kept inline.
+type Entries = SmallVec<[(TxIdx, Entry); 1]>;
+
+/// The position of the first entry of `entries` at or above `tx`.
+#[inline]
+fn position(entries: &Entries, tx: TxIdx) -> usize {
+    entries.partition_point(|(idx, _)| *idx < tx)
+}
+
 /// The multi-version store.
 pub(crate) struct MvMemory {
-    data: DashMap<Location, BTreeMap<TxIdx, Entry>, DefaultHashBuilder>,
+    data: DashMap<Location, Entries, DefaultHashBuilder>,
     spec: SpecId,
 }
 
 impl MvMemory {
     pub(crate) fn new(spec: SpecId) -> Self {
         Self {
-            data: DashMap::default(),
+            data: DashMap::with_hasher_and_shard_amount(DefaultHashBuilder::default(), 128),
             spec,
         }
     }
 
     /// Records `value` as transaction `tx`'s write to `location`.
     pub(crate) fn write(&self, location: Location, tx: TxIdx, incarnation: u32, value: Value) {
-        self.data.entry(location).or_default().insert(
-            tx,
-            Entry {
-                incarnation,
-                value: Some(value),
-            },
-        );
+        let entry = Entry {
+            incarnation,
+            value: Some(value),
+        };
+        let mut entries = self.data.entry(location).or_default();
+        let at = position(&entries, tx);
+        match entries.get_mut(at) {
+            Some((idx, existing)) if *idx == tx => *existing = entry,
+            _ => entries.insert(at, (tx, entry)),
+        }
     }
 
     /// Removes transaction `tx`'s entry at `location`.
     pub(crate) fn remove(&self, location: &Location, tx: TxIdx) {
         if let Some(mut entries) = self.data.get_mut(location) {
-            entries.remove(&tx);
+            let at = position(&entries, tx);
+            if entries.get(at).is_some_and(|(idx, _)| *idx == tx) {
+                entries.remove(at);
+            }
         }
     }
 
     /// Turns transaction `tx`'s entry at `location` into an estimate.
     pub(crate) fn mark_estimate(&self, location: &Location, tx: TxIdx) {
         if let Some(mut entries) = self.data.get_mut(location) {
-            if let Some(entry) = entries.get_mut(&tx) {
-                entry.value = None;
+            let at = position(&entries, tx);
+            if let Some((idx, entry)) = entries.get_mut(at) {
+                if *idx == tx {
+                    entry.value = None;
+                }
             }
         }
     }
@@ -149,16 +167,16 @@ impl MvMemory {
         let Some(entries) = self.data.get(location) else {
             return Read::PreState;
         };
-        match entries.range(..tx).next_back() {
+        match entries[..position(&entries, tx)].last() {
             None => Read::PreState,
-            Some((&idx, Entry { value: None, .. })) => Read::Blocked(idx),
-            Some((
-                &idx,
+            Some(&(idx, Entry { value: None, .. })) => Read::Blocked(idx),
+            Some(&(
+                idx,
                 Entry {
                     value: Some(value),
                     incarnation,
                 },
-            )) => Read::Value(*value, idx, *incarnation),
+            )) => Read::Value(value, idx, incarnation),
         }
     }
 
@@ -177,9 +195,9 @@ impl MvMemory {
         if from >= tx {
             return Ok(Vec::new());
         }
-        entries
-            .range(from..tx)
-            .map(|(&idx, entry)| match entry.value {
+        entries[position(&entries, from)..position(&entries, tx)]
+            .iter()
+            .map(|&(idx, entry)| match entry.value {
                 Some(Value::Credit(amount)) => Ok(amount),
                 _ => Err(idx),
             })
@@ -242,7 +260,7 @@ mod tests {
         assert_eq!(credits, vec![U256::from(5), U256::from(7)]);
         assert_eq!(mv.fold(account(100), &credits), account(112));
         assert_eq!(mv.credits(A, None, 1).unwrap(), vec![U256::from(1)]);
-        assert_eq!(mv.credits(A, Some(3), 4).unwrap(), vec![]);
+        assert_eq!(mv.credits(A, Some(3), 4).unwrap(), Vec::<U256>::new());
         mv.mark_estimate(&credit_at, 2);
         assert_eq!(mv.credits(A, Some(1), 4), Err(2));
     }

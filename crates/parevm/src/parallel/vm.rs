@@ -230,8 +230,8 @@ impl<'a, S: Storage> Handler for DeferredFeeHandler<'a, S> {
     }
 }
 
-/// What one incarnation produced.
-pub(crate) struct Incarnation {
+/// What an incarnation produced for the block's output.
+pub(crate) struct TxOutput {
     /// The transaction's result, or why it is invalid on the state it read.
     pub(crate) result: Result<ExecutionResult<HaltReason>, InvalidTransaction>,
     /// revm's finalized state, without the accounts in `credits`.
@@ -240,6 +240,12 @@ pub(crate) struct Incarnation {
     /// the value a plain transfer paid its recipient. They are applied on commit to the
     /// account as it is then.
     pub(crate) credits: Vec<(Address, U256)>,
+}
+
+/// What one incarnation produced.
+pub(crate) struct Incarnation {
+    /// Its output.
+    pub(crate) output: TxOutput,
     /// The read set.
     pub(crate) reads: Vec<(Location, ReadOrigin)>,
     /// The write set.
@@ -381,9 +387,11 @@ impl<'a, S: Storage> Vm<'a, S> {
             );
         }
         Ok(Some(Incarnation {
-            result,
-            state,
-            credits,
+            output: TxOutput {
+                result,
+                state,
+                credits,
+            },
             reads,
             writes,
         }))
