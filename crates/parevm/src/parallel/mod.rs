@@ -13,7 +13,7 @@ mod vm;
 
 use std::num::NonZeroUsize;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use alloy_primitives::map::{AddressMap, DefaultHashBuilder};
 use alloy_primitives::{Address, B256};
@@ -48,6 +48,48 @@ struct TxRecord {
     output: Option<TxOutput>,
 }
 
+/// The block's output so far: transactions `0..next` are final and committed.
+///
+/// A transaction is final once every lower one is committed and its read set validates:
+/// the entries below it can no longer change, so neither can its validation. Workers commit
+/// as soon as that holds, overlapping the (sequential) commit with execution.
+struct Committed {
+    next: TxIdx,
+    changes: StateChanges,
+    transactions: Vec<TxOutcome>,
+    gas_used: u64,
+}
+
+impl Committed {
+    /// Commits transaction `index`'s output, with the same checks as the sequential path.
+    fn commit<S: Storage>(
+        &mut self,
+        block: &BlockInput,
+        storage: &S,
+        index: TxIdx,
+        output: TxOutput,
+    ) -> Result<(), ExecutionError> {
+        let tx = &block.transactions[index];
+        check_gas_available(block, index, tx.gas_limit, self.gas_used)?;
+        let result = output
+            .result
+            .map_err(|reason| ExecutionError::InvalidTransaction { index, reason })?;
+        for (address, amount) in output.credits {
+            let current = read_basic(storage, &self.changes, address)?;
+            self.changes.credit(address, current, amount, block.spec);
+        }
+        self.changes.commit_tx(output.state);
+        self.gas_used += result.tx_gas_used();
+        self.transactions.push(TxOutcome {
+            tx_type: tx.tx_type,
+            result,
+            cumulative_gas_used: self.gas_used,
+        });
+        self.next = index + 1;
+        Ok(())
+    }
+}
+
 /// Everything the workers share while executing one block.
 struct Shared<'a, S> {
     block: &'a BlockInput,
@@ -55,6 +97,9 @@ struct Shared<'a, S> {
     mv: MvMemory,
     scheduler: Scheduler,
     records: Vec<Mutex<TxRecord>>,
+    committed: Mutex<Committed>,
+    /// Mirrors `committed.next`, readable without the lock.
+    committed_upto: AtomicUsize,
     /// For each transaction, the previous transaction of the same sender: it cannot be
     /// valid before that one has executed (its nonce depends on it), so it waits for it
     /// instead of executing speculatively.
@@ -159,7 +204,12 @@ impl<S: Storage> Shared<'_, S> {
     }
 
     fn needs_reexecution(&self, version: Version) -> Option<Task> {
+        // If every lower transaction is final, a successful validation makes this one final.
+        let lower_final = self.committed_upto.load(Ordering::Acquire) == version.tx;
         let valid = self.validate(version.tx);
+        if valid && lower_final {
+            self.commit_final(Some(version));
+        }
         let aborted = !valid && self.scheduler.try_validation_abort(version);
         if aborted {
             self.validation_aborts.fetch_add(1, Ordering::Relaxed);
@@ -169,6 +219,45 @@ impl<S: Storage> Shared<'_, S> {
             }
         }
         self.scheduler.finish_validation(version.tx, aborted)
+    }
+
+    /// Commits transactions in order while they are final. `validated` is an incarnation
+    /// just validated with every lower transaction final, which needs no second validation.
+    fn commit_final(&self, validated: Option<Version>) {
+        let Some(mut committed) = self.committed.try_lock() else {
+            return;
+        };
+        while committed.next < self.records.len() {
+            let tx = committed.next;
+            let final_version = match validated {
+                Some(version) if version.tx == tx => {
+                    self.scheduler.is_executed(version).then_some(version)
+                }
+                _ => self
+                    .scheduler
+                    .executed_incarnation(tx)
+                    .filter(|_| self.validate(tx)),
+            };
+            let Some(version) = final_version else { return };
+            let output = {
+                let mut record = self.records[tx].lock();
+                if !self.scheduler.is_executed(version) {
+                    return;
+                }
+                record.output.take()
+            };
+            let Some(output) = output else {
+                self.fail(ExecutionError::Panic(format!(
+                    "transaction {tx} has no output"
+                )));
+                return;
+            };
+            if let Err(error) = committed.commit(self.block, self.base.storage, tx, output) {
+                self.fail(error);
+                return;
+            }
+            self.committed_upto.store(committed.next, Ordering::Release);
+        }
     }
 
     /// A worker's loop: take tasks until the scheduler is done.
@@ -264,6 +353,13 @@ pub(crate) fn execute_parallel_with<S: Storage>(
         mv: MvMemory::new(block.spec),
         scheduler: Scheduler::new(n),
         records: (0..n).map(|_| Mutex::new(TxRecord::default())).collect(),
+        committed: Mutex::new(Committed {
+            next: 0,
+            changes: pre.clone(),
+            transactions: Vec::with_capacity(n),
+            gas_used: 0,
+        }),
+        committed_upto: AtomicUsize::new(0),
         previous_of_sender: previous_of_sender(block),
         new_code: DashMap::default(),
         fatal: Mutex::new(None),
@@ -301,33 +397,23 @@ pub(crate) fn execute_parallel_with<S: Storage>(
         dependency_waits: shared.dependency_waits.load(Ordering::Relaxed),
     };
 
-    // Every transaction's last incarnation is executed and validated: commit them in order,
-    // with the same checks as the sequential path.
+    // Every transaction's last incarnation is executed and validated: commit the ones the
+    // workers did not.
     let _span = debug_span!("commit").entered();
-    let Shared { records, .. } = shared;
-    let outputs = records.into_iter().map(|r| r.into_inner().output);
-    let mut changes = pre;
-    let mut transactions = Vec::with_capacity(n);
-    let mut gas_used = 0u64;
-    for (index, output) in outputs.enumerate() {
-        let tx = &block.transactions[index];
-        check_gas_available(block, index, tx.gas_limit, gas_used)?;
-        let output = output
-            .ok_or_else(|| ExecutionError::Panic(format!("transaction {index} has no output")))?;
-        let result = output
-            .result
-            .map_err(|reason| ExecutionError::InvalidTransaction { index, reason })?;
-        for (address, amount) in output.credits {
-            let current = read_basic(storage, &changes, address)?;
-            changes.credit(address, current, amount, block.spec);
-        }
-        changes.commit_tx(output.state);
-        gas_used += result.tx_gas_used();
-        transactions.push(TxOutcome {
-            tx_type: tx.tx_type,
-            result,
-            cumulative_gas_used: gas_used,
-        });
+    shared.commit_final(None);
+    if let Some(error) = shared.fatal.lock().take() {
+        return Err(error);
+    }
+    let Committed {
+        next,
+        changes,
+        transactions,
+        gas_used,
+    } = shared.committed.into_inner();
+    if next != n {
+        return Err(ExecutionError::Panic(format!(
+            "transaction {next} did not become final"
+        )));
     }
 
     let mut evm = block_evm(storage, block, changes);

@@ -197,6 +197,20 @@ impl Scheduler {
         None
     }
 
+    /// Whether `version` is the executed, not aborted, incarnation of its transaction.
+    pub(crate) fn is_executed(&self, version: Version) -> bool {
+        *self.status[version.tx].lock() == (version.incarnation, Status::Executed)
+    }
+
+    /// The incarnation of `tx` if it has finished executing and is not being aborted.
+    pub(crate) fn executed_incarnation(&self, tx: TxIdx) -> Option<Version> {
+        let status = self.status[tx].lock();
+        (status.1 == Status::Executed).then_some(Version {
+            tx,
+            incarnation: status.0,
+        })
+    }
+
     /// Claims the abort of `version` after a failed validation; only one thread succeeds.
     pub(crate) fn try_validation_abort(&self, version: Version) -> bool {
         let mut status = self.status[version.tx].lock();
