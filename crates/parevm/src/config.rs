@@ -49,13 +49,71 @@ pub struct BlockExecution {
     pub parallel: bool,
 }
 
-/// Below this much gas a block runs sequentially in [`ExecutionMode::Auto`]: spawning
-/// workers and versioning state costs more than a couple of small transactions take.
-pub const AUTO_MIN_GAS: u64 = 1_000_000;
+/// [`ExecutionMode::Auto`] runs a block sequentially if its transactions' total gas limit
+/// is below this: spawning work and versioning state cost more than such a block takes.
+pub const AUTO_MIN_GAS: u64 = 5_000_000;
 
-/// Below this many transactions per thread a block runs sequentially in
-/// [`ExecutionMode::Auto`].
-pub const AUTO_MIN_TXS_PER_THREAD: usize = 2;
+/// [`ExecutionMode::Auto`] runs a block sequentially if its transactions' average gas limit
+/// is below this: such small transactions take about as long as their bookkeeping.
+pub const AUTO_MIN_AVERAGE_GAS: u64 = 60_000;
+
+/// [`ExecutionMode::Auto`] runs a block sequentially if it has fewer than this many
+/// transactions per thread.
+pub const AUTO_MIN_TXS_PER_THREAD: usize = 4;
+
+/// [`ExecutionMode::Auto`] runs a block sequentially if at least this share of its
+/// transactions are plain transfers (no input): each is so cheap that the bookkeeping of
+/// parallel execution outweighs it.
+pub const AUTO_MAX_PLAIN_TRANSFER_SHARE: f64 = 0.7;
+
+/// What [`ExecutionMode::Auto`] looks at, computed in one pass over the transactions.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BlockShape {
+    /// Number of transactions.
+    pub transactions: usize,
+    /// Sum of the transactions' gas limits.
+    pub total_gas_limit: u64,
+    /// Transactions of the sender with the most transactions: they run one after another
+    /// whatever the thread count (each needs the previous one's nonce).
+    pub longest_sender_chain: usize,
+    /// Transactions without input (plain transfers).
+    pub plain_transfers: usize,
+}
+
+impl BlockShape {
+    /// Measures `block`.
+    pub fn of(block: &BlockInput) -> Self {
+        let mut per_sender = alloy_primitives::map::AddressMap::<usize>::default();
+        let mut longest_sender_chain = 0;
+        let mut plain_transfers = 0;
+        for tx in &block.transactions {
+            let count = per_sender.entry(tx.caller).or_default();
+            *count += 1;
+            longest_sender_chain = longest_sender_chain.max(*count);
+            plain_transfers += usize::from(tx.data.is_empty());
+        }
+        Self {
+            transactions: block.transactions.len(),
+            total_gas_limit: block.total_gas_limit(),
+            longest_sender_chain,
+            plain_transfers,
+        }
+    }
+
+    /// Whether Block-STM on `threads` threads can be expected to beat sequential execution:
+    /// enough work, transactions large enough on average, no sender chain longer than half a
+    /// thread's share, not dominated by plain transfers. The thresholds were measured on mainnet blocks with two threads
+    /// (see `docs/performance.md`).
+    pub fn favours_parallel(&self, threads: usize) -> bool {
+        threads > 1
+            && self.transactions >= AUTO_MIN_TXS_PER_THREAD * threads
+            && self.total_gas_limit >= AUTO_MIN_GAS
+            && self.total_gas_limit >= AUTO_MIN_AVERAGE_GAS * self.transactions as u64
+            && self.longest_sender_chain * 2 * threads <= self.transactions
+            && (self.plain_transfers as f64)
+                < AUTO_MAX_PLAIN_TRANSFER_SHARE * self.transactions as f64
+    }
+}
 
 impl Config {
     /// Whether this configuration runs `block` in parallel.
@@ -63,11 +121,7 @@ impl Config {
         match self.mode {
             ExecutionMode::Sequential => false,
             ExecutionMode::Parallel => true,
-            ExecutionMode::Auto => {
-                self.threads.get() > 1
-                    && block.transactions.len() >= AUTO_MIN_TXS_PER_THREAD * self.threads.get()
-                    && block.total_gas_limit() >= AUTO_MIN_GAS
-            }
+            ExecutionMode::Auto => BlockShape::of(block).favours_parallel(self.threads.get()),
         }
     }
 }

@@ -24,8 +24,8 @@ mod system;
 pub use block::{base_block_reward, mainnet_spec, BlockInput, Ommer};
 pub use block_db::BlockDb;
 pub use config::{
-    execute_block, BlockExecution, Config, ExecutionMode, Executor, AUTO_MIN_GAS,
-    AUTO_MIN_TXS_PER_THREAD,
+    execute_block, BlockExecution, BlockShape, Config, ExecutionMode, Executor,
+    AUTO_MAX_PLAIN_TRANSFER_SHARE, AUTO_MIN_AVERAGE_GAS, AUTO_MIN_GAS, AUTO_MIN_TXS_PER_THREAD,
 };
 pub use convert::{block_env, tx_env};
 pub use error::{ExecutionError, Location, StorageError};
