@@ -1,9 +1,10 @@
-//! Inputs for parevm: block snapshots (real mainnet blocks with their pre-state) and their
-//! verification against the block header.
+//! Inputs for parevm: block snapshots (real mainnet blocks with their pre-state), their
+//! verification against the block header, and synthetic blocks built in code.
 
 #![warn(missing_docs)]
 
 mod snapshot;
+pub mod synthetic;
 mod verify;
 
 pub use snapshot::{

@@ -1,0 +1,292 @@
+//! Synthetic blocks built to stress one Block-STM hazard each; the parallel executor must
+//! produce exactly the sequential result at every thread count.
+
+use std::num::NonZeroUsize;
+
+use alloy_primitives::{Address, Bytes, TxKind, U256};
+use parevm::revm::primitives::hardfork::SpecId;
+use parevm::{
+    execute_parallel, execute_sequential, BlockInput, BlockOutput, ExecutionError, InMemoryStorage,
+    Storage,
+};
+use parevm_fixtures::synthetic::{account, contracts, ether, Asm, BlockBuilder};
+
+const COINBASE: Address = Address::repeat_byte(0xcb);
+const THREADS: [usize; 6] = [1, 2, 3, 4, 8, 16];
+
+/// Runs `block` sequentially and in parallel at every thread count in [`THREADS`], asserts
+/// that all agree, and returns the sequential result.
+fn same_everywhere(storage: &InMemoryStorage, block: &BlockInput) -> Result<BlockOutput, String> {
+    let sequential = execute_sequential(storage, block);
+    for threads in THREADS {
+        let threads = NonZeroUsize::new(threads).unwrap();
+        let parallel = execute_parallel(storage, block, threads).map(|(output, _)| output);
+        match (&sequential, &parallel) {
+            (Ok(s), Ok(p)) => assert_eq!(s, p, "parallel differs at {threads} threads"),
+            (Err(s), Err(p)) => assert_eq!(format!("{s:?}"), format!("{p:?}"), "errors differ"),
+            _ => panic!("at {threads} threads: sequential {sequential:?}, parallel {parallel:?}"),
+        }
+    }
+    sequential.map_err(|e: ExecutionError| e.to_string())
+}
+
+fn balance(storage: &InMemoryStorage, output: &BlockOutput, address: Address) -> U256 {
+    match output.state.accounts.get(&address) {
+        Some(change) => change.info.map_or(U256::ZERO, |a| a.balance),
+        None => storage
+            .basic(&address)
+            .unwrap()
+            .map_or(U256::ZERO, |a| a.balance),
+    }
+}
+
+fn slot(output: &BlockOutput, address: Address, index: u64) -> U256 {
+    output.state.accounts[&address]
+        .storage
+        .get(&U256::from(index))
+        .copied()
+        .unwrap_or_default()
+}
+
+#[test]
+fn independent_transfers() {
+    let mut b = BlockBuilder::new(SpecId::CANCUN, COINBASE);
+    for i in 0..64 {
+        b.fund(account(i), ether(1));
+    }
+    for i in 0..64 {
+        b.transfer(account(i), account(1000 + i), U256::from(i + 1));
+    }
+    let (storage, block) = b.build();
+    let out = same_everywhere(&storage, &block).unwrap();
+    assert_eq!(out.transactions.len(), 64);
+    assert!(out.transactions.iter().all(|t| t.is_success()));
+    assert_eq!(balance(&storage, &out, account(1063)), U256::from(64));
+}
+
+#[test]
+fn chain_of_transfers() {
+    // Each account forwards what it received: every transaction depends on the previous.
+    let mut b = BlockBuilder::new(SpecId::CANCUN, COINBASE);
+    b.fund(account(0), ether(10));
+    for i in 1..40 {
+        b.fund(account(i), ether(1) / U256::from(100));
+    }
+    for i in 0..39 {
+        b.transfer(account(i), account(i + 1), ether(1) + U256::from(i));
+    }
+    let (storage, block) = b.build();
+    let out = same_everywhere(&storage, &block).unwrap();
+    assert!(out.transactions.iter().all(|t| t.is_success()));
+}
+
+#[test]
+fn many_senders_pay_one_recipient() {
+    let mut b = BlockBuilder::new(SpecId::CANCUN, COINBASE);
+    let hot = account(9999);
+    for i in 0..100 {
+        b.fund(account(i), ether(1));
+        b.transfer(account(i), hot, U256::from(1000));
+    }
+    // Then the recipient spends, which needs every credit before it.
+    b.fund(hot, ether(1));
+    b.transfer(hot, account(5000), ether(1) / U256::from(2));
+    let (storage, block) = b.build();
+    let out = same_everywhere(&storage, &block).unwrap();
+    assert!(out.transactions.iter().all(|t| t.is_success()));
+    assert_eq!(
+        balance(&storage, &out, account(5000)),
+        ether(1) / U256::from(2)
+    );
+    // Every credit arrived before the spend: 1 ether + 100 × 1000 wei − 0.5 ether − the fee
+    // (21,000 gas at base fee + tip = 11 gwei).
+    let fee = U256::from(21_000u64 * 11_000_000_000);
+    assert_eq!(
+        balance(&storage, &out, hot),
+        ether(1) + U256::from(100_000) - ether(1) / U256::from(2) - fee
+    );
+}
+
+#[test]
+fn one_sender_consecutive_nonces() {
+    let mut b = BlockBuilder::new(SpecId::CANCUN, COINBASE);
+    b.fund(account(0), ether(100));
+    for i in 0..50 {
+        b.transfer(account(0), account(100 + i % 5), ether(1));
+    }
+    let (storage, block) = b.build();
+    let out = same_everywhere(&storage, &block).unwrap();
+    assert_eq!(out.state.accounts[&account(0)].info.unwrap().nonce, 50);
+}
+
+#[test]
+fn coinbase_receives_and_is_read() {
+    let mut b = BlockBuilder::new(SpecId::CANCUN, COINBASE);
+    let reader = account(777);
+    b.contract(reader, contracts::coinbase_reader(), []);
+    for i in 0..20 {
+        b.fund(account(i), ether(1));
+    }
+    for i in 0..10 {
+        b.transfer(account(i), COINBASE, U256::from(5));
+    }
+    b.call(account(10), reader, Bytes::new());
+    for i in 11..20 {
+        b.transfer(account(i), account(i + 100), U256::from(1));
+    }
+    b.call(account(0), reader, Bytes::new());
+    let (storage, block) = b.build();
+    let out = same_everywhere(&storage, &block).unwrap();
+    // The reader stored the beneficiary's balance including every earlier fee and payment.
+    let seen = slot(&out, reader, 0);
+    assert!(seen > U256::from(50), "reader saw {seen}");
+}
+
+#[test]
+fn deploy_then_call_in_one_block() {
+    let mut b = BlockBuilder::new(SpecId::CANCUN, COINBASE);
+    b.fund(account(1), ether(1));
+    b.fund(account(2), ether(1));
+    let counter = b.create(account(1), Asm::deployer(&contracts::counter()));
+    for _ in 0..5 {
+        b.call(account(2), counter, Bytes::new());
+    }
+    let (storage, block) = b.build();
+    let out = same_everywhere(&storage, &block).unwrap();
+    assert_eq!(slot(&out, counter, 0), U256::from(5));
+    assert_eq!(out.transactions[1].logs().len(), 1);
+}
+
+#[test]
+fn selfdestruct_then_redeploy_at_the_same_address() {
+    // Before Cancun, SELFDESTRUCT deletes any contract; CREATE2 can then redeploy it.
+    let mut b = BlockBuilder::new(SpecId::SHANGHAI, COINBASE);
+    let factory = account(4242);
+    b.contract(factory, contracts::create2_factory(), []);
+    b.fund(account(1), ether(1));
+    let init = Asm::deployer(&contracts::suicidal());
+    let child = factory.create2_from_code([0u8; 32], &init);
+    b.call(account(1), factory, init.clone());
+    b.tx(
+        account(1),
+        TxKind::Call(child),
+        U256::from(7),
+        Bytes::new(),
+        100_000,
+    );
+    b.call(account(1), factory, init.clone());
+    b.call(account(1), factory, init);
+    let (storage, block) = b.build();
+    let out = same_everywhere(&storage, &block).unwrap();
+    assert!(out.transactions.iter().take(3).all(|t| t.is_success()));
+    // The last deployment collides with the live redeployed child: CREATE2 burns the gas it
+    // was given and the factory runs out before storing.
+    assert!(out.transactions[3].result.is_halt());
+    assert_eq!(
+        slot(&out, factory, 0),
+        U256::from_be_slice(child.as_slice())
+    );
+    assert!(out.state.accounts[&child].info.is_some());
+}
+
+#[test]
+fn hot_storage_slot_forces_many_re_executions() {
+    let mut b = BlockBuilder::new(SpecId::CANCUN, COINBASE);
+    let counter = account(31337);
+    b.contract(
+        counter,
+        contracts::counter(),
+        [(U256::ZERO, U256::from(100))],
+    );
+    for i in 0..60 {
+        b.fund(account(i), ether(1));
+        b.call(account(i), counter, Bytes::new());
+    }
+    let (storage, block) = b.build();
+    let out = same_everywhere(&storage, &block).unwrap();
+    assert_eq!(slot(&out, counter, 0), U256::from(160));
+}
+
+#[test]
+fn reverting_and_failing_transactions() {
+    let mut b = BlockBuilder::new(SpecId::CANCUN, COINBASE);
+    let reverter = account(66);
+    b.contract(reverter, contracts::reverter(), []);
+    b.fund(account(1), ether(1));
+    b.call(account(1), reverter, Bytes::new());
+    b.transfer(account(1), account(2), U256::from(1));
+    let (storage, block) = b.build();
+    let out = same_everywhere(&storage, &block).unwrap();
+    assert!(!out.transactions[0].is_success());
+    assert!(out.transactions[1].is_success());
+}
+
+#[test]
+fn invalid_nonce_is_the_same_error() {
+    let mut b = BlockBuilder::new(SpecId::CANCUN, COINBASE);
+    for i in 0..10 {
+        b.fund(account(i), ether(1));
+        b.transfer(account(i), account(i + 50), U256::from(1));
+    }
+    b.tx_with_nonce(
+        account(3),
+        TxKind::Call(account(9)),
+        U256::ZERO,
+        Bytes::new(),
+        21_000,
+        7,
+    );
+    for i in 0..10 {
+        b.transfer(account(i), account(i + 60), U256::from(1));
+    }
+    let (storage, block) = b.build();
+    let error = same_everywhere(&storage, &block).unwrap_err();
+    assert!(error.contains("transaction 10 is invalid"), "{error}");
+}
+
+#[test]
+fn insufficient_balance_is_the_same_error() {
+    let mut b = BlockBuilder::new(SpecId::CANCUN, COINBASE);
+    b.fund(account(1), ether(1));
+    b.transfer(account(1), account(2), ether(2));
+    let (storage, block) = b.build();
+    let error = same_everywhere(&storage, &block).unwrap_err();
+    assert!(error.contains("transaction 0 is invalid"), "{error}");
+}
+
+#[test]
+fn block_gas_limit_exceeded_is_the_same_error() {
+    let mut b = BlockBuilder::new(SpecId::CANCUN, COINBASE);
+    for i in 0..5 {
+        b.fund(account(i), ether(1));
+        b.transfer(account(i), account(i + 10), U256::from(1));
+    }
+    b.block_mut().env.gas_limit = 21_000 * 3;
+    let (storage, block) = b.build();
+    let error = same_everywhere(&storage, &block).unwrap_err();
+    assert!(
+        error.contains("transaction 3 has gas limit 21000"),
+        "{error}"
+    );
+}
+
+#[test]
+fn empty_block() {
+    let (storage, block) = BlockBuilder::new(SpecId::CANCUN, COINBASE).build();
+    let out = same_everywhere(&storage, &block).unwrap();
+    assert!(out.transactions.is_empty());
+}
+
+#[test]
+fn pre_merge_rewards_and_plain_transfers() {
+    let mut b = BlockBuilder::new(SpecId::BYZANTIUM, COINBASE);
+    for i in 0..30 {
+        b.fund(account(i), ether(1));
+        b.transfer(account(i), account(i % 3 + 100), U256::from(1));
+    }
+    b.block_mut().unknown_ommers = 1;
+    let (storage, block) = b.build();
+    let out = same_everywhere(&storage, &block).unwrap();
+    // 3 ether block reward, 3/32 for the uncle, plus fees.
+    assert!(balance(&storage, &out, COINBASE) > ether(3));
+}
