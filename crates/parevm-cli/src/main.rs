@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod gen;
 mod replay;
 mod table;
 
@@ -22,6 +23,8 @@ struct Cli {
 enum Command {
     /// Execute block snapshots, verify them against their headers and time them.
     Replay(replay::ReplayArgs),
+    /// Write a synthetic block snapshot.
+    Gen(gen::GenArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Replay(args) => replay::run(args),
+        Command::Gen(args) => gen::run(args),
     };
     match result {
         Ok(code) => code,

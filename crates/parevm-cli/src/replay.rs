@@ -4,14 +4,14 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::num::NonZeroUsize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use parevm::{execute_sequential, BlockOutput, Config, ExecutionError, ExecutionMode, Executor};
-use parevm_fixtures::{discover_snapshots, load_snapshot, HeaderCheck, Snapshot};
+use parevm_fixtures::{discover_snapshots, load_snapshot, parse_snapshot, HeaderCheck, Snapshot};
 use serde::Serialize;
 
 use crate::table::Table;
@@ -29,8 +29,8 @@ pub enum Mode {
 /// Options of `parevm replay`.
 #[derive(Args)]
 pub struct ReplayArgs {
-    /// Snapshot folders, or folders of snapshot folders.
-    #[arg(required = true)]
+    /// Snapshot folders, or folders of snapshot folders [default: the synthetic block built
+    /// into the binary].
     paths: Vec<PathBuf>,
     /// Worker threads for the parallel executor [default: available cores].
     #[arg(long)]
@@ -41,7 +41,8 @@ pub struct ReplayArgs {
     /// How the parallel side chooses its executor.
     #[arg(long, value_enum, default_value = "auto")]
     mode: Mode,
-    /// Time each block this many times per executor and report the median.
+    /// Time each block this many times per executor (after one untimed warm-up run) and
+    /// report the median.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
     /// Write a JSON array with one record per block to this file.
@@ -91,15 +92,16 @@ fn timed<T>(
     Ok((last.expect("repeat is at least 1"), median(samples)))
 }
 
-/// Runs `a` and `b` alternately `repeat` times each, so that both see the same machine
-/// conditions; returns their last outputs and median times.
+/// Runs `a` and `b` once each untimed (to warm caches and the allocator), then alternately
+/// `repeat` times each, so that both see the same machine conditions; returns their last
+/// outputs and median times.
 fn timed_pair<A, B>(
     repeat: u32,
     mut a: impl FnMut() -> Result<A, ExecutionError>,
     mut b: impl FnMut() -> Result<B, ExecutionError>,
 ) -> Result<((A, Duration), (B, Duration)), ExecutionError> {
     let (mut samples_a, mut samples_b) = (Vec::new(), Vec::new());
-    let (mut last_a, mut last_b) = (None, None);
+    let (mut last_a, mut last_b) = (Some(a()?), Some(b()?));
     for _ in 0..repeat {
         let start = Instant::now();
         last_a = Some(a()?);
@@ -118,18 +120,50 @@ fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
-/// Replays one snapshot folder into a record.
-fn replay_one(dir: &Path, args: &ReplayArgs, executor: &Executor) -> Record {
+/// The synthetic block built into the binary (see `testdata/README.md`).
+const EMBEDDED_NAME: &str = "embedded:synthetic-mixed";
+const EMBEDDED_BLOCK: &[u8] =
+    include_bytes!("../../../testdata/snapshots/synthetic-mixed/block.json");
+const EMBEDDED_PRESTATE: &[u8] =
+    include_bytes!("../../../testdata/snapshots/synthetic-mixed/prestate.json");
+
+/// Where a snapshot comes from.
+enum Source {
+    Dir(PathBuf),
+    Embedded,
+}
+
+impl Source {
+    fn name(&self) -> String {
+        match self {
+            Source::Dir(dir) => {
+                dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+            }
+            Source::Embedded => EMBEDDED_NAME.into(),
+        }
+    }
+
+    fn load(&self) -> Result<Snapshot, parevm_fixtures::SnapshotError> {
+        match self {
+            Source::Dir(dir) => load_snapshot(dir),
+            Source::Embedded => parse_snapshot(EMBEDDED_NAME, EMBEDDED_BLOCK, EMBEDDED_PRESTATE),
+        }
+    }
+
+    fn display(&self) -> String {
+        match self {
+            Source::Dir(dir) => dir.display().to_string(),
+            Source::Embedded => EMBEDDED_NAME.into(),
+        }
+    }
+}
+
+/// Replays one snapshot into a record.
+fn replay_one(source: &Source, args: &ReplayArgs, executor: &Executor) -> Record {
     let config = executor.config();
-    let mut record = Record {
-        block: dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        threads: config.threads.get(),
-        ..Record::default()
-    };
-    let snapshot = match load_snapshot(dir) {
+    let mut record =
+        Record { block: source.name(), threads: config.threads.get(), ..Record::default() };
+    let snapshot = match source.load() {
         Ok(s) => s,
         Err(e) => {
             record.error = Some(e.to_string());
@@ -188,12 +222,7 @@ fn replay_snapshot(
 
 /// Describes where two outputs first differ.
 fn first_difference(sequential: &BlockOutput, parallel: &BlockOutput) -> String {
-    for (i, (s, p)) in sequential
-        .transactions
-        .iter()
-        .zip(&parallel.transactions)
-        .enumerate()
-    {
+    for (i, (s, p)) in sequential.transactions.iter().zip(&parallel.transactions).enumerate() {
         if s != p {
             return format!("parallel differs from sequential at transaction {i}: {p:?} vs {s:?}");
         }
@@ -226,20 +255,23 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Mode::Parallel => ExecutionMode::Parallel,
     };
     let executor = Executor::new(config)?;
-    let mut dirs = Vec::new();
+    let mut sources = Vec::new();
     for path in &args.paths {
-        dirs.extend(discover_snapshots(path)?);
+        sources.extend(discover_snapshots(path)?.into_iter().map(Source::Dir));
     }
-    let progress = ProgressBar::new(dirs.len() as u64).with_style(
+    if args.paths.is_empty() {
+        sources.push(Source::Embedded);
+    }
+    let progress = ProgressBar::new(sources.len() as u64).with_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} blocks  {msg}")
             .expect("static template"),
     );
-    let mut records = Vec::with_capacity(dirs.len());
-    for dir in &dirs {
-        progress.set_message(dir.display().to_string());
-        let record = replay_one(dir, &args, &executor);
+    let mut records = Vec::with_capacity(sources.len());
+    for source in &sources {
+        progress.set_message(source.display());
+        let record = replay_one(source, &args, &executor);
         if let Some(error) = &record.error {
-            progress.suspend(|| eprintln!("error: {}: {error}", dir.display()));
+            progress.suspend(|| eprintln!("error: {}: {error}", source.display()));
         }
         records.push(record);
         progress.inc(1);
@@ -280,11 +312,7 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         out.write_all(b"\n")?;
         out.flush()?;
     }
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn render(records: &[Record], sequential_only: bool) -> String {

@@ -6,9 +6,10 @@
 mod snapshot;
 pub mod synthetic;
 mod verify;
+pub mod workload;
 
 pub use snapshot::{
-    discover_snapshots, load_block, load_prestate, load_snapshot, Snapshot, SnapshotError,
-    MAINNET_CHAIN_ID,
+    discover_snapshots, load_block, load_prestate, load_snapshot, parse_snapshot, Snapshot,
+    SnapshotError, MAINNET_CHAIN_ID,
 };
 pub use verify::{FieldCheck, HeaderCheck};

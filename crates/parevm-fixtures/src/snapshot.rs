@@ -76,20 +76,19 @@ pub struct Snapshot {
 }
 
 fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, SnapshotError> {
-    let text = fs::read(path).map_err(|source| SnapshotError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    let de = &mut serde_json::Deserializer::from_slice(&text);
+    let text =
+        fs::read(path).map_err(|source| SnapshotError::Io { path: path.to_owned(), source })?;
+    parse_json(path, &text)
+}
+
+/// Parses `text` (the content of `path`, which names it in errors).
+fn parse_json<T: DeserializeOwned>(path: &Path, text: &[u8]) -> Result<T, SnapshotError> {
+    let de = &mut serde_json::Deserializer::from_slice(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();
         SnapshotError::Parse {
             path: path.to_owned(),
-            field: if field == "." {
-                "(document)".into()
-            } else {
-                field
-            },
+            field: if field == "." { "(document)".into() } else { field },
             message: e.into_inner().to_string(),
         }
     })
@@ -97,11 +96,11 @@ fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, SnapshotError> {
 
 /// Parses `block.json` into a mainnet [`BlockInput`] and its header.
 pub fn load_block(path: &Path) -> Result<(Header, B256, BlockInput), SnapshotError> {
-    let block: Block = read_json(path)?;
-    let invalid = |message: String| SnapshotError::Invalid {
-        path: path.to_owned(),
-        message,
-    };
+    block_from_json(path, read_json(path)?)
+}
+
+fn block_from_json(path: &Path, block: Block) -> Result<(Header, B256, BlockInput), SnapshotError> {
+    let invalid = |message: String| SnapshotError::Invalid { path: path.to_owned(), message };
     let txs = match block.transactions {
         BlockTransactions::Full(txs) => txs,
         BlockTransactions::Hashes(hashes) if hashes.is_empty() => Vec::new(),
@@ -116,10 +115,7 @@ pub fn load_block(path: &Path) -> Result<(Header, B256, BlockInput), SnapshotErr
     };
     let header = block.header.inner;
     let spec = mainnet_spec(header.number, header.timestamp);
-    let transactions = txs
-        .iter()
-        .map(|tx| tx_env(tx.inner.inner(), tx.inner.signer()))
-        .collect();
+    let transactions = txs.iter().map(|tx| tx_env(tx.inner.inner(), tx.inner.signer())).collect();
     let input = BlockInput {
         spec,
         chain_id: MAINNET_CHAIN_ID,
@@ -127,10 +123,7 @@ pub fn load_block(path: &Path) -> Result<(Header, B256, BlockInput), SnapshotErr
         transactions,
         parent_hash: header.parent_hash,
         parent_beacon_block_root: header.parent_beacon_block_root,
-        withdrawals: block
-            .withdrawals
-            .map(|w| w.into_inner())
-            .unwrap_or_default(),
+        withdrawals: block.withdrawals.map(|w| w.into_inner()).unwrap_or_default(),
         ommers: Vec::new(),
         unknown_ommers: block.uncles.len(),
     };
@@ -143,6 +136,15 @@ pub fn load_prestate(
     block_hashes: Option<&Path>,
 ) -> Result<InMemoryStorage, SnapshotError> {
     let accounts: BTreeMap<Address, PrestateAccount> = read_json(path)?;
+    let mut storage = prestate_from_json(accounts);
+    if let Some(path) = block_hashes {
+        let hashes: BTreeMap<String, B256> = read_json(path)?;
+        insert_block_hashes(&mut storage, path, hashes)?;
+    }
+    Ok(storage)
+}
+
+fn prestate_from_json(accounts: BTreeMap<Address, PrestateAccount>) -> InMemoryStorage {
     let mut storage = InMemoryStorage::new();
     for (address, account) in accounts {
         storage.insert_account(
@@ -153,34 +155,46 @@ pub fn load_prestate(
             account.storage.unwrap_or_default(),
         );
     }
-    if let Some(path) = block_hashes {
-        let hashes: BTreeMap<String, B256> = read_json(path)?;
-        for (number, hash) in hashes {
-            let number = number.parse::<u64>().map_err(|_| SnapshotError::Invalid {
-                path: path.to_owned(),
-                message: format!("key `{number}` is not a block number"),
-            })?;
-            storage.insert_block_hash(number, hash);
-        }
+    storage
+}
+
+fn insert_block_hashes(
+    storage: &mut InMemoryStorage,
+    path: &Path,
+    hashes: BTreeMap<String, B256>,
+) -> Result<(), SnapshotError> {
+    for (number, hash) in hashes {
+        let number = number.parse::<u64>().map_err(|_| SnapshotError::Invalid {
+            path: path.to_owned(),
+            message: format!("key `{number}` is not a block number"),
+        })?;
+        storage.insert_block_hash(number, hash);
     }
-    Ok(storage)
+    Ok(())
 }
 
 /// Loads the snapshot in folder `dir`.
 pub fn load_snapshot(dir: &Path) -> Result<Snapshot, SnapshotError> {
     let (header, hash, block) = load_block(&dir.join("block.json"))?;
     let hashes = dir.join("block_hashes.json");
-    let storage = load_prestate(
-        &dir.join("prestate.json"),
-        hashes.exists().then_some(hashes.as_path()),
-    )?;
-    Ok(Snapshot {
-        dir: dir.to_owned(),
-        header,
-        hash,
-        block,
-        storage,
-    })
+    let storage =
+        load_prestate(&dir.join("prestate.json"), hashes.exists().then_some(hashes.as_path()))?;
+    Ok(Snapshot { dir: dir.to_owned(), header, hash, block, storage })
+}
+
+/// Parses a snapshot from the contents of its files; `name` labels it in errors (as if it
+/// were the folder).
+pub fn parse_snapshot(
+    name: &str,
+    block_json: &[u8],
+    prestate_json: &[u8],
+) -> Result<Snapshot, SnapshotError> {
+    let dir = PathBuf::from(name);
+    let block_path = dir.join("block.json");
+    let (header, hash, block) = block_from_json(&block_path, parse_json(&block_path, block_json)?)?;
+    let prestate_path = dir.join("prestate.json");
+    let storage = prestate_from_json(parse_json(&prestate_path, prestate_json)?);
+    Ok(Snapshot { dir, header, hash, block, storage })
 }
 
 /// The snapshot folders under `path`: `path` itself if it holds a `block.json`, otherwise
@@ -189,16 +203,11 @@ pub fn discover_snapshots(path: &Path) -> Result<Vec<PathBuf>, SnapshotError> {
     if path.join("block.json").is_file() {
         return Ok(vec![path.to_owned()]);
     }
-    let entries = fs::read_dir(path).map_err(|source| SnapshotError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
+    let entries =
+        fs::read_dir(path).map_err(|source| SnapshotError::Io { path: path.to_owned(), source })?;
     let mut dirs = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|source| SnapshotError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        let entry = entry.map_err(|source| SnapshotError::Io { path: path.to_owned(), source })?;
         let dir = entry.path();
         if dir.join("block.json").is_file() {
             dirs.push(dir);
@@ -211,10 +220,7 @@ pub fn discover_snapshots(path: &Path) -> Result<Vec<PathBuf>, SnapshotError> {
         });
     }
     let key = |p: &PathBuf| {
-        let name = p
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         (name.parse::<u64>().unwrap_or(u64::MAX), name)
     };
     dirs.sort_by_key(key);

@@ -96,10 +96,7 @@ impl Asm {
         // PUSHn len, DUP1, PUSH1 offset, PUSH1 0, CODECOPY, PUSH1 0, RETURN, runtime...
         let prefix_len = 12u8;
         let len = runtime.len();
-        assert!(
-            len <= u16::MAX as usize,
-            "runtime too large for this deployer"
-        );
+        assert!(len <= u16::MAX as usize, "runtime too large for this deployer");
         let mut code = vec![
             0x61,
             (len >> 8) as u8,
@@ -159,11 +156,7 @@ pub mod contracts {
 
     /// Stores the block beneficiary's balance in slot 0.
     pub fn coinbase_reader() -> Bytes {
-        Asm::new()
-            .op(&[op::COINBASE, op::BALANCE])
-            .push(0)
-            .op(&[op::SSTORE, op::STOP])
-            .build()
+        Asm::new().op(&[op::COINBASE, op::BALANCE]).push(0).op(&[op::SSTORE, op::STOP]).build()
     }
 
     /// Self-destructs, sending its balance to the caller.
@@ -218,15 +211,9 @@ impl BlockBuilder {
             beneficiary: coinbase,
             timestamp: U256::from(1_720_000_000u64),
             gas_limit: 1_000_000_000_000,
-            basefee: if spec.is_enabled_in(SpecId::LONDON) {
-                BASE_FEE
-            } else {
-                0
-            },
+            basefee: if spec.is_enabled_in(SpecId::LONDON) { BASE_FEE } else { 0 },
             difficulty: U256::ZERO,
-            prevrandao: spec
-                .is_enabled_in(SpecId::MERGE)
-                .then_some(Default::default()),
+            prevrandao: spec.is_enabled_in(SpecId::MERGE).then_some(Default::default()),
             ..Default::default()
         };
         let mut block = BlockInput {
@@ -243,17 +230,12 @@ impl BlockBuilder {
         if spec.is_enabled_in(SpecId::CANCUN) {
             block.env.set_blob_excess_gas_and_price(0, 3_338_477);
         }
-        Self {
-            storage: InMemoryStorage::new(),
-            block,
-            nonces: AddressMap::default(),
-        }
+        Self { storage: InMemoryStorage::new(), block, nonces: AddressMap::default() }
     }
 
     /// Gives `address` `wei` (an externally owned account).
     pub fn fund(&mut self, address: Address, wei: U256) -> &mut Self {
-        self.storage
-            .insert_account(address, wei, 0, Bytes::new(), []);
+        self.storage.insert_account(address, wei, 0, Bytes::new(), []);
         self
     }
 
@@ -264,8 +246,7 @@ impl BlockBuilder {
         code: Bytes,
         storage: impl IntoIterator<Item = (U256, U256)>,
     ) -> &mut Self {
-        self.storage
-            .insert_account(address, U256::ZERO, 1, code, storage);
+        self.storage.insert_account(address, U256::ZERO, 1, code, storage);
         self
     }
 

@@ -38,14 +38,8 @@ impl HeaderCheck {
     /// Compares `output` with `header`.
     pub fn new(header: &Header, spec: SpecId, output: &BlockOutput) -> Self {
         Self {
-            gas_used: FieldCheck {
-                expected: header.gas_used,
-                actual: output.gas_used,
-            },
-            logs_bloom: FieldCheck {
-                expected: header.logs_bloom,
-                actual: output.logs_bloom(),
-            },
+            gas_used: FieldCheck { expected: header.gas_used, actual: output.gas_used },
+            logs_bloom: FieldCheck { expected: header.logs_bloom, actual: output.logs_bloom() },
             receipts_root: spec.is_enabled_in(SpecId::BYZANTIUM).then(|| FieldCheck {
                 expected: header.receipts_root,
                 actual: output.receipts_root(),
@@ -73,10 +67,7 @@ impl HeaderCheck {
             out.push("logs bloom differs from the header".to_string());
         }
         if let Some(root) = self.receipts_root.as_ref().filter(|r| !r.ok()) {
-            out.push(format!(
-                "receipts root: header {}, executed {}",
-                root.expected, root.actual
-            ));
+            out.push(format!("receipts root: header {}, executed {}", root.expected, root.actual));
         }
         out
     }

@@ -41,9 +41,7 @@ pub struct BlockInput {
 impl BlockInput {
     /// revm's configuration for this block.
     pub fn cfg(&self) -> CfgEnv {
-        CfgEnv::new()
-            .with_chain_id(self.chain_id)
-            .with_spec_and_mainnet_gas_params(self.spec)
+        CfgEnv::new().with_chain_id(self.chain_id).with_spec_and_mainnet_gas_params(self.spec)
     }
 
     /// Total gas limit of all transactions.
@@ -131,10 +129,7 @@ mod tests {
     #[test]
     fn rewards_by_fork() {
         assert_eq!(base_block_reward(SpecId::FRONTIER), U256::from(5 * ETHER));
-        assert_eq!(
-            base_block_reward(SpecId::SPURIOUS_DRAGON),
-            U256::from(5 * ETHER)
-        );
+        assert_eq!(base_block_reward(SpecId::SPURIOUS_DRAGON), U256::from(5 * ETHER));
         assert_eq!(base_block_reward(SpecId::BYZANTIUM), U256::from(3 * ETHER));
         assert_eq!(base_block_reward(SpecId::PETERSBURG), U256::from(2 * ETHER));
         assert_eq!(base_block_reward(SpecId::LONDON), U256::from(2 * ETHER));

@@ -59,9 +59,9 @@ pub(crate) fn read_basic<S: Storage>(
 ) -> Result<Option<AccountBasic>, StorageError> {
     match changes.account(&address) {
         Some(info) => Ok(info),
-        None => storage
-            .basic(&address)
-            .map_err(|e| StorageError::new(Location::Account(address), e)),
+        None => {
+            storage.basic(&address).map_err(|e| StorageError::new(Location::Account(address), e))
+        }
     }
 }
 
@@ -104,9 +104,7 @@ pub(crate) fn read_code<S: Storage>(
 /// Reads a block hash from `storage`.
 #[inline]
 pub(crate) fn read_block_hash<S: Storage>(storage: &S, number: u64) -> Result<B256, StorageError> {
-    storage
-        .block_hash(number)
-        .map_err(|e| StorageError::new(Location::BlockHash(number), e))
+    storage.block_hash(number).map_err(|e| StorageError::new(Location::BlockHash(number), e))
 }
 
 /// Storage knows an account's code hash but not the code.

@@ -137,9 +137,7 @@ pub struct Executor {
 
 impl std::fmt::Debug for Executor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Executor")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
+        f.debug_struct("Executor").field("config", &self.config).finish_non_exhaustive()
     }
 }
 
@@ -178,18 +176,10 @@ impl Executor {
                 None => Workers::Spawn(self.config.threads),
             };
             let (output, stats) = execute_parallel_with(storage, block, workers)?;
-            Ok(BlockExecution {
-                output,
-                stats,
-                parallel: true,
-            })
+            Ok(BlockExecution { output, stats, parallel: true })
         } else {
             let output = execute_sequential(storage, block)?;
-            Ok(BlockExecution {
-                output,
-                stats: ExecutionStats::default(),
-                parallel: false,
-            })
+            Ok(BlockExecution { output, stats: ExecutionStats::default(), parallel: false })
         }
     }
 }
@@ -204,17 +194,9 @@ pub fn execute_block<S: Storage>(
     if config.runs_parallel(block) {
         let (output, stats) =
             execute_parallel_with(storage, block, Workers::Spawn(config.threads))?;
-        Ok(BlockExecution {
-            output,
-            stats,
-            parallel: true,
-        })
+        Ok(BlockExecution { output, stats, parallel: true })
     } else {
         let output = execute_sequential(storage, block)?;
-        Ok(BlockExecution {
-            output,
-            stats: ExecutionStats::default(),
-            parallel: false,
-        })
+        Ok(BlockExecution { output, stats: ExecutionStats::default(), parallel: false })
     }
 }

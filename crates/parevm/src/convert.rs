@@ -28,10 +28,7 @@ pub fn tx_env<T: Transaction + Typed2718>(tx: &T, sender: Address) -> TxEnv {
         } else {
             tx.max_priority_fee_per_gas()
         },
-        blob_hashes: tx
-            .blob_versioned_hashes()
-            .map(<[_]>::to_vec)
-            .unwrap_or_default(),
+        blob_hashes: tx.blob_versioned_hashes().map(<[_]>::to_vec).unwrap_or_default(),
         max_fee_per_blob_gas: tx.max_fee_per_blob_gas().unwrap_or_default(),
         ..Default::default()
     };

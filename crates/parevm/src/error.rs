@@ -45,10 +45,7 @@ impl StorageError {
         location: Location,
         source: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
-        Self {
-            location,
-            source: Arc::new(source),
-        }
+        Self { location, source: Arc::new(source) }
     }
 }
 

@@ -28,21 +28,13 @@ pub fn execute_sequential<S: Storage>(
         let result = result.map_err(|e| evm_error(index, e))?;
         evm.ctx.journaled_state.database.changes.commit_tx(state);
         cumulative_gas_used += result.tx_gas_used();
-        transactions.push(TxOutcome {
-            tx_type: tx.tx_type,
-            result,
-            cumulative_gas_used,
-        });
+        transactions.push(TxOutcome { tx_type: tx.tx_type, result, cumulative_gas_used });
     }
 
     post_block_calls(&mut evm, block)?;
     let mut state = std::mem::take(&mut evm.ctx.journaled_state.database.changes);
     post_block_balances(&mut state, storage, block)?;
-    Ok(BlockOutput {
-        transactions,
-        state,
-        gas_used: cumulative_gas_used,
-    })
+    Ok(BlockOutput { transactions, state, gas_used: cumulative_gas_used })
 }
 
 /// The block-level gas rule: a transaction may only start if its gas limit fits in what the
@@ -55,11 +47,7 @@ pub(crate) fn check_gas_available(
 ) -> Result<(), ExecutionError> {
     let available = block.env.gas_limit.saturating_sub(used_before);
     if gas_limit > available {
-        return Err(ExecutionError::BlockGasLimitExceeded {
-            index,
-            gas_limit,
-            available,
-        });
+        return Err(ExecutionError::BlockGasLimitExceeded { index, gas_limit, available });
     }
     Ok(())
 }
@@ -70,9 +58,6 @@ pub(crate) fn evm_error(index: usize, error: EVMError<crate::StorageError>) -> E
         EVMError::Transaction(reason) => ExecutionError::InvalidTransaction { index, reason },
         EVMError::Database(e) => ExecutionError::Storage(e),
         EVMError::Header(e) => ExecutionError::InvalidHeader(e.to_string()),
-        other => ExecutionError::Evm {
-            index,
-            message: other.to_string(),
-        },
+        other => ExecutionError::Evm { index, message: other.to_string() },
     }
 }

@@ -197,11 +197,7 @@ mod tests {
     fn credit_matches_revm_commit() {
         let address = address!("0x00000000000000000000000000000000000000c0");
         let some = |balance: u64, nonce: u64| {
-            Some(AccountBasic {
-                balance: U256::from(balance),
-                nonce,
-                code_hash: KECCAK_EMPTY,
-            })
+            Some(AccountBasic { balance: U256::from(balance), nonce, code_hash: KECCAK_EMPTY })
         };
         for spec in [SpecId::HOMESTEAD, SpecId::SPURIOUS_DRAGON, SpecId::CANCUN] {
             for current in [None, some(0, 0), some(5, 0), some(0, 3)] {

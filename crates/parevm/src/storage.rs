@@ -27,11 +27,7 @@ pub struct AccountBasic {
 
 impl Default for AccountBasic {
     fn default() -> Self {
-        Self {
-            balance: U256::ZERO,
-            nonce: 0,
-            code_hash: KECCAK_EMPTY,
-        }
+        Self { balance: U256::ZERO, nonce: 0, code_hash: KECCAK_EMPTY }
     }
 }
 
@@ -44,11 +40,7 @@ impl AccountBasic {
 
 impl From<&AccountInfo> for AccountBasic {
     fn from(info: &AccountInfo) -> Self {
-        Self {
-            balance: info.balance,
-            nonce: info.nonce,
-            code_hash: info.code_hash,
-        }
+        Self { balance: info.balance, nonce: info.nonce, code_hash: info.code_hash }
     }
 }
 
@@ -131,14 +123,7 @@ impl InMemoryStorage {
         let storage = storage.into_iter().filter(|(_, v)| !v.is_zero()).collect();
         self.accounts.insert(
             address,
-            InMemoryAccount {
-                basic: AccountBasic {
-                    balance,
-                    nonce,
-                    code_hash,
-                },
-                storage,
-            },
+            InMemoryAccount { basic: AccountBasic { balance, nonce, code_hash }, storage },
         );
     }
 
@@ -148,15 +133,18 @@ impl InMemoryStorage {
             return KECCAK_EMPTY;
         }
         let hash = keccak256(&code);
-        self.codes
-            .entry(hash)
-            .or_insert_with(|| Bytecode::new_raw(code));
+        self.codes.entry(hash).or_insert_with(|| Bytecode::new_raw(code));
         hash
     }
 
     /// Records the hash of block `number`.
     pub fn insert_block_hash(&mut self, number: u64, hash: B256) {
         self.block_hashes.insert(number, hash);
+    }
+
+    /// The code with hash `hash`, if stored.
+    pub fn code(&self, hash: &B256) -> Option<&Bytecode> {
+        self.codes.get(hash)
     }
 
     /// The account at `address`, if any.
@@ -254,30 +242,21 @@ impl<D: DatabaseRef + Sync> Storage for DatabaseRefStorage<D> {
     type Error = DatabaseRefError;
 
     fn basic(&self, address: &Address) -> Result<Option<AccountBasic>, Self::Error> {
-        let info = self
-            .0
-            .basic_ref(*address)
-            .map_err(|e| DatabaseRefError(e.to_string()))?;
+        let info = self.0.basic_ref(*address).map_err(|e| DatabaseRefError(e.to_string()))?;
         Ok(info.as_ref().map(AccountBasic::from))
     }
 
     fn code_by_hash(&self, code_hash: &B256) -> Result<Option<Bytecode>, Self::Error> {
-        let code = self
-            .0
-            .code_by_hash_ref(*code_hash)
-            .map_err(|e| DatabaseRefError(e.to_string()))?;
+        let code =
+            self.0.code_by_hash_ref(*code_hash).map_err(|e| DatabaseRefError(e.to_string()))?;
         Ok(Some(code))
     }
 
     fn storage(&self, address: &Address, index: &U256) -> Result<U256, Self::Error> {
-        self.0
-            .storage_ref(*address, *index)
-            .map_err(|e| DatabaseRefError(e.to_string()))
+        self.0.storage_ref(*address, *index).map_err(|e| DatabaseRefError(e.to_string()))
     }
 
     fn block_hash(&self, number: u64) -> Result<B256, Self::Error> {
-        self.0
-            .block_hash_ref(number)
-            .map_err(|e| DatabaseRefError(e.to_string()))
+        self.0.block_hash_ref(number).map_err(|e| DatabaseRefError(e.to_string()))
     }
 }

@@ -56,16 +56,10 @@ fn system_call<S: Storage>(
     let mut state = evm.finalize();
     let result = result.map_err(|e| match e {
         revm::context::result::EVMError::Database(e) => ExecutionError::Storage(e),
-        other => ExecutionError::SystemCall {
-            address,
-            message: other.to_string(),
-        },
+        other => ExecutionError::SystemCall { address, message: other.to_string() },
     })?;
     if !result.is_success() {
-        return Err(ExecutionError::SystemCall {
-            address,
-            message: format!("{result:?}"),
-        });
+        return Err(ExecutionError::SystemCall { address, message: format!("{result:?}") });
     }
     state.retain(|a, _| *a == address);
     evm.ctx.journaled_state.database.changes.commit_tx(state);
@@ -80,11 +74,7 @@ pub(crate) fn pre_block<S: Storage>(
 ) -> Result<(), ExecutionError> {
     if block.spec.is_enabled_in(SpecId::CANCUN) {
         if let Some(root) = block.parent_beacon_block_root {
-            system_call(
-                evm,
-                BEACON_ROOTS_ADDRESS,
-                Bytes::copy_from_slice(root.as_slice()),
-            )?;
+            system_call(evm, BEACON_ROOTS_ADDRESS, Bytes::copy_from_slice(root.as_slice()))?;
         }
     }
     if block.spec.is_enabled_in(SpecId::PRAGUE) && block.env.number > U256::ZERO {

@@ -28,13 +28,7 @@ struct FailingStorage {
 
 impl FailingStorage {
     fn new(inner: InMemoryStorage, fail_at: usize, panic: bool) -> Self {
-        Self {
-            inner,
-            fail_at,
-            panic,
-            reads: AtomicUsize::new(0),
-            poisoned: None,
-        }
+        Self { inner, fail_at, panic, reads: AtomicUsize::new(0), poisoned: None }
     }
 
     fn check_account(&self, address: &Address) -> Result<(), DiskError> {
@@ -133,12 +127,7 @@ fn storage_error_names_the_account_on_both_paths() {
     let mut storage = FailingStorage::new(inner, usize::MAX, false);
     storage.poisoned = Some(contract);
     let expected = format!("storage error: reading account {contract}: disk on fire");
-    assert_eq!(
-        execute_sequential(&storage, &block)
-            .unwrap_err()
-            .to_string(),
-        expected
-    );
+    assert_eq!(execute_sequential(&storage, &block).unwrap_err().to_string(), expected);
     for threads in [1, 2, 4, 8] {
         let error =
             execute_parallel(&storage, &block, NonZeroUsize::new(threads).unwrap()).unwrap_err();

@@ -33,19 +33,12 @@ fn same_everywhere(storage: &InMemoryStorage, block: &BlockInput) -> Result<Bloc
 fn balance(storage: &InMemoryStorage, output: &BlockOutput, address: Address) -> U256 {
     match output.state.accounts.get(&address) {
         Some(change) => change.info.map_or(U256::ZERO, |a| a.balance),
-        None => storage
-            .basic(&address)
-            .unwrap()
-            .map_or(U256::ZERO, |a| a.balance),
+        None => storage.basic(&address).unwrap().map_or(U256::ZERO, |a| a.balance),
     }
 }
 
 fn slot(output: &BlockOutput, address: Address, index: u64) -> U256 {
-    output.state.accounts[&address]
-        .storage
-        .get(&U256::from(index))
-        .copied()
-        .unwrap_or_default()
+    output.state.accounts[&address].storage.get(&U256::from(index)).copied().unwrap_or_default()
 }
 
 #[test]
@@ -94,10 +87,7 @@ fn many_senders_pay_one_recipient() {
     let (storage, block) = b.build();
     let out = same_everywhere(&storage, &block).unwrap();
     assert!(out.transactions.iter().all(|t| t.is_success()));
-    assert_eq!(
-        balance(&storage, &out, account(5000)),
-        ether(1) / U256::from(2)
-    );
+    assert_eq!(balance(&storage, &out, account(5000)), ether(1) / U256::from(2));
     // Every credit arrived before the spend: 1 ether + 100 × 1000 wei − 0.5 ether − the fee
     // (21,000 gas at base fee + tip = 11 gwei).
     let fee = U256::from(21_000u64 * 11_000_000_000);
@@ -167,13 +157,7 @@ fn selfdestruct_then_redeploy_at_the_same_address() {
     let init = Asm::deployer(&contracts::suicidal());
     let child = factory.create2_from_code([0u8; 32], &init);
     b.call(account(1), factory, init.clone());
-    b.tx(
-        account(1),
-        TxKind::Call(child),
-        U256::from(7),
-        Bytes::new(),
-        100_000,
-    );
+    b.tx(account(1), TxKind::Call(child), U256::from(7), Bytes::new(), 100_000);
     b.call(account(1), factory, init.clone());
     b.call(account(1), factory, init);
     let (storage, block) = b.build();
@@ -182,10 +166,7 @@ fn selfdestruct_then_redeploy_at_the_same_address() {
     // The last deployment collides with the live redeployed child: CREATE2 burns the gas it
     // was given and the factory runs out before storing.
     assert!(out.transactions[3].result.is_halt());
-    assert_eq!(
-        slot(&out, factory, 0),
-        U256::from_be_slice(child.as_slice())
-    );
+    assert_eq!(slot(&out, factory, 0), U256::from_be_slice(child.as_slice()));
     assert!(out.state.accounts[&child].info.is_some());
 }
 
@@ -193,11 +174,7 @@ fn selfdestruct_then_redeploy_at_the_same_address() {
 fn hot_storage_slot_forces_many_re_executions() {
     let mut b = BlockBuilder::new(SpecId::CANCUN, COINBASE);
     let counter = account(31337);
-    b.contract(
-        counter,
-        contracts::counter(),
-        [(U256::ZERO, U256::from(100))],
-    );
+    b.contract(counter, contracts::counter(), [(U256::ZERO, U256::from(100))]);
     for i in 0..60 {
         b.fund(account(i), ether(1));
         b.call(account(i), counter, Bytes::new());
@@ -228,14 +205,7 @@ fn invalid_nonce_is_the_same_error() {
         b.fund(account(i), ether(1));
         b.transfer(account(i), account(i + 50), U256::from(1));
     }
-    b.tx_with_nonce(
-        account(3),
-        TxKind::Call(account(9)),
-        U256::ZERO,
-        Bytes::new(),
-        21_000,
-        7,
-    );
+    b.tx_with_nonce(account(3), TxKind::Call(account(9)), U256::ZERO, Bytes::new(), 21_000, 7);
     for i in 0..10 {
         b.transfer(account(i), account(i + 60), U256::from(1));
     }
@@ -264,10 +234,7 @@ fn block_gas_limit_exceeded_is_the_same_error() {
     b.block_mut().env.gas_limit = 21_000 * 3;
     let (storage, block) = b.build();
     let error = same_everywhere(&storage, &block).unwrap_err();
-    assert!(
-        error.contains("transaction 3 has gas limit 21000"),
-        "{error}"
-    );
+    assert!(error.contains("transaction 3 has gas limit 21000"), "{error}");
 }
 
 #[test]

@@ -71,9 +71,8 @@ impl Committed {
     ) -> Result<(), ExecutionError> {
         let tx = &block.transactions[index];
         check_gas_available(block, index, tx.gas_limit, self.gas_used)?;
-        let result = output
-            .result
-            .map_err(|reason| ExecutionError::InvalidTransaction { index, reason })?;
+        let result =
+            output.result.map_err(|reason| ExecutionError::InvalidTransaction { index, reason })?;
         for (address, amount) in output.credits {
             let current = read_basic(storage, &self.changes, address)?;
             self.changes.credit(address, current, amount, block.spec);
@@ -126,8 +125,7 @@ impl<S: Storage> Shared<'_, S> {
     fn record(&self, version: Version, incarnation: Incarnation) -> bool {
         let locations: Vec<Location> = incarnation.writes.iter().map(|(l, _)| *l).collect();
         for (location, value) in incarnation.writes {
-            self.mv
-                .write(location, version.tx, version.incarnation, value);
+            self.mv.write(location, version.tx, version.incarnation, value);
         }
         let mut record = self.records[version.tx].lock();
         let wrote_new = locations.iter().any(|l| !record.written.contains(l));
@@ -150,9 +148,9 @@ impl<S: Storage> Shared<'_, S> {
                 self.mv.read(location, tx),
                 Read::Value(_, idx, inc) if idx == *i && inc == *n
             ),
-            ReadOrigin::Account(seen) => self
-                .resolved(location, tx, resolve_account)
-                .is_some_and(|a| a == *seen),
+            ReadOrigin::Account(seen) => {
+                self.resolved(location, tx, resolve_account).is_some_and(|a| a == *seen)
+            }
             ReadOrigin::CodeHash(hash) => self
                 .resolved(location, tx, resolve_full_write)
                 .is_some_and(|a| a.map_or(KECCAK_EMPTY, |a| a.code_hash) == *hash),
@@ -233,10 +231,7 @@ impl<S: Storage> Shared<'_, S> {
                 Some(version) if version.tx == tx => {
                     self.scheduler.is_executed(version).then_some(version)
                 }
-                _ => self
-                    .scheduler
-                    .executed_incarnation(tx)
-                    .filter(|_| self.validate(tx)),
+                _ => self.scheduler.executed_incarnation(tx).filter(|_| self.validate(tx)),
             };
             let Some(version) = final_version else { return };
             let output = {
@@ -247,9 +242,7 @@ impl<S: Storage> Shared<'_, S> {
                 record.output.take()
             };
             let Some(output) = output else {
-                self.fail(ExecutionError::Panic(format!(
-                    "transaction {tx} has no output"
-                )));
+                self.fail(ExecutionError::Panic(format!("transaction {tx} has no output")));
                 return;
             };
             if let Err(error) = committed.commit(self.block, self.base.storage, tx, output) {
@@ -303,12 +296,7 @@ impl<S: Storage> Shared<'_, S> {
 /// For each transaction, the index of the previous transaction with the same sender.
 fn previous_of_sender(block: &BlockInput) -> Vec<Option<TxIdx>> {
     let mut last = AddressMap::<TxIdx>::default();
-    block
-        .transactions
-        .iter()
-        .enumerate()
-        .map(|(idx, tx)| last.insert(tx.caller, idx))
-        .collect()
+    block.transactions.iter().enumerate().map(|(idx, tx)| last.insert(tx.caller, idx)).collect()
 }
 
 /// How the workers of one block are run.
@@ -346,10 +334,7 @@ pub(crate) fn execute_parallel_with<S: Storage>(
 
     let shared = Shared {
         block,
-        base: Base {
-            storage,
-            changes: &pre,
-        },
+        base: Base { storage, changes: &pre },
         mv: MvMemory::new(block.spec),
         scheduler: Scheduler::new(n),
         records: (0..n).map(|_| Mutex::new(TxRecord::default())).collect(),
@@ -389,10 +374,7 @@ pub(crate) fn execute_parallel_with<S: Storage>(
     }
     let stats = ExecutionStats {
         executions: shared.executions.load(Ordering::Relaxed),
-        re_executions: shared
-            .executions
-            .load(Ordering::Relaxed)
-            .saturating_sub(n as u64),
+        re_executions: shared.executions.load(Ordering::Relaxed).saturating_sub(n as u64),
         validation_aborts: shared.validation_aborts.load(Ordering::Relaxed),
         dependency_waits: shared.dependency_waits.load(Ordering::Relaxed),
     };
@@ -404,16 +386,9 @@ pub(crate) fn execute_parallel_with<S: Storage>(
     if let Some(error) = shared.fatal.lock().take() {
         return Err(error);
     }
-    let Committed {
-        next,
-        changes,
-        transactions,
-        gas_used,
-    } = shared.committed.into_inner();
+    let Committed { next, changes, transactions, gas_used } = shared.committed.into_inner();
     if next != n {
-        return Err(ExecutionError::Panic(format!(
-            "transaction {next} did not become final"
-        )));
+        return Err(ExecutionError::Panic(format!("transaction {next} did not become final")));
     }
 
     let mut evm = block_evm(storage, block, changes);
@@ -421,12 +396,5 @@ pub(crate) fn execute_parallel_with<S: Storage>(
     let mut state = std::mem::take(&mut evm.ctx.journaled_state.database.changes);
     drop(evm);
     post_block_balances(&mut state, storage, block)?;
-    Ok((
-        BlockOutput {
-            transactions,
-            state,
-            gas_used,
-        },
-        stats,
-    ))
+    Ok((BlockOutput { transactions, state, gas_used }, stats))
 }

@@ -128,10 +128,7 @@ impl MvMemory {
 
     /// Records `value` as transaction `tx`'s write to `location`.
     pub(crate) fn write(&self, location: Location, tx: TxIdx, incarnation: u32, value: Value) {
-        let entry = Entry {
-            incarnation,
-            value: Some(value),
-        };
+        let entry = Entry { incarnation, value: Some(value) };
         let mut entries = self.data.entry(location).or_default();
         let at = position(&entries, tx);
         match entries.get_mut(at) {
@@ -170,13 +167,9 @@ impl MvMemory {
         match entries[..position(&entries, tx)].last() {
             None => Read::PreState,
             Some(&(idx, Entry { value: None, .. })) => Read::Blocked(idx),
-            Some(&(
-                idx,
-                Entry {
-                    value: Some(value),
-                    incarnation,
-                },
-            )) => Read::Value(value, idx, incarnation),
+            Some(&(idx, Entry { value: Some(value), incarnation })) => {
+                Read::Value(value, idx, incarnation)
+            }
         }
     }
 
@@ -210,9 +203,7 @@ impl MvMemory {
         base: Option<AccountBasic>,
         credits: &[U256],
     ) -> Option<AccountBasic> {
-        credits
-            .iter()
-            .fold(base, |account, amount| credit(account, *amount, self.spec))
+        credits.iter().fold(base, |account, amount| credit(account, *amount, self.spec))
     }
 }
 
@@ -224,10 +215,7 @@ mod tests {
     const A: Address = address!("0x00000000000000000000000000000000000000aa");
 
     fn account(balance: u64) -> Option<AccountBasic> {
-        Some(AccountBasic {
-            balance: U256::from(balance),
-            ..Default::default()
-        })
+        Some(AccountBasic { balance: U256::from(balance), ..Default::default() })
     }
 
     #[test]
@@ -268,10 +256,7 @@ mod tests {
     #[test]
     fn credit_follows_eip161() {
         assert_eq!(credit(None, U256::ZERO, SpecId::CANCUN), None);
-        assert_eq!(
-            credit(None, U256::ZERO, SpecId::HOMESTEAD),
-            Some(AccountBasic::default())
-        );
+        assert_eq!(credit(None, U256::ZERO, SpecId::HOMESTEAD), Some(AccountBasic::default()));
         assert_eq!(credit(account(0), U256::ZERO, SpecId::CANCUN), None);
         assert_eq!(credit(None, U256::from(3), SpecId::CANCUN), account(3));
     }

@@ -59,9 +59,7 @@ impl Scheduler {
             num_active_tasks: AtomicUsize::new(0),
             done_marker: AtomicBool::new(block_size == 0),
             dependencies: (0..block_size).map(|_| Mutex::new(Vec::new())).collect(),
-            status: (0..block_size)
-                .map(|_| Mutex::new((0, Status::ReadyToExecute)))
-                .collect(),
+            status: (0..block_size).map(|_| Mutex::new((0, Status::ReadyToExecute))).collect(),
         }
     }
 
@@ -87,10 +85,7 @@ impl Scheduler {
 
     fn check_done(&self) {
         let observed = self.decrease_cnt.load(Ordering::SeqCst);
-        if self
-            .execution_idx
-            .load(Ordering::SeqCst)
-            .min(self.validation_idx.load(Ordering::SeqCst))
+        if self.execution_idx.load(Ordering::SeqCst).min(self.validation_idx.load(Ordering::SeqCst))
             >= self.block_size
             && self.num_active_tasks.load(Ordering::SeqCst) == 0
             && observed == self.decrease_cnt.load(Ordering::SeqCst)
@@ -104,10 +99,7 @@ impl Scheduler {
             let mut status = self.status[tx].lock();
             if status.1 == Status::ReadyToExecute {
                 status.1 = Status::Executing;
-                return Some(Version {
-                    tx,
-                    incarnation: status.0,
-                });
+                return Some(Version { tx, incarnation: status.0 });
             }
         }
         self.num_active_tasks.fetch_sub(1, Ordering::SeqCst);
@@ -134,10 +126,7 @@ impl Scheduler {
         if idx < self.block_size {
             let status = self.status[idx].lock();
             if status.1 == Status::Executed {
-                return Some(Version {
-                    tx: idx,
-                    incarnation: status.0,
-                });
+                return Some(Version { tx: idx, incarnation: status.0 });
             }
         }
         self.num_active_tasks.fetch_sub(1, Ordering::SeqCst);
@@ -205,10 +194,7 @@ impl Scheduler {
     /// The incarnation of `tx` if it has finished executing and is not being aborted.
     pub(crate) fn executed_incarnation(&self, tx: TxIdx) -> Option<Version> {
         let status = self.status[tx].lock();
-        (status.1 == Status::Executed).then_some(Version {
-            tx,
-            incarnation: status.0,
-        })
+        (status.1 == Status::Executed).then_some(Version { tx, incarnation: status.0 })
     }
 
     /// Claims the abort of `version` after a failed validation; only one thread succeeds.

@@ -133,8 +133,7 @@ impl<S: Storage> Database for VmDb<'_, S> {
             let value = resolve_full_write(self.mv, self.base, address, self.tx)?;
             if value.is_none_or(|a| a.code_hash == KECCAK_EMPTY) {
                 self.lazy_read = true;
-                self.reads
-                    .push((location, ReadOrigin::CodeHash(KECCAK_EMPTY)));
+                self.reads.push((location, ReadOrigin::CodeHash(KECCAK_EMPTY)));
                 self.basics.insert(address, value);
                 return Ok(value.map(account_info));
             }
@@ -167,11 +166,7 @@ impl<S: Storage> Database for VmDb<'_, S> {
             }
             Read::Value(Value::Storage(value), idx, inc) => {
                 // A wipe after the write hides it.
-                let value = if wiped.is_some_and(|w| w > idx) {
-                    U256::ZERO
-                } else {
-                    value
-                };
+                let value = if wiped.is_some_and(|w| w > idx) { U256::ZERO } else { value };
                 (value, ReadOrigin::Version(idx, inc))
             }
             Read::Value(..) => unreachable!("Storage locations hold Storage values"),
@@ -224,8 +219,7 @@ impl<'a, S: Storage> Handler for DeferredFeeHandler<'a, S> {
         };
         let gas = exec_result.gas();
         let used = gas.used().saturating_sub(gas.reservoir());
-        self.deferred_fee
-            .set(Some(U256::from(price) * U256::from(used)));
+        self.deferred_fee.set(Some(U256::from(price) * U256::from(used)));
         Ok(())
     }
 }
@@ -291,11 +285,7 @@ impl<'a, S: Storage> Vm<'a, S> {
         .with_cfg(block.cfg())
         .with_block(block.env.clone())
         .build_mainnet();
-        Self {
-            evm,
-            txs: &block.transactions,
-            beneficiary: block.env.beneficiary,
-        }
+        Self { evm, txs: &block.transactions, beneficiary: block.env.beneficiary }
     }
 
     /// Executes transaction `tx` on the current contents of the multi-version store.
@@ -309,9 +299,7 @@ impl<'a, S: Storage> Vm<'a, S> {
         match self.execute_with(tx, candidate)? {
             Some(incarnation) => Ok(incarnation),
             // The recipient was read lazily but the transfer turned out not to be plain.
-            None => Ok(self
-                .execute_with(tx, None)?
-                .expect("no lazy read without a candidate")),
+            None => Ok(self.execute_with(tx, None)?.expect("no lazy read without a candidate")),
         }
     }
 
@@ -369,9 +357,7 @@ impl<'a, S: Storage> Vm<'a, S> {
             }
             // The transfer's outcome did not depend on the recipient's balance: the payment
             // becomes a credit, applied on commit to the account as it is then.
-            let account = state
-                .remove(&recipient)
-                .expect("checked by is_plain_credit");
+            let account = state.remove(&recipient).expect("checked by is_plain_credit");
             let before = db.basics[&recipient].map(|a| a.balance).unwrap_or_default();
             credits.push((recipient, account.info.balance - before));
         }
@@ -386,15 +372,7 @@ impl<'a, S: Storage> Vm<'a, S> {
                     .map(|(address, amount)| (Location::Credit(*address), Value::Credit(*amount))),
             );
         }
-        Ok(Some(Incarnation {
-            output: TxOutput {
-                result,
-                state,
-                credits,
-            },
-            reads,
-            writes,
-        }))
+        Ok(Some(Incarnation { output: TxOutput { result, state, credits }, reads, writes }))
     }
 }
 
@@ -449,9 +427,7 @@ fn write_set(
         }
         if account.is_created() && account.info.code_hash != KECCAK_EMPTY {
             if let Some(code) = &account.info.code {
-                new_code
-                    .entry(account.info.code_hash)
-                    .or_insert_with(|| code.clone());
+                new_code.entry(account.info.code_hash).or_insert_with(|| code.clone());
             }
         }
         if value.is_some() {
