@@ -42,7 +42,7 @@ pub struct ReplayArgs {
     #[arg(long, value_enum, default_value = "auto")]
     mode: Mode,
     /// Time each block this many times per executor (after one untimed warm-up run) and
-    /// report the median.
+    /// report the median; every parallel run is checked against the sequential result.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
     /// Write a JSON array with one record per block to this file.
@@ -74,46 +74,6 @@ struct Record {
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort_unstable();
     samples[samples.len() / 2]
-}
-
-/// Runs `f` `repeat` times; returns the last output and the median time.
-fn timed<T>(
-    repeat: u32,
-    mut f: impl FnMut() -> Result<T, ExecutionError>,
-) -> Result<(T, Duration), ExecutionError> {
-    let mut samples = Vec::with_capacity(repeat as usize);
-    let mut last = None;
-    for _ in 0..repeat {
-        let start = Instant::now();
-        let out = f()?;
-        samples.push(start.elapsed());
-        last = Some(out);
-    }
-    Ok((last.expect("repeat is at least 1"), median(samples)))
-}
-
-/// Runs `a` and `b` once each untimed (to warm caches and the allocator), then alternately
-/// `repeat` times each, so that both see the same machine conditions; returns their last
-/// outputs and median times.
-fn timed_pair<A, B>(
-    repeat: u32,
-    mut a: impl FnMut() -> Result<A, ExecutionError>,
-    mut b: impl FnMut() -> Result<B, ExecutionError>,
-) -> Result<((A, Duration), (B, Duration)), ExecutionError> {
-    let (mut samples_a, mut samples_b) = (Vec::new(), Vec::new());
-    let (mut last_a, mut last_b) = (Some(a()?), Some(b()?));
-    for _ in 0..repeat {
-        let start = Instant::now();
-        last_a = Some(a()?);
-        samples_a.push(start.elapsed());
-        let start = Instant::now();
-        last_b = Some(b()?);
-        samples_b.push(start.elapsed());
-    }
-    Ok((
-        (last_a.expect("repeat is at least 1"), median(samples_a)),
-        (last_b.expect("repeat is at least 1"), median(samples_b)),
-    ))
 }
 
 fn us(d: Duration) -> f64 {
@@ -178,29 +138,49 @@ fn replay_one(source: &Source, args: &ReplayArgs, executor: &Executor) -> Record
     record
 }
 
+/// Executes `snapshot` once untimed with each path (warming caches and the allocator, and
+/// giving the sequential reference), then `repeat` timed times each, alternating so that both
+/// see the same machine conditions. Every parallel output is compared with the reference,
+/// outside the timed region.
 fn replay_snapshot(
     snapshot: &Snapshot,
     args: &ReplayArgs,
     executor: &Executor,
     record: &mut Record,
 ) -> Result<(), ExecutionError> {
-    let run_sequential = || execute_sequential(&snapshot.storage, &snapshot.block);
-    let (sequential, seq_time, parallel) = if args.sequential {
-        let (sequential, seq_time) = timed(args.repeat, run_sequential)?;
-        (sequential, seq_time, None)
-    } else {
-        let run_parallel = || executor.execute(&snapshot.storage, &snapshot.block);
-        let ((sequential, seq_time), parallel) =
-            timed_pair(args.repeat, run_sequential, run_parallel)?;
-        (sequential, seq_time, Some(parallel))
-    };
-    record.sequential_us = Some(us(seq_time));
-    record.gas_used = sequential.gas_used;
-    let check = HeaderCheck::new(&snapshot.header, snapshot.block.spec, &sequential);
+    let (storage, block) = (&snapshot.storage, &snapshot.block);
+    let reference = execute_sequential(storage, block)?;
+    record.gas_used = reference.gas_used;
+    let check = HeaderCheck::new(&snapshot.header, block.spec, &reference);
     record.verified = check.passed();
     let mut problems = check.mismatches();
 
-    if let Some((parallel, par_time)) = parallel {
+    let mut mismatch = None;
+    let mut last_parallel =
+        if args.sequential { None } else { Some(executor.execute(storage, block)?) };
+    let (mut seq_samples, mut par_samples) = (Vec::new(), Vec::new());
+    for _ in 0..args.repeat {
+        let start = Instant::now();
+        let sequential = execute_sequential(storage, block)?;
+        seq_samples.push(start.elapsed());
+        if sequential != reference {
+            problems.push("the sequential path is not deterministic".into());
+        }
+        if args.sequential {
+            continue;
+        }
+        let start = Instant::now();
+        let parallel = executor.execute(storage, block)?;
+        par_samples.push(start.elapsed());
+        if parallel.output != reference && mismatch.is_none() {
+            mismatch = Some(first_difference(&reference, &parallel.output));
+        }
+        last_parallel = Some(parallel);
+    }
+    let seq_time = median(seq_samples);
+    record.sequential_us = Some(us(seq_time));
+    if let Some(parallel) = last_parallel {
+        let par_time = median(par_samples);
         record.parallel_us = Some(us(par_time));
         record.speedup = Some(us(seq_time) / us(par_time).max(f64::MIN_POSITIVE));
         record.parallel_path = Some(parallel.parallel);
@@ -208,11 +188,8 @@ fn replay_snapshot(
         record.re_executions = parallel.stats.re_executions;
         record.validation_aborts = parallel.stats.validation_aborts;
         record.dependency_waits = parallel.stats.dependency_waits;
-        let matches = parallel.output == sequential;
-        record.matches_sequential = Some(matches);
-        if !matches {
-            problems.push(first_difference(&sequential, &parallel.output));
-        }
+        record.matches_sequential = Some(mismatch.is_none());
+        problems.extend(mismatch);
     }
     if !problems.is_empty() {
         record.error = Some(problems.join("; "));
