@@ -257,3 +257,48 @@ fn pre_merge_rewards_and_plain_transfers() {
     // 3 ether block reward, 3/32 for the uncle, plus fees.
     assert!(balance(&storage, &out, COINBASE) > ether(3));
 }
+
+#[test]
+fn contracts_paid_by_many_and_observed_by_some() {
+    use parevm_fixtures::synthetic::op;
+    let mut b = BlockBuilder::new(SpecId::CANCUN, COINBASE);
+    // A contract that accepts ether and does nothing else; one that records its own balance;
+    // one that pays 1 wei back to its caller; and one that records the sink's balance.
+    let (sink, recorder, payer, watcher) = (account(500), account(501), account(502), account(503));
+    b.contract(sink, Asm::new().op(&[op::STOP]).build(), []);
+    b.contract(recorder, Asm::new().op(&[op::SELFBALANCE]).push(0).op(&[op::SSTORE]).build(), []);
+    let pay_back = Asm::new()
+        .push(0)
+        .push(0)
+        .push(0)
+        .push(0)
+        .push(1)
+        .op(&[op::CALLER, op::GAS, op::CALL, op::POP])
+        .build();
+    b.contract(payer, pay_back, []);
+    b.contract(
+        watcher,
+        Asm::new().push_address(sink).op(&[op::BALANCE]).push(0).op(&[op::SSTORE]).build(),
+        [],
+    );
+    for i in 0..40 {
+        b.fund(account(i), ether(1));
+    }
+    for i in 0..40u64 {
+        let from = account(i);
+        match i % 5 {
+            0 | 1 => b.tx(from, TxKind::Call(sink), U256::from(1000 + i), Bytes::new(), 50_000),
+            2 => b.tx(from, TxKind::Call(recorder), U256::from(7), Bytes::new(), 60_000),
+            3 => b.tx(from, TxKind::Call(payer), U256::from(5), Bytes::new(), 80_000),
+            _ => b.call(from, watcher, Bytes::new()),
+        };
+    }
+    let (storage, block) = b.build();
+    let out = same_everywhere(&storage, &block).unwrap();
+    assert!(out.transactions.iter().all(|t| t.is_success()));
+    // The last watcher call saw every payment to the sink before it.
+    let paid: u64 = (0..39u64).filter(|i| i % 5 < 2).map(|i| 1000 + i).sum();
+    assert_eq!(slot(&out, watcher, 0), U256::from(paid));
+    assert_eq!(slot(&out, recorder, 0), U256::from(7 * 8));
+    assert_eq!(balance(&storage, &out, payer), U256::from(4 * 8));
+}

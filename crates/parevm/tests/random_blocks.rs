@@ -6,7 +6,7 @@ use std::num::NonZeroUsize;
 use alloy_primitives::{Address, Bytes, TxKind, U256};
 use parevm::revm::primitives::hardfork::SpecId;
 use parevm::{execute_parallel, execute_sequential};
-use parevm_fixtures::synthetic::{account, contracts, ether, Asm, BlockBuilder};
+use parevm_fixtures::synthetic::{account, contracts, ether, op, Asm, BlockBuilder};
 use proptest::prelude::*;
 
 const COINBASE: Address = Address::repeat_byte(0xcb);
@@ -25,6 +25,10 @@ enum Op {
         amount: u64,
     },
     Count {
+        from: u64,
+    },
+    /// Stores the storage-heavy contract's balance (which transfers to it change).
+    WatchAdder {
         from: u64,
     },
     ReadCoinbase {
@@ -49,6 +53,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(from, slot, amount)| Op::AddToSlot { from, slot, amount }),
         2 => from.clone().prop_map(|from| Op::Count { from }),
         1 => from.clone().prop_map(|from| Op::ReadCoinbase { from }),
+        1 => from.clone().prop_map(|from| Op::WatchAdder { from }),
         1 => from.prop_map(|from| Op::Deploy { from }),
     ]
 }
@@ -92,6 +97,9 @@ proptest! {
         b.contract(adder, contracts::slot_adder(), [(U256::from(1), U256::from(5))]);
         b.contract(counter, contracts::counter(), []);
         b.contract(reader, contracts::coinbase_reader(), []);
+        let watcher = account(103);
+        let watch = Asm::new().push_address(adder).op(&[op::BALANCE]).push(0).op(&[op::SSTORE]).build();
+        b.contract(watcher, watch, []);
         for (i, units) in balances.iter().enumerate() {
             // Some accounts are poor, so transfers and fees can fail validation.
             b.fund(account(i as u64), ether(*units) / U256::from(2));
@@ -114,6 +122,9 @@ proptest! {
                     b.call(account(from), adder, Bytes::copy_from_slice(&data));
                 }
                 Op::Count { from } => { b.call(account(from), counter, Bytes::new()); }
+                Op::WatchAdder { from } => {
+                    b.call(account(from), watcher, Bytes::new());
+                }
                 Op::ReadCoinbase { from } => { b.call(account(from), reader, Bytes::new()); }
                 Op::Deploy { from } => { b.create(account(from), Asm::deployer(&contracts::counter())); }
                 Op::BadNonce { from, offset } => {

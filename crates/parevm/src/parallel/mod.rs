@@ -8,6 +8,7 @@
 //! gives the sequential result.
 
 mod mv_memory;
+mod observe;
 mod scheduler;
 mod vm;
 
@@ -77,7 +78,14 @@ impl Committed {
             let current = read_basic(storage, &self.changes, address)?;
             self.changes.credit(address, current, amount, block.spec);
         }
-        self.changes.commit_tx(output.state);
+        let mut state = output.state;
+        for (address, delta) in output.balance_deltas {
+            let current = read_basic(storage, &self.changes, address)?;
+            if let Some(account) = state.get_mut(&address) {
+                account.info.balance = current.unwrap_or_default().balance + delta;
+            }
+        }
+        self.changes.commit_tx(state);
         self.gas_used += result.tx_gas_used();
         self.transactions.push(TxOutcome {
             tx_type: tx.tx_type,
@@ -154,6 +162,9 @@ impl<S: Storage> Shared<'_, S> {
             ReadOrigin::CodeHash(hash) => self
                 .resolved(location, tx, resolve_full_write)
                 .is_some_and(|a| a.map_or(KECCAK_EMPTY, |a| a.code_hash) == *hash),
+            ReadOrigin::Lazy(hash, nonce) => self
+                .resolved(location, tx, resolve_full_write)
+                .is_some_and(|a| a.is_some_and(|a| a.code_hash == *hash && a.nonce == *nonce)),
         })
     }
 

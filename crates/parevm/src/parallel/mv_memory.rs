@@ -70,6 +70,9 @@ pub(crate) enum ReadOrigin {
     /// Only the account's code hash mattered (the recipient of a plain transfer); validated
     /// by comparing it.
     CodeHash(alloy_primitives::B256),
+    /// A contract read without credits whose balance was not observed: its code hash and
+    /// nonce; validated by comparing them with its last full write.
+    Lazy(alloy_primitives::B256, u64),
 }
 
 /// The outcome of a read.

@@ -8,7 +8,7 @@ use alloy_primitives::{Address, B256, U256};
 use dashmap::DashMap;
 use revm::bytecode::Bytecode;
 use revm::context::result::{EVMError, ExecutionResult, HaltReason, InvalidTransaction};
-use revm::context::{BlockEnv, CfgEnv, Context, ContextSetters, Journal, TxEnv};
+use revm::context::{ContextSetters, TxEnv};
 use revm::context_interface::{Block, Cfg, Transaction};
 use revm::database_interface::DBErrorMarker;
 use revm::handler::{post_execution, EvmTr, FrameResult, Handler, MainnetEvm};
@@ -18,6 +18,7 @@ use revm::state::{AccountInfo, EvmState};
 use revm::{Database, ExecuteEvm, MainBuilder};
 
 use super::mv_memory::{Location, MvMemory, Read, ReadOrigin, Value};
+use super::observe::{self, WorkerContext};
 use super::TxIdx;
 use crate::block_db::{account_info, read_basic, read_block_hash, read_code, read_storage};
 use crate::storage::AccountBasic;
@@ -61,10 +62,26 @@ pub(crate) struct VmDb<'a, S> {
     basics: AddressMap<Option<AccountBasic>>,
     /// For each account whose storage was read: the transaction that last wiped it.
     wipes: AddressMap<Option<TxIdx>>,
-    /// The recipient of a plain transfer, read lazily (see [`lazy_recipient`]).
+    /// The transaction's sender and the block's beneficiary: never read lazily.
+    caller: Address,
+    beneficiary: Address,
+    /// The recipient of a plain transfer, read lazily if it has no code.
     lazy_recipient: Option<Address>,
     /// Whether the lazy recipient was read lazily.
     lazy_read: bool,
+    /// Contracts read without the credits other transactions paid them, as read.
+    lazy_accounts: AddressMap<AccountBasic>,
+    /// Accounts whose balance the transaction observed (see [`super::observe`]).
+    observed: alloy_primitives::map::AddressSet,
+    /// Accounts this transaction must read fully (an earlier attempt observed them).
+    force_full: alloy_primitives::map::AddressSet,
+}
+
+impl<S> VmDb<'_, S> {
+    /// Notes that the transaction observed `address`'s balance.
+    pub(crate) fn observe(&mut self, address: Address) {
+        self.observed.insert(address);
+    }
 }
 
 /// The account at `address` as transaction `tx` sees it: the last full write below `tx` (or
@@ -138,6 +155,21 @@ impl<S: Storage> Database for VmDb<'_, S> {
                 return Ok(value.map(account_info));
             }
         }
+        if address != self.caller
+            && address != self.beneficiary
+            && !self.force_full.contains(&address)
+        {
+            // A contract: most transactions that touch it never look at its balance, which
+            // the credits of other transactions (ETH sent to it) change. Read it without
+            // them; `Vm::execute_with` checks afterwards that the balance was not observed.
+            let view = resolve_full_write(self.mv, self.base, address, self.tx)?;
+            if let Some(account) = view.filter(|a| a.code_hash != KECCAK_EMPTY) {
+                self.lazy_accounts.insert(address, account);
+                self.reads.push((location, ReadOrigin::Lazy(account.code_hash, account.nonce)));
+                self.basics.insert(address, view);
+                return Ok(Some(account_info(account)));
+            }
+        }
         let value = resolve_account(self.mv, self.base, address, self.tx)?;
         self.reads.push((location, ReadOrigin::Account(value)));
         self.basics.insert(address, value);
@@ -181,8 +213,7 @@ impl<S: Storage> Database for VmDb<'_, S> {
     }
 }
 
-type WorkerEvm<'a, S> =
-    MainnetEvm<Context<BlockEnv, TxEnv, CfgEnv, VmDb<'a, S>, Journal<VmDb<'a, S>>, ()>>;
+type WorkerEvm<'a, S> = MainnetEvm<WorkerContext<'a, S>>;
 
 /// revm's mainnet handler, except that the fee credit to the beneficiary is deferred (and
 /// becomes a [`Value::Credit`]) when the transaction has not loaded the beneficiary itself. Loading it only to add the fee
@@ -234,6 +265,9 @@ pub(crate) struct TxOutput {
     /// the value a plain transfer paid its recipient. They are applied on commit to the
     /// account as it is then.
     pub(crate) credits: Vec<(Address, U256)>,
+    /// Contracts in `state` read without credits, with the balance the transaction added to
+    /// them: on commit their balance becomes the committed one plus that.
+    pub(crate) balance_deltas: Vec<(Address, U256)>,
 }
 
 /// What one incarnation produced.
@@ -276,47 +310,59 @@ impl<'a, S: Storage> Vm<'a, S> {
             reads: Vec::new(),
             basics: AddressMap::default(),
             wipes: AddressMap::default(),
+            caller: Address::ZERO,
+            beneficiary: block.env.beneficiary,
             lazy_recipient: None,
             lazy_read: false,
+            lazy_accounts: AddressMap::default(),
+            observed: Default::default(),
+            force_full: Default::default(),
         };
-        let evm = Context::<BlockEnv, TxEnv, CfgEnv, VmDb<'a, S>, Journal<VmDb<'a, S>>, ()>::new(
-            db, block.spec,
-        )
-        .with_cfg(block.cfg())
-        .with_block(block.env.clone())
-        .build_mainnet();
+        let mut evm = WorkerContext::<'a, S>::new(db, block.spec)
+            .with_cfg(block.cfg())
+            .with_block(block.env.clone())
+            .build_mainnet();
+        observe::install(&mut evm.instruction);
         Self { evm, txs: &block.transactions, beneficiary: block.env.beneficiary }
     }
 
     /// Executes transaction `tx` on the current contents of the multi-version store.
     pub(crate) fn execute(&mut self, tx: TxIdx) -> Result<Incarnation, ExecuteError> {
         let env = &self.txs[tx];
-        let candidate = env
+        let mut lazy_recipient = env
             .kind
             .to()
             .copied()
             .filter(|to| env.data.is_empty() && *to != env.caller && *to != self.beneficiary);
-        match self.execute_with(tx, candidate)? {
-            Some(incarnation) => Ok(incarnation),
-            // The recipient was read lazily but the transfer turned out not to be plain.
-            None => Ok(self.execute_with(tx, None)?.expect("no lazy read without a candidate")),
+        self.evm.ctx.journaled_state.database.force_full.clear();
+        loop {
+            match self.execute_with(tx, lazy_recipient)? {
+                Attempt::Done(incarnation) => return Ok(*incarnation),
+                Attempt::RecipientNotPlain => lazy_recipient = None,
+                Attempt::BalanceObserved(address) => {
+                    self.evm.ctx.journaled_state.database.force_full.insert(address);
+                }
+            }
         }
     }
 
-    /// Executes `tx`, reading `lazy_recipient` lazily; `None` if that read cannot stand.
+    /// Executes `tx` once, reading `lazy_recipient` and contracts lazily.
     fn execute_with(
         &mut self,
         tx: TxIdx,
         lazy_recipient: Option<Address>,
-    ) -> Result<Option<Incarnation>, ExecuteError> {
+    ) -> Result<Attempt, ExecuteError> {
         {
             let db = &mut self.evm.ctx.journaled_state.database;
             db.tx = tx;
+            db.caller = self.txs[tx].caller;
             db.reads = Vec::with_capacity(db.reads.capacity());
             db.basics.clear();
             db.wipes.clear();
             db.lazy_recipient = lazy_recipient;
             db.lazy_read = false;
+            db.lazy_accounts.clear();
+            db.observed.clear();
         }
         self.evm.ctx.set_tx(self.txs[tx].clone());
         let mut handler = DeferredFeeHandler::<S> {
@@ -326,7 +372,7 @@ impl<'a, S: Storage> Vm<'a, S> {
         let result = handler.run(&mut self.evm);
         let mut state = self.evm.finalize();
         let db = &mut self.evm.ctx.journaled_state.database;
-        let reads = std::mem::take(&mut db.reads);
+        let mut reads = std::mem::take(&mut db.reads);
         let result = match result {
             Ok(result) => Ok(result),
             Err(EVMError::Transaction(invalid)) => Err(invalid),
@@ -348,12 +394,44 @@ impl<'a, S: Storage> Vm<'a, S> {
                 }))
             }
         };
+
+        // Contracts read without credits: if the transaction looked at the balance (or
+        // changed more than the balance), the read must have been a full one.
+        let mut balance_deltas = Vec::new();
+        for (address, view) in std::mem::take(&mut db.lazy_accounts) {
+            let account = state.get(&address);
+            let changed = account.is_some_and(|a| {
+                a.is_created()
+                    || a.is_selfdestructed()
+                    || a.info.nonce != view.nonce
+                    || a.info.code_hash != view.code_hash
+                    || a.info.balance < view.balance
+            });
+            if changed || db.observed.contains(&address) {
+                let full = resolve_account(db.mv, db.base, address, tx).map_err(|e| match e {
+                    VmError::Blocked(idx) => ExecuteError::Blocked(idx),
+                    VmError::Storage(e) => ExecuteError::Fatal(e.into()),
+                })?;
+                if full != Some(view) {
+                    return Ok(Attempt::BalanceObserved(address));
+                }
+                // Nothing was credited in between: the lazy read was a full one after all.
+                for (location, origin) in &mut reads {
+                    if *location == Location::Basic(address) {
+                        *origin = ReadOrigin::Account(full);
+                    }
+                }
+            } else if let Some(account) = account.filter(|a| a.is_touched()) {
+                balance_deltas.push((address, account.info.balance - view.balance));
+            }
+        }
+
         let mut credits = Vec::new();
         let mut writes = Vec::new();
         if db.lazy_read {
             let recipient = lazy_recipient.expect("lazy reads only of the candidate");
             if result.is_err() || !is_plain_credit(&state, &db.basics, recipient) {
-                return Ok(None);
+                return Ok(Attempt::RecipientNotPlain);
             }
             // The transfer's outcome did not depend on the recipient's balance: the payment
             // becomes a credit, applied on commit to the account as it is then.
@@ -365,15 +443,30 @@ impl<'a, S: Storage> Vm<'a, S> {
             if let Some(fee) = handler.deferred_fee.get() {
                 credits.push((self.beneficiary, fee));
             }
-            writes = write_set(&state, &db.basics, db.new_code);
+            writes = write_set(&state, &db.basics, &balance_deltas, db.new_code);
             writes.extend(
                 credits
                     .iter()
+                    .chain(balance_deltas.iter().filter(|(_, delta)| !delta.is_zero()))
                     .map(|(address, amount)| (Location::Credit(*address), Value::Credit(*amount))),
             );
         }
-        Ok(Some(Incarnation { output: TxOutput { result, state, credits }, reads, writes }))
+        Ok(Attempt::Done(Box::new(Incarnation {
+            output: TxOutput { result, state, credits, balance_deltas },
+            reads,
+            writes,
+        })))
     }
+}
+
+/// How one attempt at executing a transaction ended.
+enum Attempt {
+    /// An incarnation to record.
+    Done(Box<Incarnation>),
+    /// The recipient was read lazily but the transfer turned out not to be plain.
+    RecipientNotPlain,
+    /// A contract read without credits had its balance observed, and credits were pending.
+    BalanceObserved(Address),
 }
 
 /// Whether the only effect of the transaction on `recipient` was a balance increase (it
@@ -405,11 +498,25 @@ fn is_plain_credit(
 fn write_set(
     state: &EvmState,
     read: &AddressMap<Option<AccountBasic>>,
+    balance_deltas: &[(Address, U256)],
     new_code: &DashMap<B256, Bytecode, alloy_primitives::map::DefaultHashBuilder>,
 ) -> Vec<(Location, Value)> {
     let mut writes = Vec::new();
     for (address, account) in state {
         if !account.is_touched() {
+            continue;
+        }
+        if balance_deltas.iter().any(|(a, _)| a == address) {
+            // Read without credits: only its storage is written here; its balance change
+            // is a credit.
+            for (slot, value) in &account.storage {
+                if value.is_changed() {
+                    writes.push((
+                        Location::Storage(*address, *slot),
+                        Value::Storage(value.present_value),
+                    ));
+                }
+            }
             continue;
         }
         let wiped = account.is_selfdestructed() || account.is_created() || account.is_empty();
