@@ -102,8 +102,8 @@ impl BlockShape {
 
     /// Whether Block-STM on `threads` threads can be expected to beat sequential execution:
     /// enough work, transactions large enough on average, no sender chain longer than half a
-    /// thread's share, not dominated by plain transfers. The thresholds were measured on mainnet blocks with two threads
-    /// (see `docs/performance.md`).
+    /// thread's share, not dominated by plain transfers. The thresholds were measured on
+    /// mainnet blocks with two threads (see `docs/performance.md`).
     pub fn favours_parallel(&self, threads: usize) -> bool {
         threads > 1
             && self.transactions >= AUTO_MIN_TXS_PER_THREAD * threads
@@ -121,7 +121,17 @@ impl Config {
         match self.mode {
             ExecutionMode::Sequential => false,
             ExecutionMode::Parallel => true,
-            ExecutionMode::Auto => BlockShape::of(block).favours_parallel(self.threads.get()),
+            ExecutionMode::Auto => {
+                let threads = self.threads.get();
+                // The cheap conditions first, so small blocks pay (almost) nothing for the
+                // decision.
+                let n = block.transactions.len();
+                let gas = block.total_gas_limit();
+                threads > 1
+                    && n >= AUTO_MIN_TXS_PER_THREAD * threads
+                    && gas >= AUTO_MIN_GAS.max(AUTO_MIN_AVERAGE_GAS * n as u64)
+                    && BlockShape::of(block).favours_parallel(threads)
+            }
         }
     }
 }
