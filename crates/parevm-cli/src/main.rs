@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod conformance;
 mod gen;
 mod replay;
 mod table;
@@ -25,6 +26,8 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// Write a synthetic block snapshot.
     Gen(gen::GenArgs),
+    /// Run the Ethereum consensus tests (state and blockchain tests) through both paths.
+    Conformance(conformance::ConformanceArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Replay(args) => replay::run(args),
         Command::Gen(args) => gen::run(args),
+        Command::Conformance(args) => conformance::run(args),
     };
     match result {
         Ok(code) => code,

@@ -3,7 +3,9 @@
 
 #![warn(missing_docs)]
 
+pub mod conformance;
 mod snapshot;
+mod state_root;
 pub mod synthetic;
 mod verify;
 pub mod workload;
@@ -12,4 +14,5 @@ pub use snapshot::{
     discover_snapshots, load_block, load_prestate, load_snapshot, parse_snapshot, Snapshot,
     SnapshotError, MAINNET_CHAIN_ID,
 };
+pub use state_root::state_root;
 pub use verify::{FieldCheck, HeaderCheck};

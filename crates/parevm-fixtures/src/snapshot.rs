@@ -126,6 +126,7 @@ fn block_from_json(path: &Path, block: Block) -> Result<(Header, B256, BlockInpu
         withdrawals: block.withdrawals.map(|w| w.into_inner()).unwrap_or_default(),
         ommers: Vec::new(),
         unknown_ommers: block.uncles.len(),
+        block_rewards: true,
     };
     Ok((header, block.header.hash, input))
 }

@@ -226,6 +226,7 @@ impl BlockBuilder {
             withdrawals: Vec::new(),
             ommers: Vec::new(),
             unknown_ommers: 0,
+            block_rewards: true,
         };
         if spec.is_enabled_in(SpecId::CANCUN) {
             block.env.set_blob_excess_gas_and_price(0, 3_338_477);

@@ -181,6 +181,7 @@ pub fn generate(workload: &Workload) -> GeneratedBlock {
         withdrawals: Vec::new(),
         ommers: Vec::new(),
         unknown_ommers: 0,
+        block_rewards: true,
     };
     GeneratedBlock { storage, block, transactions, senders, header }
 }

@@ -36,12 +36,26 @@ pub struct BlockInput {
     /// Uncles listed only by hash (as in RPC blocks): the beneficiary still receives the
     /// 1/32 inclusion reward for each, but the uncles' own rewards cannot be credited.
     pub unknown_ommers: usize,
+    /// Whether to credit the proof-of-work block and uncle rewards (before the merge).
+    /// State tests execute a transaction without them.
+    pub block_rewards: bool,
 }
 
 impl BlockInput {
     /// revm's configuration for this block.
     pub fn cfg(&self) -> CfgEnv {
-        CfgEnv::new().with_chain_id(self.chain_id).with_spec_and_mainnet_gas_params(self.spec)
+        let mut cfg =
+            CfgEnv::new().with_chain_id(self.chain_id).with_spec_and_mainnet_gas_params(self.spec);
+        // Blobs per transaction: at most a block's worth (6 in Cancun, 9 in Prague), and 6
+        // from Osaka on (EIP-7594).
+        if self.spec.is_enabled_in(SpecId::OSAKA) {
+            cfg.set_max_blobs_per_tx(6);
+        } else if self.spec.is_enabled_in(SpecId::PRAGUE) {
+            cfg.set_max_blobs_per_tx(9);
+        } else if self.spec.is_enabled_in(SpecId::CANCUN) {
+            cfg.set_max_blobs_per_tx(6);
+        }
+        cfg
     }
 
     /// Total gas limit of all transactions.

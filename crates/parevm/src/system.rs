@@ -105,7 +105,7 @@ pub(crate) fn post_block_balances<S: Storage>(
     storage: &S,
     block: &BlockInput,
 ) -> Result<(), StorageError> {
-    let reward = base_block_reward(block.spec);
+    let reward = if block.block_rewards { base_block_reward(block.spec) } else { U256::ZERO };
     if !reward.is_zero() {
         let uncles = block.ommers.len() + block.unknown_ommers;
         let beneficiary_reward = reward + reward / U256::from(32) * U256::from(uncles);
