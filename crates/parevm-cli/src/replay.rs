@@ -45,6 +45,14 @@ pub struct ReplayArgs {
     /// report the median; every parallel run is checked against the sequential result.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
+    /// Stress mode: execute every block this many more times with Block-STM at random
+    /// thread counts (1 to twice the cores) and, in builds with the `perturb` feature,
+    /// random scheduling pauses; stop at the first divergence from sequential.
+    #[arg(long, value_name = "ROUNDS")]
+    stress: Option<u32>,
+    /// Seed of the stress mode's random choices [default: from the clock, printed].
+    #[arg(long)]
+    stress_seed: Option<u64>,
     /// Write a JSON array with one record per block to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -179,6 +187,11 @@ fn replay_snapshot(
     }
     let seq_time = median(seq_samples);
     record.sequential_us = Some(us(seq_time));
+    if let Some(rounds) = args.stress {
+        if let Err(divergence) = stress(snapshot, &reference, rounds, args.stress_seed) {
+            problems.push(divergence);
+        }
+    }
     if let Some(parallel) = last_parallel {
         let par_time = median(par_samples);
         record.parallel_us = Some(us(par_time));
@@ -193,6 +206,52 @@ fn replay_snapshot(
     }
     if !problems.is_empty() {
         record.error = Some(problems.join("; "));
+    }
+    Ok(())
+}
+
+/// Whether this binary perturbs scheduling in stress runs.
+const PERTURBS: bool = cfg!(feature = "perturb");
+
+/// Executes `snapshot` `rounds` times with Block-STM at random thread counts (and random
+/// scheduling perturbation where built in); `Err` describes the first divergence with what
+/// is needed to reproduce it.
+fn stress(
+    snapshot: &Snapshot,
+    reference: &BlockOutput,
+    rounds: u32,
+    seed: Option<u64>,
+) -> Result<(), String> {
+    use rand::{Rng, SeedableRng};
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let seed = seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    });
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    for round in 0..rounds {
+        let threads = NonZeroUsize::new(rng.random_range(1..=2 * cores)).expect("at least 1");
+        let run_seed: u64 = rng.random_range(1..u64::MAX);
+        #[cfg(feature = "perturb")]
+        let result = parevm::execute_parallel_perturbed(
+            &snapshot.storage,
+            &snapshot.block,
+            threads,
+            run_seed,
+        );
+        #[cfg(not(feature = "perturb"))]
+        let result = parevm::execute_parallel(&snapshot.storage, &snapshot.block, threads);
+        let divergence = match result {
+            Ok((output, _)) if output == *reference => continue,
+            Ok((output, _)) => first_difference(reference, &output),
+            Err(e) => format!("parallel failed: {e}"),
+        };
+        return Err(format!(
+            "stress round {round} diverged at {threads} threads, perturbation seed {run_seed} \
+             (stress seed {seed}, perturbation {}): {divergence}",
+            if PERTURBS { "on" } else { "off" }
+        ));
     }
     Ok(())
 }
@@ -232,6 +291,12 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Mode::Parallel => ExecutionMode::Parallel,
     };
     let executor = Executor::new(config)?;
+    if let Some(rounds) = args.stress {
+        eprintln!(
+            "stress: {rounds} extra rounds per block at random thread counts; scheduling perturbation {}",
+            if PERTURBS { "on" } else { "off (build with --features perturb)" }
+        );
+    }
     let mut sources = Vec::new();
     for path in &args.paths {
         sources.extend(discover_snapshots(path)?.into_iter().map(Source::Dir));

@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod conformance;
+pub mod fuzzing;
 mod snapshot;
 mod state_root;
 pub mod synthetic;

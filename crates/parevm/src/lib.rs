@@ -31,6 +31,8 @@ pub use convert::{block_env, tx_env};
 pub use error::{ExecutionError, Location, StorageError};
 pub use output::{BlockOutput, ExecutionStats, TxOutcome};
 pub use parallel::execute_parallel;
+#[cfg(feature = "perturb")]
+pub use parallel::execute_parallel_perturbed;
 pub use sequential::execute_sequential;
 pub use state_changes::{AccountChange, StateChanges};
 pub use storage::{

@@ -9,6 +9,7 @@
 
 mod mv_memory;
 mod observe;
+mod perturb;
 mod scheduler;
 mod vm;
 
@@ -116,6 +117,12 @@ struct Shared<'a, S> {
     executions: AtomicU64,
     validation_aborts: AtomicU64,
     dependency_waits: AtomicU64,
+    /// Seed of the scheduling perturbation of stress runs (feature `perturb`), 0 for none.
+    #[cfg(feature = "perturb")]
+    perturb_seed: u64,
+    /// Numbers the workers (for their perturbation seeds).
+    #[cfg(feature = "perturb")]
+    workers_started: AtomicUsize,
 }
 
 /// Resolves an account read of `location` by `tx` with `resolve`.
@@ -134,6 +141,7 @@ impl<S: Storage> Shared<'_, S> {
         let locations: Vec<Location> = incarnation.writes.iter().map(|(l, _)| *l).collect();
         for (location, value) in incarnation.writes {
             self.mv.write(location, version.tx, version.incarnation, value);
+            perturb::point();
         }
         let mut record = self.records[version.tx].lock();
         let wrote_new = locations.iter().any(|l| !record.written.contains(l));
@@ -215,7 +223,9 @@ impl<S: Storage> Shared<'_, S> {
     fn needs_reexecution(&self, version: Version) -> Option<Task> {
         // If every lower transaction is final, a successful validation makes this one final.
         let lower_final = self.committed_upto.load(Ordering::Acquire) == version.tx;
+        perturb::point();
         let valid = self.validate(version.tx);
+        perturb::point();
         if valid && lower_final {
             self.commit_final(Some(version));
         }
@@ -266,10 +276,21 @@ impl<S: Storage> Shared<'_, S> {
 
     /// A worker's loop: take tasks until the scheduler is done.
     fn work(&self) {
+        #[cfg(feature = "perturb")]
+        {
+            let worker = self.workers_started.fetch_add(1, Ordering::Relaxed) as u64;
+            let seed = self.perturb_seed;
+            perturb::seed(if seed == 0 {
+                0
+            } else {
+                seed ^ (worker + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            });
+        }
         let mut vm = Vm::new(self.block, &self.base, &self.mv, &self.new_code);
         let mut task = None;
         let mut idle = 0u32;
         while !self.scheduler.done() {
+            perturb::point();
             task = match task {
                 Some(Task::Execute(version)) => self.try_execute(&mut vm, version),
                 Some(Task::Validate(version)) => self.needs_reexecution(version),
@@ -293,7 +314,10 @@ impl<S: Storage> Shared<'_, S> {
 
     /// Runs [`Self::work`], turning a panic into a fatal error that stops the others.
     fn work_guarded(&self) {
-        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| self.work())) {
+        let outcome = catch_unwind(AssertUnwindSafe(|| self.work()));
+        #[cfg(feature = "perturb")]
+        perturb::seed(0);
+        if let Err(panic) = outcome {
             let message = panic
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
@@ -328,10 +352,31 @@ pub fn execute_parallel<S: Storage>(
     execute_parallel_with(storage, block, Workers::Spawn(threads))
 }
 
+/// [`execute_parallel`] with random pauses at the workers' race windows, seeded by `seed`
+/// (feature `perturb`, for stress tests only). The result must not depend on the seed.
+#[cfg(feature = "perturb")]
+pub fn execute_parallel_perturbed<S: Storage>(
+    storage: &S,
+    block: &BlockInput,
+    threads: NonZeroUsize,
+    seed: u64,
+) -> Result<(BlockOutput, ExecutionStats), ExecutionError> {
+    execute_parallel_inner(storage, block, Workers::Spawn(threads), seed.max(1))
+}
+
 pub(crate) fn execute_parallel_with<S: Storage>(
     storage: &S,
     block: &BlockInput,
     workers: Workers<'_>,
+) -> Result<(BlockOutput, ExecutionStats), ExecutionError> {
+    execute_parallel_inner(storage, block, workers, 0)
+}
+
+fn execute_parallel_inner<S: Storage>(
+    storage: &S,
+    block: &BlockInput,
+    workers: Workers<'_>,
+    #[cfg_attr(not(feature = "perturb"), allow(unused_variables))] perturb_seed: u64,
 ) -> Result<(BlockOutput, ExecutionStats), ExecutionError> {
     let n = block.transactions.len();
     let _span = debug_span!("execute_parallel", txs = n).entered();
@@ -362,6 +407,10 @@ pub(crate) fn execute_parallel_with<S: Storage>(
         executions: AtomicU64::new(0),
         validation_aborts: AtomicU64::new(0),
         dependency_waits: AtomicU64::new(0),
+        #[cfg(feature = "perturb")]
+        perturb_seed,
+        #[cfg(feature = "perturb")]
+        workers_started: AtomicUsize::new(0),
     };
     {
         let _span = debug_span!("block_stm").entered();

@@ -1,0 +1,177 @@
+//! The fuzz targets' logic, shared by `fuzz/` (cargo-fuzz) and the tests that replay the
+//! committed corpus, so that CI checks every corpus entry without the fuzzer.
+
+use std::num::NonZeroUsize;
+
+use alloy_primitives::{Address, Bytes, TxKind, U256};
+use arbitrary::{Result as ArbResult, Unstructured};
+use parevm::revm::primitives::hardfork::SpecId;
+use parevm::{execute_parallel, execute_sequential, BlockInput, InMemoryStorage};
+
+use crate::parse_snapshot;
+use crate::synthetic::{contracts, ether, op, Asm, BlockBuilder};
+
+const SPECS: [SpecId; 13] = [
+    SpecId::FRONTIER,
+    SpecId::HOMESTEAD,
+    SpecId::TANGERINE,
+    SpecId::SPURIOUS_DRAGON,
+    SpecId::BYZANTIUM,
+    SpecId::PETERSBURG,
+    SpecId::ISTANBUL,
+    SpecId::BERLIN,
+    SpecId::LONDON,
+    SpecId::MERGE,
+    SpecId::SHANGHAI,
+    SpecId::CANCUN,
+    SpecId::PRAGUE,
+];
+
+/// Calls the address in `calldata[0..32]` with the value in `calldata[32..64]` and all gas:
+/// call-heavy, and sends value from a contract (which observes its balance).
+fn forwarder() -> Bytes {
+    Asm::new()
+        .push(0)
+        .push(0)
+        .push(0)
+        .push(0)
+        .push(32)
+        .op(&[op::CALLDATALOAD])
+        .push(0)
+        .op(&[op::CALLDATALOAD, op::GAS, op::CALL, op::POP, op::STOP])
+        .build()
+}
+
+/// Addresses of the contracts of a fuzzed block.
+const CONTRACTS: usize = 8;
+
+fn contract_address(i: usize) -> Address {
+    Address::with_last_byte(0xc0 + i as u8)
+}
+
+/// Decodes a small block from fuzz input: a handful of accounts, contracts that are storage
+/// heavy, create and self-destruct, call others and revert, and transactions among them with
+/// random values, nonces (some invalid), gas limits and calldata. Returns it with the
+/// thread count to run it at.
+pub fn decode_block(
+    u: &mut Unstructured<'_>,
+) -> ArbResult<(InMemoryStorage, BlockInput, NonZeroUsize)> {
+    let spec = *u.choose(&SPECS)?;
+    let threads = NonZeroUsize::new(u.int_in_range(1..=8)?).expect("at least 1");
+    let eoas = u.int_in_range(2..=6usize)?;
+    let eoa = |i: usize| Address::with_last_byte(0x10 + i as u8);
+    // The beneficiary is sometimes one of the senders.
+    let coinbase =
+        if u.ratio(1, 4)? { eoa(u.choose_index(eoas)?) } else { Address::repeat_byte(0xcb) };
+    let mut b = BlockBuilder::new(spec, coinbase);
+    for i in 0..eoas {
+        // Mostly funded; now and then too poor to pay for gas.
+        let wei = match u.int_in_range(0..=15u8)? {
+            0 => U256::ZERO,
+            1 => U256::from(u.int_in_range(1..=10_000_000_000_000_000u64)?),
+            2..=9 => ether(1),
+            _ => ether(100),
+        };
+        b.fund(eoa(i), wei);
+    }
+    let codes = [
+        contracts::slot_adder(),
+        contracts::counter(),
+        contracts::coinbase_reader(),
+        contracts::create2_factory(),
+        contracts::reverter(),
+        Asm::new().op(&[op::STOP]).build(),
+        Asm::new()
+            .push_address(contract_address(0))
+            .op(&[op::BALANCE])
+            .push(0)
+            .op(&[op::SSTORE])
+            .build(),
+        forwarder(),
+    ];
+    debug_assert_eq!(codes.len(), CONTRACTS);
+    for (i, code) in codes.into_iter().enumerate() {
+        let slots = [(U256::from(1), U256::from(u.int_in_range(0..=3u8)?))];
+        b.contract(contract_address(i), code, slots);
+    }
+    let suicidal_init = Asm::deployer(&contracts::suicidal());
+    let txs = u.int_in_range(0..=24usize)?;
+    for _ in 0..txs {
+        let from = eoa(u.choose_index(eoas)?);
+        let scale = u64::from(u.int_in_range(0..=3u8)?) * 1_000_000;
+        let value = U256::from(u.int_in_range(0..=scale)?);
+        let gas_choice = *u.choose(&[30_000u64, 100_000, 300_000, 1_000_000])?;
+        let (kind, data) = match u.int_in_range(0..=5u8)? {
+            0 => (TxKind::Call(eoa(u.choose_index(eoas)?)), Bytes::new()),
+            1 => (TxKind::Call(coinbase), Bytes::new()),
+            2 => {
+                let target = u.choose_index(CONTRACTS)?;
+                let data = match target {
+                    3 => suicidal_init.clone(),
+                    7 => {
+                        let mut data = [0u8; 64];
+                        let callee = contract_address(u.choose_index(CONTRACTS)?);
+                        data[12..32].copy_from_slice(callee.as_slice());
+                        data[63] = u.int_in_range(0..=3u8)?;
+                        Bytes::copy_from_slice(&data)
+                    }
+                    _ => {
+                        let mut data = [0u8; 64];
+                        data[31] = u.int_in_range(0..=3u8)?;
+                        data[63] = u.arbitrary()?;
+                        Bytes::copy_from_slice(&data)
+                    }
+                };
+                (TxKind::Call(contract_address(target)), data)
+            }
+            3 => (TxKind::Create, Asm::deployer(&contracts::counter())),
+            4 => (TxKind::Create, suicidal_init.clone()),
+            _ => {
+                // A self-destructed child of the factory, called with value.
+                let child = contract_address(3).create2_from_code([0u8; 32], &suicidal_init);
+                (TxKind::Call(child), Bytes::new())
+            }
+        };
+        // Plain transfers get exactly 21,000 gas; everything else a random budget, which
+        // may be too little (out of gas) but covers the intrinsic cost.
+        let gas = if data.is_empty() && !matches!(kind, TxKind::Create) {
+            21_000
+        } else {
+            gas_choice.max(60_000)
+        };
+        if u.ratio(1, 48)? {
+            let nonce = b.next_nonce(from).saturating_add(u.int_in_range(0..=2)?).saturating_sub(1);
+            b.tx_with_nonce(from, kind, value, data, gas, nonce);
+        } else {
+            b.tx(from, kind, value, data, gas);
+        }
+    }
+    let (storage, block) = b.build();
+    Ok((storage, block, threads))
+}
+
+/// The `differential` target: a decoded block must execute identically sequentially and in
+/// parallel. `Err` describes a divergence.
+pub fn differential(data: &[u8]) -> Result<(), String> {
+    let mut u = Unstructured::new(data);
+    let Ok((storage, block, threads)) = decode_block(&mut u) else { return Ok(()) };
+    let sequential = execute_sequential(&storage, &block);
+    let parallel = execute_parallel(&storage, &block, threads).map(|(output, _)| output);
+    match (&sequential, &parallel) {
+        (Ok(s), Ok(p)) if s == p => Ok(()),
+        (Err(s), Err(p)) if format!("{s:?}") == format!("{p:?}") => Ok(()),
+        _ => Err(format!(
+            "divergence at {threads} threads under {:?}:\nsequential {sequential:?}\nparallel {parallel:?}",
+            block.spec
+        )),
+    }
+}
+
+/// The `snapshot_parse` target: bytes up to the first NUL are `block.json`, the rest
+/// `prestate.json`; parsing gives a snapshot or an error, never a panic.
+pub fn snapshot_parse(data: &[u8]) {
+    let split = data.iter().position(|b| *b == 0).unwrap_or(data.len());
+    let (block, rest) = data.split_at(split);
+    let prestate = rest.get(1..).unwrap_or_default();
+    let _ = parse_snapshot("fuzz", block, prestate);
+}
