@@ -256,22 +256,10 @@ fn stress(
     Ok(())
 }
 
-/// Describes where two outputs first differ.
+/// Describes where the parallel output first differs from the sequential one.
 fn first_difference(sequential: &BlockOutput, parallel: &BlockOutput) -> String {
-    for (i, (s, p)) in sequential.transactions.iter().zip(&parallel.transactions).enumerate() {
-        if s != p {
-            return format!("parallel differs from sequential at transaction {i}: {p:?} vs {s:?}");
-        }
-    }
-    for (address, change) in sequential.state.sorted() {
-        if parallel.state.accounts.get(address) != Some(change) {
-            return format!(
-                "parallel state differs from sequential at {address}: {:?} vs {change:?}",
-                parallel.state.accounts.get(address)
-            );
-        }
-    }
-    "parallel output differs from sequential".into()
+    let difference = sequential.first_difference(parallel).unwrap_or_default();
+    format!("parallel differs from sequential at {difference}")
 }
 
 /// Geometric mean of positive values.

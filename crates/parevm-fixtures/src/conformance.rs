@@ -275,20 +275,8 @@ fn summary(result: &Result<BlockOutput, ExecutionError>) -> String {
 }
 
 fn first_difference(sequential: &BlockOutput, parallel: &BlockOutput) -> String {
-    for (i, (s, p)) in sequential.transactions.iter().zip(&parallel.transactions).enumerate() {
-        if s != p {
-            return format!(
-                "parallel differs at transaction {i}: {:?} vs {:?}",
-                p.result, s.result
-            );
-        }
-    }
-    for (address, change) in sequential.state.sorted() {
-        if parallel.state.accounts.get(address) != Some(change) {
-            return format!("parallel state differs at {address}");
-        }
-    }
-    "parallel output differs".into()
+    let difference = sequential.first_difference(parallel).unwrap_or_default();
+    format!("parallel differs from sequential at {difference}")
 }
 
 fn spec_of(name: &SpecName) -> Result<SpecId, String> {

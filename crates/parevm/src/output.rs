@@ -94,6 +94,43 @@ impl BlockOutput {
         bloom
     }
 
+    /// Where `other` first differs from this output (`None` if they are equal): the first
+    /// differing transaction, else the first differing account, else the gas. For reports
+    /// of a divergence between two executions of the same block.
+    pub fn first_difference(&self, other: &BlockOutput) -> Option<String> {
+        if self == other {
+            return None;
+        }
+        if self.transactions.len() != other.transactions.len() {
+            return Some(format!(
+                "{} transactions, expected {}",
+                other.transactions.len(),
+                self.transactions.len()
+            ));
+        }
+        for (i, (expected, actual)) in self.transactions.iter().zip(&other.transactions).enumerate()
+        {
+            if expected != actual {
+                return Some(format!("transaction {i}: {actual:?}, expected {expected:?}"));
+            }
+        }
+        let mut addresses: Vec<_> =
+            self.state.accounts.keys().chain(other.state.accounts.keys()).collect();
+        addresses.sort_unstable();
+        addresses.dedup();
+        for address in addresses {
+            let (expected, actual) =
+                (self.state.accounts.get(address), other.state.accounts.get(address));
+            if expected != actual {
+                return Some(format!("account {address}: {actual:?}, expected {expected:?}"));
+            }
+        }
+        if self.state.contracts != other.state.contracts {
+            return Some("deployed code differs".into());
+        }
+        Some(format!("gas used {}, expected {}", other.gas_used, self.gas_used))
+    }
+
     /// The receipts root (as in headers from Byzantium on; earlier receipts carried
     /// intermediate state roots instead of a status).
     pub fn receipts_root(&self) -> B256 {
