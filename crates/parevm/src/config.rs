@@ -188,10 +188,22 @@ impl Executor {
             let (output, stats) = execute_parallel_with(storage, block, workers)?;
             Ok(BlockExecution { output, stats, parallel: true })
         } else {
-            let output = execute_sequential(storage, block)?;
+            let output = execute_sequential_guarded(storage, block)?;
             Ok(BlockExecution { output, stats: ExecutionStats::default(), parallel: false })
         }
     }
+}
+
+/// [`execute_sequential`], with a panic (in the embedder's storage, say) returned as
+/// [`ExecutionError::Panic`] like the parallel path does.
+fn execute_sequential_guarded<S: Storage>(
+    storage: &S,
+    block: &BlockInput,
+) -> Result<crate::BlockOutput, ExecutionError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| execute_sequential(storage, block)))
+        .unwrap_or_else(|panic| {
+            Err(ExecutionError::Panic(crate::parallel::panic_message(panic.as_ref())))
+        })
 }
 
 /// Executes `block` on `storage` as `config` says. The output is the same bit for bit
@@ -206,7 +218,7 @@ pub fn execute_block<S: Storage>(
             execute_parallel_with(storage, block, Workers::Spawn(config.threads))?;
         Ok(BlockExecution { output, stats, parallel: true })
     } else {
-        let output = execute_sequential(storage, block)?;
+        let output = execute_sequential_guarded(storage, block)?;
         Ok(BlockExecution { output, stats: ExecutionStats::default(), parallel: false })
     }
 }

@@ -150,6 +150,26 @@ fn a_panic_in_a_worker_is_an_error_and_all_threads_are_joined() {
 }
 
 #[test]
+fn a_panic_is_an_error_on_both_paths_of_the_executor() {
+    use parevm::{Config, ExecutionMode, Executor};
+    let (inner, block) = block();
+    for mode in [ExecutionMode::Sequential, ExecutionMode::Parallel] {
+        for threads in [1, 2, 4] {
+            let config = Config { threads: NonZeroUsize::new(threads).unwrap(), mode };
+            let executor = Executor::new(config).unwrap();
+            let storage = FailingStorage::new(inner.clone(), 30, true);
+            let error = executor.execute(&storage, &block).unwrap_err();
+            assert!(
+                matches!(&error, ExecutionError::Panic(m) if m.contains("storage backend crashed")),
+                "{mode:?}, {threads} threads: {error}"
+            );
+            // The executor is still usable afterwards.
+            assert!(executor.execute(&inner, &block).is_ok());
+        }
+    }
+}
+
+#[test]
 fn without_failures_the_wrapper_changes_nothing() {
     let (inner, block) = block();
     let expected = execute_sequential(&inner, &block).unwrap();

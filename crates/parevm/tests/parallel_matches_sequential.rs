@@ -215,6 +215,44 @@ fn invalid_nonce_is_the_same_error() {
 }
 
 #[test]
+fn nonce_too_low_is_the_same_error() {
+    let mut b = BlockBuilder::new(SpecId::CANCUN, COINBASE);
+    for i in 0..6 {
+        b.fund(account(i), ether(1));
+        b.transfer(account(i), account(i + 50), U256::from(1));
+    }
+    // account 2 already used nonce 0 in this block.
+    b.tx_with_nonce(account(2), TxKind::Call(account(9)), U256::ZERO, Bytes::new(), 21_000, 0);
+    let (storage, block) = b.build();
+    let error = same_everywhere(&storage, &block).unwrap_err();
+    assert!(error.contains("transaction 6 is invalid") && error.contains("nonce"), "{error}");
+}
+
+#[test]
+fn intrinsic_gas_too_low_is_the_same_error() {
+    let mut b = BlockBuilder::new(SpecId::CANCUN, COINBASE);
+    for i in 0..4 {
+        b.fund(account(i), ether(1));
+        b.transfer(account(i), account(i + 50), U256::from(1));
+    }
+    b.tx(account(1), TxKind::Call(account(9)), U256::ZERO, Bytes::new(), 20_000);
+    let (storage, block) = b.build();
+    let error = same_everywhere(&storage, &block).unwrap_err();
+    assert!(error.contains("transaction 4 is invalid"), "{error}");
+}
+
+#[test]
+fn transaction_gas_limit_above_the_block_gas_limit_is_the_same_error() {
+    let mut b = BlockBuilder::new(SpecId::CANCUN, COINBASE);
+    b.fund(account(1), ether(1));
+    b.tx(account(1), TxKind::Call(account(9)), U256::ZERO, Bytes::new(), 50_000);
+    b.block_mut().env.gas_limit = 30_000;
+    let (storage, block) = b.build();
+    let error = same_everywhere(&storage, &block).unwrap_err();
+    assert!(error.contains("transaction 0 has gas limit 50000"), "{error}");
+}
+
+#[test]
 fn insufficient_balance_is_the_same_error() {
     let mut b = BlockBuilder::new(SpecId::CANCUN, COINBASE);
     b.fund(account(1), ether(1));

@@ -318,14 +318,18 @@ impl<S: Storage> Shared<'_, S> {
         #[cfg(feature = "perturb")]
         perturb::seed(0);
         if let Err(panic) = outcome {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            self.fail(ExecutionError::Panic(message));
+            self.fail(ExecutionError::Panic(panic_message(panic.as_ref())));
         }
     }
+}
+
+/// The message of a caught panic.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// For each transaction, the index of the previous transaction with the same sender.
