@@ -80,7 +80,11 @@ fn target(i: u64, adder: Address, counter: Address, reader: Address) -> Address 
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 160, ..ProptestConfig::default() })]
+    // 160 cases by default; set PAREVM_PROPTEST_CASES for a deeper run.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PAREVM_PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(160),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn parallel_equals_sequential(
