@@ -84,6 +84,21 @@ impl<S> VmDb<'_, S> {
     }
 }
 
+/// The last full write of `address` below `tx` and the transaction that made it, or `None`
+/// if no transaction below `tx` wrote the account fully.
+fn last_full_write(
+    mv: &MvMemory,
+    address: Address,
+    tx: TxIdx,
+) -> Result<Option<(Option<AccountBasic>, TxIdx)>, VmError> {
+    match mv.read(&Location::Basic(address), tx) {
+        Read::PreState => Ok(None),
+        Read::Value(Value::Basic(account), idx, _) => Ok(Some((account, idx))),
+        Read::Value(..) => unreachable!("Basic locations hold Basic values"),
+        Read::Blocked(idx) => Err(VmError::Blocked(idx)),
+    }
+}
+
 /// The account at `address` as transaction `tx` sees it: the last full write below `tx` (or
 /// the pre-state) with the credits after it folded on.
 pub(crate) fn resolve_account<S: Storage>(
@@ -92,15 +107,10 @@ pub(crate) fn resolve_account<S: Storage>(
     address: Address,
     tx: TxIdx,
 ) -> Result<Option<AccountBasic>, VmError> {
-    let (account, after) = match mv.read(&Location::Basic(address), tx) {
-        Read::PreState => (None, None),
-        Read::Value(Value::Basic(account), idx, _) => (Some(account), Some(idx)),
-        Read::Value(..) => unreachable!("Basic locations hold Basic values"),
-        Read::Blocked(idx) => return Err(VmError::Blocked(idx)),
-    };
-    let credits = mv.credits(address, after, tx).map_err(VmError::Blocked)?;
-    let account = match account {
-        Some(account) => account,
+    let write = last_full_write(mv, address, tx)?;
+    let credits = mv.credits(address, write.map(|(_, idx)| idx), tx).map_err(VmError::Blocked)?;
+    let account = match write {
+        Some((account, _)) => account,
         None => base.basic(address)?,
     };
     Ok(mv.fold(account, &credits))
@@ -114,11 +124,9 @@ pub(crate) fn resolve_full_write<S: Storage>(
     address: Address,
     tx: TxIdx,
 ) -> Result<Option<AccountBasic>, VmError> {
-    match mv.read(&Location::Basic(address), tx) {
-        Read::PreState => Ok(base.basic(address)?),
-        Read::Value(Value::Basic(account), ..) => Ok(account),
-        Read::Value(..) => unreachable!("Basic locations hold Basic values"),
-        Read::Blocked(idx) => Err(VmError::Blocked(idx)),
+    match last_full_write(mv, address, tx)? {
+        Some((account, _)) => Ok(account),
+        None => Ok(base.basic(address)?),
     }
 }
 
