@@ -105,14 +105,20 @@ impl BlockShape {
     /// thread's share, not dominated by plain transfers. The thresholds were measured on
     /// mainnet blocks with two threads (see `docs/performance.md`).
     pub fn favours_parallel(&self, threads: usize) -> bool {
-        threads > 1
-            && self.transactions >= AUTO_MIN_TXS_PER_THREAD * threads
-            && self.total_gas_limit >= AUTO_MIN_GAS
-            && self.total_gas_limit >= AUTO_MIN_AVERAGE_GAS * self.transactions as u64
+        enough_work(self.transactions, self.total_gas_limit, threads)
             && self.longest_sender_chain * 2 * threads <= self.transactions
             && (self.plain_transfers as f64)
                 < AUTO_MAX_PLAIN_TRANSFER_SHARE * self.transactions as f64
     }
+}
+
+/// The conditions of [`BlockShape::favours_parallel`] that need only the transaction count
+/// and the total gas limit.
+fn enough_work(transactions: usize, total_gas_limit: u64, threads: usize) -> bool {
+    threads > 1
+        && transactions >= AUTO_MIN_TXS_PER_THREAD * threads
+        && total_gas_limit >= AUTO_MIN_GAS
+        && total_gas_limit >= AUTO_MIN_AVERAGE_GAS * transactions as u64
 }
 
 impl Config {
@@ -125,11 +131,7 @@ impl Config {
                 let threads = self.threads.get();
                 // The cheap conditions first, so small blocks pay (almost) nothing for the
                 // decision.
-                let n = block.transactions.len();
-                let gas = block.total_gas_limit();
-                threads > 1
-                    && n >= AUTO_MIN_TXS_PER_THREAD * threads
-                    && gas >= AUTO_MIN_GAS.max(AUTO_MIN_AVERAGE_GAS * n as u64)
+                enough_work(block.transactions.len(), block.total_gas_limit(), threads)
                     && BlockShape::of(block).favours_parallel(threads)
             }
         }
@@ -213,12 +215,6 @@ pub fn execute_block<S: Storage>(
     block: &BlockInput,
     config: &Config,
 ) -> Result<BlockExecution, ExecutionError> {
-    if config.runs_parallel(block) {
-        let (output, stats) =
-            execute_parallel_with(storage, block, Workers::Spawn(config.threads))?;
-        Ok(BlockExecution { output, stats, parallel: true })
-    } else {
-        let output = execute_sequential_guarded(storage, block)?;
-        Ok(BlockExecution { output, stats: ExecutionStats::default(), parallel: false })
-    }
+    // Without a pool, the executor spawns the workers for this block.
+    Executor { config: *config, pool: None }.execute(storage, block)
 }

@@ -13,7 +13,7 @@ use revm::primitives::KECCAK_EMPTY;
 use revm::state::EvmState;
 
 use crate::storage::{AccountBasic, Storage};
-use crate::{Location, StorageError};
+use crate::StorageError;
 
 /// How one account differs from the pre-state at the end of the block.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -108,12 +108,7 @@ impl StateChanges {
         if amount.is_zero() {
             return Ok(());
         }
-        let current = match self.account(&address) {
-            Some(info) => info,
-            None => storage
-                .basic(&address)
-                .map_err(|e| StorageError::new(Location::Account(address), e))?,
-        };
+        let current = crate::block_db::read_basic(storage, self, address)?;
         self.credit(address, current, amount, spec);
         Ok(())
     }
