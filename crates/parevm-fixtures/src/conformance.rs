@@ -21,15 +21,13 @@ use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
 use parevm::revm::context::CfgEnv;
 use parevm::revm::context_interface::block::BlobExcessGasAndPrice;
 use parevm::revm::primitives::hardfork::SpecId;
-use parevm::{
-    execute_parallel, execute_sequential, AccountBasic, BlockInput, BlockOutput, ExecutionError,
-    InMemoryStorage, Ommer, Storage,
-};
+use parevm::{AccountBasic, BlockInput, ExecutionError, InMemoryStorage, Ommer, Storage};
 use rayon::prelude::*;
 use revm::statetest_types::blockchain::{BlockchainTestCase, ForkSpec};
 use revm::statetest_types::{SpecName, TestSuite, TestUnit};
 use serde::Serialize;
 
+use crate::both_paths::both_paths;
 use crate::state_root::state_root;
 
 /// A case that did not pass.
@@ -242,41 +240,6 @@ impl Storage for TestStorage {
     fn block_hash(&self, number: u64) -> Result<B256, Self::Error> {
         Ok(self.hashes.get(&number).copied().unwrap_or_else(|| keccak256(number.to_string())))
     }
-}
-
-/// Runs `block` both ways and checks they agree; returns the sequential result.
-fn both_paths(
-    storage: &TestStorage,
-    block: &BlockInput,
-    threads: NonZeroUsize,
-) -> Result<Result<BlockOutput, ExecutionError>, String> {
-    let sequential = execute_sequential(storage, block);
-    let parallel = execute_parallel(storage, block, threads).map(|(output, _)| output);
-    match (&sequential, &parallel) {
-        (Ok(s), Ok(p)) if s == p => {}
-        (Err(s), Err(p)) if format!("{s:?}") == format!("{p:?}") => {}
-        (Ok(s), Ok(p)) => return Err(first_difference(s, p)),
-        _ => {
-            return Err(format!(
-                "sequential {:?} but parallel {:?}",
-                summary(&sequential),
-                summary(&parallel)
-            ))
-        }
-    }
-    Ok(sequential)
-}
-
-fn summary(result: &Result<BlockOutput, ExecutionError>) -> String {
-    match result {
-        Ok(output) => format!("ok ({} gas)", output.gas_used),
-        Err(e) => e.to_string(),
-    }
-}
-
-fn first_difference(sequential: &BlockOutput, parallel: &BlockOutput) -> String {
-    let difference = sequential.first_difference(parallel).unwrap_or_default();
-    format!("parallel differs from sequential at {difference}")
 }
 
 fn spec_of(name: &SpecName) -> Result<SpecId, String> {

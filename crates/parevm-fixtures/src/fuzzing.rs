@@ -6,8 +6,9 @@ use std::num::NonZeroUsize;
 use alloy_primitives::{Address, Bytes, TxKind, U256};
 use arbitrary::{Result as ArbResult, Unstructured};
 use parevm::revm::primitives::hardfork::SpecId;
-use parevm::{execute_parallel, execute_sequential, BlockInput, InMemoryStorage};
+use parevm::{BlockInput, InMemoryStorage};
 
+use crate::both_paths::both_paths;
 use crate::parse_snapshot;
 use crate::synthetic::{contracts, ether, op, Asm, BlockBuilder};
 
@@ -155,16 +156,9 @@ pub fn decode_block(
 pub fn differential(data: &[u8]) -> Result<(), String> {
     let mut u = Unstructured::new(data);
     let Ok((storage, block, threads)) = decode_block(&mut u) else { return Ok(()) };
-    let sequential = execute_sequential(&storage, &block);
-    let parallel = execute_parallel(&storage, &block, threads).map(|(output, _)| output);
-    match (&sequential, &parallel) {
-        (Ok(s), Ok(p)) if s == p => Ok(()),
-        (Err(s), Err(p)) if format!("{s:?}") == format!("{p:?}") => Ok(()),
-        _ => Err(format!(
-            "divergence at {threads} threads under {:?}:\nsequential {sequential:?}\nparallel {parallel:?}",
-            block.spec
-        )),
-    }
+    both_paths(&storage, &block, threads)
+        .map(|_| ())
+        .map_err(|e| format!("divergence at {threads} threads under {:?}: {e}", block.spec))
 }
 
 /// The `snapshot_parse` target: bytes up to the first NUL are `block.json`, the rest

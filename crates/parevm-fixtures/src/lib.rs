@@ -3,6 +3,7 @@
 
 #![warn(missing_docs)]
 
+mod both_paths;
 pub mod conformance;
 pub mod fuzzing;
 mod snapshot;
@@ -11,6 +12,7 @@ pub mod synthetic;
 mod verify;
 pub mod workload;
 
+pub use both_paths::both_paths;
 pub use snapshot::{
     discover_snapshots, load_block, load_prestate, load_snapshot, parse_snapshot, Snapshot,
     SnapshotError, MAINNET_CHAIN_ID,

@@ -1,0 +1,43 @@
+//! Running a block through the sequential path and Block-STM and checking they agree: what
+//! the conformance runner and the fuzz targets share.
+
+use std::num::NonZeroUsize;
+
+use parevm::{
+    execute_parallel, execute_sequential, BlockInput, BlockOutput, ExecutionError, Storage,
+};
+
+/// Runs `block` sequentially and with Block-STM on `threads` threads. Returns the sequential
+/// result if both agree exactly (equal outputs, or equal errors), else describes how they
+/// differ.
+pub fn both_paths<S: Storage>(
+    storage: &S,
+    block: &BlockInput,
+    threads: NonZeroUsize,
+) -> Result<Result<BlockOutput, ExecutionError>, String> {
+    let sequential = execute_sequential(storage, block);
+    let parallel = execute_parallel(storage, block, threads).map(|(output, _)| output);
+    match (&sequential, &parallel) {
+        (Ok(s), Ok(p)) if s == p => {}
+        (Err(s), Err(p)) if format!("{s:?}") == format!("{p:?}") => {}
+        (Ok(s), Ok(p)) => {
+            let difference = s.first_difference(p).unwrap_or_default();
+            return Err(format!("parallel differs from sequential at {difference}"));
+        }
+        _ => {
+            return Err(format!(
+                "sequential {} but parallel {}",
+                summary(&sequential),
+                summary(&parallel)
+            ))
+        }
+    }
+    Ok(sequential)
+}
+
+fn summary(result: &Result<BlockOutput, ExecutionError>) -> String {
+    match result {
+        Ok(output) => format!("ok ({} gas)", output.gas_used),
+        Err(e) => format!("failed ({e})"),
+    }
+}
