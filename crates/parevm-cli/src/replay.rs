@@ -10,7 +10,11 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use parevm::{execute_sequential, BlockOutput, Config, ExecutionError, ExecutionMode, Executor};
+use parevm::{
+    execute_sequential_with, BlockOutput, Compliance, Config, ExecutionError, ExecutionMode,
+    Executor,
+};
+use parevm_compliance::{Claim, ComplianceFile, ModeName};
 use parevm_fixtures::{discover_snapshots, load_snapshot, parse_snapshot, HeaderCheck, Snapshot};
 use serde::Serialize;
 
@@ -56,6 +60,64 @@ pub struct ReplayArgs {
     /// Write a JSON array with one record per block to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Compliance configuration (`{"registry": "0x…", "mode": "exclude" | "fail-block"}`)
+    /// for every block [default: each snapshot folder's own `compliance.json`, if any].
+    #[arg(long, value_name = "FILE")]
+    compliance: Option<PathBuf>,
+}
+
+/// One transaction's fate under a compliance hook, as written to `--json`.
+#[derive(Serialize)]
+struct OutcomeRecord {
+    index: usize,
+    /// `included` or `excluded`.
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    success: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gas_used: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pool: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    claim: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cascaded_from: Option<usize>,
+}
+
+/// Every transaction's fate, in block order.
+fn outcomes(output: &BlockOutput) -> Vec<OutcomeRecord> {
+    let mut records: Vec<OutcomeRecord> = output
+        .transactions
+        .iter()
+        .map(|tx| OutcomeRecord {
+            index: tx.index,
+            status: "included",
+            success: Some(tx.is_success()),
+            gas_used: Some(tx.gas_used()),
+            pool: None,
+            claim: None,
+            reason: None,
+            cascaded_from: None,
+        })
+        .chain(output.excluded.iter().map(|e| OutcomeRecord {
+            index: e.index,
+            status: "excluded",
+            success: None,
+            gas_used: None,
+            pool: Some(e.rejection.pool.to_string()),
+            claim: Some(Claim::describe(e.rejection.claim)),
+            reason: Some(if e.cascaded_from.is_some() {
+                "nonce-gap"
+            } else {
+                e.rejection.reason.as_str()
+            }),
+            cascaded_from: e.cascaded_from,
+        }))
+        .collect();
+    records.sort_by_key(|r| r.index);
+    records
 }
 
 /// One block's result, as written to `--json`.
@@ -76,6 +138,14 @@ struct Record {
     re_executions: u64,
     validation_aborts: u64,
     dependency_waits: u64,
+    /// The compliance mode, if a hook was configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    compliance: Option<&'static str>,
+    /// Transactions the compliance hook left out.
+    excluded: usize,
+    /// Every transaction's fate, when a compliance hook was configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outcomes: Option<Vec<OutcomeRecord>>,
     error: Option<String>,
 }
 
@@ -126,18 +196,41 @@ impl Source {
     }
 }
 
+/// The compliance configuration of `source`: `--compliance`, else the folder's own.
+fn compliance_of(
+    source: &Source,
+    args: &ReplayArgs,
+) -> Result<Option<ComplianceFile>, parevm_compliance::ComplianceFileError> {
+    match (&args.compliance, source) {
+        (Some(path), _) => ComplianceFile::load(path).map(Some),
+        (None, Source::Dir(dir)) => ComplianceFile::load_from_dir(dir),
+        (None, Source::Embedded) => Ok(None),
+    }
+}
+
 /// Replays one snapshot into a record.
-fn replay_one(source: &Source, args: &ReplayArgs, executor: &Executor) -> Record {
-    let config = executor.config();
-    let mut record =
-        Record { block: source.name(), threads: config.threads.get(), ..Record::default() };
-    let snapshot = match source.load() {
-        Ok(s) => s,
+fn replay_one(source: &Source, args: &ReplayArgs, executor: &mut Executor) -> Record {
+    let mut record = Record {
+        block: source.name(),
+        threads: executor.config().threads.get(),
+        ..Record::default()
+    };
+    let loaded = source.load().map_err(|e| e.to_string()).and_then(|snapshot| {
+        let compliance = compliance_of(source, args).map_err(|e| e.to_string())?;
+        Ok((snapshot, compliance))
+    });
+    let (snapshot, compliance) = match loaded {
+        Ok(loaded) => loaded,
         Err(e) => {
-            record.error = Some(e.to_string());
+            record.error = Some(e);
             return record;
         }
     };
+    record.compliance = compliance.map(|c| match c.mode {
+        ModeName::Exclude => "exclude",
+        ModeName::FailBlock => "fail-block",
+    });
+    executor.set_compliance(compliance.map(|c| c.compliance()));
     record.number = Some(snapshot.header.number);
     record.txs = snapshot.block.transactions.len();
     if let Err(e) = replay_snapshot(&snapshot, args, executor, &mut record) {
@@ -157,8 +250,14 @@ fn replay_snapshot(
     record: &mut Record,
 ) -> Result<(), ExecutionError> {
     let (storage, block) = (&snapshot.storage, &snapshot.block);
-    let reference = execute_sequential(storage, block)?;
+    let compliance = executor.config().compliance.clone();
+    let compliance = compliance.as_ref();
+    let reference = execute_sequential_with(storage, block, compliance)?;
     record.gas_used = reference.gas_used;
+    record.excluded = reference.excluded.len();
+    if compliance.is_some() {
+        record.outcomes = Some(outcomes(&reference));
+    }
     let check = HeaderCheck::new(&snapshot.header, block.spec, &reference);
     record.verified = check.passed();
     let mut problems = check.mismatches();
@@ -169,7 +268,7 @@ fn replay_snapshot(
     let (mut seq_samples, mut par_samples) = (Vec::new(), Vec::new());
     for _ in 0..args.repeat {
         let start = Instant::now();
-        let sequential = execute_sequential(storage, block)?;
+        let sequential = execute_sequential_with(storage, block, compliance)?;
         seq_samples.push(start.elapsed());
         if sequential != reference {
             problems.push("the sequential path is not deterministic".into());
@@ -188,7 +287,8 @@ fn replay_snapshot(
     let seq_time = median(seq_samples);
     record.sequential_us = Some(us(seq_time));
     if let Some(rounds) = args.stress {
-        if let Err(divergence) = stress(snapshot, &reference, rounds, args.stress_seed) {
+        if let Err(divergence) = stress(snapshot, &reference, compliance, rounds, args.stress_seed)
+        {
             problems.push(divergence);
         }
     }
@@ -219,6 +319,7 @@ const PERTURBS: bool = cfg!(feature = "perturb");
 fn stress(
     snapshot: &Snapshot,
     reference: &BlockOutput,
+    compliance: Option<&Compliance>,
     rounds: u32,
     seed: Option<u64>,
 ) -> Result<(), String> {
@@ -238,13 +339,20 @@ fn stress(
             &snapshot.storage,
             &snapshot.block,
             threads,
+            compliance,
             run_seed,
-        );
+        )
+        .map(|(output, _)| output);
         #[cfg(not(feature = "perturb"))]
-        let result = parevm::execute_parallel(&snapshot.storage, &snapshot.block, threads);
+        let result = parevm::execute_block(
+            &snapshot.storage,
+            &snapshot.block,
+            &Config { threads, mode: ExecutionMode::Parallel, compliance: compliance.cloned() },
+        )
+        .map(|execution| execution.output);
         let divergence = match result {
-            Ok((output, _)) if output == *reference => continue,
-            Ok((output, _)) => first_difference(reference, &output),
+            Ok(output) if output == *reference => continue,
+            Ok(output) => first_difference(reference, &output),
             Err(e) => format!("parallel failed: {e}"),
         };
         return Err(format!(
@@ -278,7 +386,8 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Mode::Auto => ExecutionMode::Auto,
         Mode::Parallel => ExecutionMode::Parallel,
     };
-    let executor = Executor::new(config)?;
+    let threads = config.threads;
+    let mut executor = Executor::new(config)?;
     if let Some(rounds) = args.stress {
         eprintln!(
             "stress: {rounds} extra rounds per block at random thread counts; scheduling perturbation {}",
@@ -299,7 +408,7 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let mut records = Vec::with_capacity(sources.len());
     for source in &sources {
         progress.set_message(source.display());
-        let record = replay_one(source, &args, &executor);
+        let record = replay_one(source, &args, &mut executor);
         if let Some(error) = &record.error {
             progress.suspend(|| eprintln!("error: {}: {error}", source.display()));
         }
@@ -326,7 +435,7 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         let worst = speedups.iter().copied().fold(f64::INFINITY, f64::min);
         println!(
             "parallel ({} threads, {:?}) total {:.3} ms; speedup geometric mean {:.3}x, worst {:.3}x, total {:.3}x",
-            config.threads,
+            threads,
             args.mode,
             par_total / 1e3,
             geomean(speedups.iter().copied()).unwrap_or(f64::NAN),

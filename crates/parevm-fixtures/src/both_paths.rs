@@ -1,10 +1,11 @@
 //! Running a block through the sequential path and Block-STM and checking they agree: what
-//! the conformance runner and the fuzz targets share.
+//! the conformance runner, the fuzz targets and the compliance tests share.
 
 use std::num::NonZeroUsize;
 
 use parevm::{
-    execute_parallel, execute_sequential, BlockInput, BlockOutput, ExecutionError, Storage,
+    execute_block, BlockInput, BlockOutput, Compliance, Config, ExecutionError, ExecutionMode,
+    Storage,
 };
 
 /// Runs `block` sequentially and with Block-STM on `threads` threads. Returns the sequential
@@ -15,8 +16,22 @@ pub fn both_paths<S: Storage>(
     block: &BlockInput,
     threads: NonZeroUsize,
 ) -> Result<Result<BlockOutput, ExecutionError>, String> {
-    let sequential = execute_sequential(storage, block);
-    let parallel = execute_parallel(storage, block, threads).map(|(output, _)| output);
+    both_paths_with(storage, block, threads, None)
+}
+
+/// [`both_paths`] with a compliance hook.
+pub fn both_paths_with<S: Storage>(
+    storage: &S,
+    block: &BlockInput,
+    threads: NonZeroUsize,
+    compliance: Option<&Compliance>,
+) -> Result<Result<BlockOutput, ExecutionError>, String> {
+    let run = |mode| {
+        let config = Config { threads, mode, compliance: compliance.cloned() };
+        execute_block(storage, block, &config).map(|execution| execution.output)
+    };
+    let sequential = run(ExecutionMode::Sequential);
+    let parallel = run(ExecutionMode::Parallel);
     match (&sequential, &parallel) {
         (Ok(s), Ok(p)) if s == p => {}
         (Err(s), Err(p)) if format!("{s:?}") == format!("{p:?}") => {}

@@ -5,6 +5,7 @@
 
 mod both_paths;
 pub mod conformance;
+pub mod defi;
 pub mod fuzzing;
 mod snapshot;
 mod state_root;
@@ -12,7 +13,7 @@ pub mod synthetic;
 mod verify;
 pub mod workload;
 
-pub use both_paths::both_paths;
+pub use both_paths::{both_paths, both_paths_with};
 pub use snapshot::{
     discover_snapshots, load_block, load_prestate, load_snapshot, parse_snapshot, Snapshot,
     SnapshotError, MAINNET_CHAIN_ID,

@@ -322,6 +322,11 @@ impl BlockBuilder {
         (self.storage, self.block)
     }
 
+    /// The pre-state being built.
+    pub fn storage_mut(&mut self) -> &mut InMemoryStorage {
+        &mut self.storage
+    }
+
     /// The block being built.
     pub fn block_mut(&mut self) -> &mut BlockInput {
         &mut self.block

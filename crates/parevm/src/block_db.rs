@@ -6,6 +6,8 @@ use revm::primitives::{StorageKey, StorageValue, KECCAK_EMPTY};
 use revm::state::AccountInfo;
 use revm::Database;
 
+use crate::compliance::gate::{Gate, GatedDb};
+use crate::compliance::{ReadError, ReadErrorKind};
 use crate::state_changes::StateChanges;
 use crate::storage::{AccountBasic, Storage};
 use crate::{Location, StorageError};
@@ -17,6 +19,8 @@ pub struct BlockDb<'a, S> {
     storage: &'a S,
     /// Changes committed so far.
     pub changes: StateChanges,
+    /// The compliance gate of the transactions, if configured.
+    pub(crate) gate: Option<Gate<'a>>,
 }
 
 impl<'a, S: Storage> BlockDb<'a, S> {
@@ -27,7 +31,7 @@ impl<'a, S: Storage> BlockDb<'a, S> {
 
     /// A view of `storage` with `changes` already applied.
     pub fn with_changes(storage: &'a S, changes: StateChanges) -> Self {
-        Self { storage, changes }
+        Self { storage, changes, gate: None }
     }
 
     /// The underlying storage.
@@ -139,3 +143,28 @@ impl<S: Storage> Database for BlockDb<'_, S> {
         read_block_hash(self.storage, number)
     }
 }
+
+impl<'a, S: Storage> GatedDb<'a> for BlockDb<'a, S> {
+    fn gate(&mut self) -> Option<&mut Gate<'a>> {
+        self.gate.as_mut()
+    }
+
+    fn to_read_error(error: StorageError) -> ReadError {
+        ReadError(ReadErrorKind::Storage(error))
+    }
+
+    fn from_read_error(error: ReadError) -> StorageError {
+        match error.0 {
+            ReadErrorKind::Storage(e) => e,
+            // Only the parallel executor's reads block.
+            ReadErrorKind::Blocked(tx) => {
+                StorageError::new(Location::Account(Address::ZERO), UnexpectedBlock(tx))
+            }
+        }
+    }
+}
+
+/// A hook returned a parallel executor's read error to the sequential one.
+#[derive(Debug, thiserror::Error)]
+#[error("a compliance hook returned a read error of another execution (transaction {0})")]
+struct UnexpectedBlock(usize);

@@ -4,7 +4,8 @@ use std::num::NonZeroUsize;
 
 use crate::output::{BlockOutput, ExecutionStats};
 use crate::parallel::{execute_parallel_with, Workers};
-use crate::{execute_sequential, BlockInput, ExecutionError, Storage};
+use crate::sequential::execute_sequential_with;
+use crate::{BlockInput, Compliance, ExecutionError, Storage};
 
 /// Which executor runs a block.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -20,12 +21,15 @@ pub enum ExecutionMode {
 }
 
 /// How to execute blocks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Config {
     /// Worker threads for the parallel executor.
     pub threads: NonZeroUsize,
     /// Which executor to use.
     pub mode: ExecutionMode,
+    /// The compliance hook for gated pools, if any. Without one, execution is plain revm
+    /// and costs nothing extra.
+    pub compliance: Option<Compliance>,
 }
 
 impl Default for Config {
@@ -34,6 +38,7 @@ impl Default for Config {
         Self {
             threads: std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
             mode: ExecutionMode::Auto,
+            compliance: None,
         }
     }
 }
@@ -175,6 +180,11 @@ impl Executor {
         &self.config
     }
 
+    /// Replaces the compliance hook (the worker threads are kept).
+    pub fn set_compliance(&mut self, compliance: Option<Compliance>) {
+        self.config.compliance = compliance;
+    }
+
     /// Executes `block` on `storage`. The output is the same bit for bit whichever
     /// executor runs.
     pub fn execute<S: Storage>(
@@ -187,25 +197,30 @@ impl Executor {
                 Some(pool) => Workers::Pool(pool),
                 None => Workers::Spawn(self.config.threads),
             };
-            let (output, stats) = execute_parallel_with(storage, block, workers)?;
+            let compliance = self.config.compliance.as_ref();
+            let (output, stats) = execute_parallel_with(storage, block, workers, compliance)?;
             Ok(BlockExecution { output, stats, parallel: true })
         } else {
-            let output = execute_sequential_guarded(storage, block)?;
+            let output =
+                execute_sequential_guarded(storage, block, self.config.compliance.as_ref())?;
             Ok(BlockExecution { output, stats: ExecutionStats::default(), parallel: false })
         }
     }
 }
 
-/// [`execute_sequential`], with a panic (in the embedder's storage, say) returned as
+/// [`crate::execute_sequential`] (with `compliance`), with a panic (in the embedder's storage, say) returned as
 /// [`ExecutionError::Panic`] like the parallel path does.
 fn execute_sequential_guarded<S: Storage>(
     storage: &S,
     block: &BlockInput,
+    compliance: Option<&Compliance>,
 ) -> Result<crate::BlockOutput, ExecutionError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| execute_sequential(storage, block)))
-        .unwrap_or_else(|panic| {
-            Err(ExecutionError::Panic(crate::parallel::panic_message(panic.as_ref())))
-        })
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        execute_sequential_with(storage, block, compliance)
+    }))
+    .unwrap_or_else(|panic| {
+        Err(ExecutionError::Panic(crate::parallel::panic_message(panic.as_ref())))
+    })
 }
 
 /// Executes `block` on `storage` as `config` says. The output is the same bit for bit
@@ -216,5 +231,5 @@ pub fn execute_block<S: Storage>(
     config: &Config,
 ) -> Result<BlockExecution, ExecutionError> {
     // Without a pool, the executor spawns the workers for this block.
-    Executor { config: *config, pool: None }.execute(storage, block)
+    Executor { config: config.clone(), pool: None }.execute(storage, block)
 }

@@ -108,6 +108,15 @@ pub enum ExecutionError {
         /// revm's message.
         message: String,
     },
+    /// A transaction was rejected by the compliance hook in
+    /// [`ComplianceMode::FailBlock`](crate::ComplianceMode::FailBlock).
+    #[error("transaction {index} rejected: {rejection}")]
+    ComplianceRejected {
+        /// Index of the transaction in the block.
+        index: usize,
+        /// Why.
+        rejection: crate::Rejection,
+    },
     /// A worker thread panicked while executing a transaction.
     #[error("worker panicked: {0}")]
     Panic(String),

@@ -11,6 +11,7 @@
 
 mod block;
 mod block_db;
+mod compliance;
 mod config;
 mod convert;
 mod error;
@@ -23,6 +24,10 @@ mod system;
 
 pub use block::{base_block_reward, mainnet_spec, BlockInput, Ommer};
 pub use block_db::BlockDb;
+pub use compliance::{
+    Compliance, ComplianceHook, ComplianceMode, Exclusion, GatedCall, ReadError, Rejection,
+    RejectionReason, StateView,
+};
 pub use config::{
     execute_block, BlockExecution, BlockShape, Config, ExecutionMode, Executor,
     AUTO_MAX_PLAIN_TRANSFER_SHARE, AUTO_MIN_AVERAGE_GAS, AUTO_MIN_GAS, AUTO_MIN_TXS_PER_THREAD,
@@ -33,7 +38,7 @@ pub use output::{BlockOutput, ExecutionStats, TxOutcome};
 pub use parallel::execute_parallel;
 #[cfg(feature = "perturb")]
 pub use parallel::execute_parallel_perturbed;
-pub use sequential::execute_sequential;
+pub use sequential::{execute_sequential, execute_sequential_with};
 pub use state_changes::{AccountChange, StateChanges};
 pub use storage::{
     AccountBasic, DatabaseRefError, DatabaseRefStorage, InMemoryAccount, InMemoryStorage, Storage,

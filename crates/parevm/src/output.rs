@@ -4,11 +4,13 @@ use alloy_consensus::{proofs::calculate_receipt_root, Eip658Value, Receipt, Rece
 use alloy_primitives::{Bloom, Log, B256};
 use revm::context::result::{ExecutionResult, HaltReason};
 
-use crate::StateChanges;
+use crate::{Exclusion, StateChanges};
 
 /// The outcome of one transaction: what a receipt is built from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TxOutcome {
+    /// Index of the transaction in the block.
+    pub index: usize,
     /// EIP-2718 type of the transaction (0 for legacy).
     pub tx_type: u8,
     /// revm's result: success, revert or halt, gas, logs and output.
@@ -71,8 +73,12 @@ pub struct ExecutionStats {
 /// The result of executing a block.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BlockOutput {
-    /// One outcome per transaction, in block order.
+    /// One outcome per included transaction, in block order: every transaction unless a
+    /// compliance hook in [`ComplianceMode::Exclude`](crate::ComplianceMode::Exclude) left
+    /// some out.
     pub transactions: Vec<TxOutcome>,
+    /// The transactions left out by the compliance hook, in block order.
+    pub excluded: Vec<Exclusion>,
     /// The block's state changes, including system calls, rewards and withdrawals.
     pub state: StateChanges,
     /// Total gas used by the transactions.
@@ -100,6 +106,9 @@ impl BlockOutput {
     pub fn first_difference(&self, other: &BlockOutput) -> Option<String> {
         if self == other {
             return None;
+        }
+        if self.excluded != other.excluded {
+            return Some(format!("excluded {:?}, expected {:?}", other.excluded, self.excluded));
         }
         if self.transactions.len() != other.transactions.len() {
             return Some(format!(

@@ -1,40 +1,99 @@
 //! The sequential executor: plain revm, one transaction after another. It is the reference
 //! every parallel result is compared against, so it stays as fast as revm itself.
 
-use revm::context::result::EVMError;
+use std::marker::PhantomData;
+
+use revm::context::result::{EVMError, HaltReason};
+use revm::context::ContextSetters;
+use revm::handler::{EvmTr, FrameResult, FrameTr, Handler, MainnetHandler};
 use revm::ExecuteEvm;
 use tracing::debug_span;
 
+use crate::compliance::gate::{self, Gate};
+use crate::compliance::{Ledger, TxFailure};
 use crate::output::{BlockOutput, TxOutcome};
-use crate::system::{block_evm, post_block_balances, post_block_calls, pre_block};
-use crate::{BlockInput, ExecutionError, StateChanges, Storage};
+use crate::system::{block_evm, post_block_balances, post_block_calls, pre_block, BlockEvm};
+use crate::{BlockInput, Compliance, ExecutionError, StateChanges, Storage, StorageError};
 
 /// Executes `block` on `storage` sequentially.
 pub fn execute_sequential<S: Storage>(
     storage: &S,
     block: &BlockInput,
 ) -> Result<BlockOutput, ExecutionError> {
+    execute_sequential_with(storage, block, None)
+}
+
+/// Executes `block` on `storage` sequentially, with the compliance hook `compliance` if
+/// given.
+pub fn execute_sequential_with<S: Storage>(
+    storage: &S,
+    block: &BlockInput,
+    compliance: Option<&Compliance>,
+) -> Result<BlockOutput, ExecutionError> {
     let _span = debug_span!("execute_sequential", txs = block.transactions.len()).entered();
     let mut evm = block_evm(storage, block, StateChanges::default());
 
     pre_block(&mut evm, block)?;
 
+    if let Some(compliance) = compliance {
+        evm.ctx.journaled_state.database.gate = Some(Gate::new(&*compliance.hook));
+        gate::install(&mut evm.instruction);
+    }
+    let mut ledger = Ledger::new(compliance.map(|c| c.mode).unwrap_or_default());
     let mut transactions = Vec::with_capacity(block.transactions.len());
     let mut cumulative_gas_used = 0u64;
     for (index, tx) in block.transactions.iter().enumerate() {
         check_gas_available(block, index, tx.gas_limit, cumulative_gas_used)?;
-        let result = evm.transact_one(tx.clone());
+        let result = if compliance.is_some() {
+            evm.ctx.set_tx(tx.clone());
+            GatedHandler(PhantomData).run(&mut evm)
+        } else {
+            evm.transact_one(tx.clone())
+        };
         let state = evm.finalize();
-        let result = result.map_err(|e| evm_error(index, e))?;
+        let rejection =
+            evm.ctx.journaled_state.database.gate.as_mut().and_then(Gate::take_rejection);
+        let result = match (result, rejection) {
+            (_, Some(rejection)) => Err(TxFailure::Rejected(rejection)),
+            (Ok(result), None) => Ok(result),
+            (Err(EVMError::Transaction(reason)), None) => Err(TxFailure::Invalid(reason)),
+            (Err(e), None) => return Err(evm_error(index, e)),
+        };
+        let Some(result) = ledger.decide(index, tx.caller, result)? else { continue };
         evm.ctx.journaled_state.database.changes.commit_tx(state);
         cumulative_gas_used += result.tx_gas_used();
-        transactions.push(TxOutcome { tx_type: tx.tx_type, result, cumulative_gas_used });
+        transactions.push(TxOutcome { index, tx_type: tx.tx_type, result, cumulative_gas_used });
     }
+    evm.ctx.journaled_state.database.gate = None;
 
     post_block_calls(&mut evm, block)?;
     let mut state = std::mem::take(&mut evm.ctx.journaled_state.database.changes);
     post_block_balances(&mut state, storage, block)?;
-    Ok(BlockOutput { transactions, state, gas_used: cumulative_gas_used })
+    Ok(BlockOutput {
+        transactions,
+        excluded: ledger.into_excluded(),
+        state,
+        gas_used: cumulative_gas_used,
+    })
+}
+
+/// revm's mainnet handler with the compliance check of the transaction's own call before
+/// its first frame.
+struct GatedHandler<'a, S: Storage>(PhantomData<BlockEvm<'a, S>>);
+
+impl<'a, S: Storage> Handler for GatedHandler<'a, S> {
+    type Evm = BlockEvm<'a, S>;
+    type Error = EVMError<StorageError>;
+    type HaltReason = HaltReason;
+
+    fn run_exec_loop(
+        &mut self,
+        evm: &mut Self::Evm,
+        first_frame_input: <<Self::Evm as EvmTr>::Frame as FrameTr>::FrameInit,
+    ) -> Result<FrameResult, Self::Error> {
+        gate::check_transaction(evm.ctx_mut())?;
+        MainnetHandler::default().run_exec_loop(evm, first_frame_input)
+    }
 }
 
 /// The block-level gas rule: a transaction may only start if its gas limit fits in what the

@@ -155,7 +155,8 @@ fn a_panic_is_an_error_on_both_paths_of_the_executor() {
     let (inner, block) = block();
     for mode in [ExecutionMode::Sequential, ExecutionMode::Parallel] {
         for threads in [1, 2, 4] {
-            let config = Config { threads: NonZeroUsize::new(threads).unwrap(), mode };
+            let config =
+                Config { threads: NonZeroUsize::new(threads).unwrap(), mode, compliance: None };
             let executor = Executor::new(config).unwrap();
             let storage = FailingStorage::new(inner.clone(), 30, true);
             let error = executor.execute(&storage, &block).unwrap_err();

@@ -31,10 +31,13 @@ use self::vm::{
     resolve_account, resolve_full_write, Base, ExecuteError, Incarnation, TxOutput, Vm, VmError,
 };
 use crate::block_db::read_basic;
+use crate::compliance::Ledger;
 use crate::output::{BlockOutput, ExecutionStats, TxOutcome};
 use crate::sequential::check_gas_available;
 use crate::system::{block_evm, post_block_balances, post_block_calls, pre_block};
-use crate::{AccountBasic, BlockInput, ExecutionError, StateChanges, Storage};
+use crate::{
+    AccountBasic, BlockInput, Compliance, ComplianceHook, ExecutionError, StateChanges, Storage,
+};
 
 /// Index of a transaction in the block.
 pub(crate) type TxIdx = usize;
@@ -57,6 +60,7 @@ struct TxRecord {
 /// as soon as that holds, overlapping the (sequential) commit with execution.
 struct Committed {
     next: TxIdx,
+    ledger: Ledger,
     changes: StateChanges,
     transactions: Vec<TxOutcome>,
     gas_used: u64,
@@ -73,8 +77,10 @@ impl Committed {
     ) -> Result<(), ExecutionError> {
         let tx = &block.transactions[index];
         check_gas_available(block, index, tx.gas_limit, self.gas_used)?;
-        let result =
-            output.result.map_err(|reason| ExecutionError::InvalidTransaction { index, reason })?;
+        self.next = index + 1;
+        let Some(result) = self.ledger.decide(index, tx.caller, output.result)? else {
+            return Ok(());
+        };
         for (address, amount) in output.credits {
             let current = read_basic(storage, &self.changes, address)?;
             self.changes.credit(address, current, amount, block.spec);
@@ -89,11 +95,11 @@ impl Committed {
         self.changes.commit_tx(state);
         self.gas_used += result.tx_gas_used();
         self.transactions.push(TxOutcome {
+            index,
             tx_type: tx.tx_type,
             result,
             cumulative_gas_used: self.gas_used,
         });
-        self.next = index + 1;
         Ok(())
     }
 }
@@ -101,6 +107,8 @@ impl Committed {
 /// Everything the workers share while executing one block.
 struct Shared<'a, S> {
     block: &'a BlockInput,
+    /// The compliance hook, if configured.
+    hook: Option<&'a dyn ComplianceHook>,
     base: Base<'a, S>,
     mv: MvMemory,
     scheduler: Scheduler,
@@ -286,7 +294,7 @@ impl<S: Storage> Shared<'_, S> {
                 seed ^ (worker + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
             });
         }
-        let mut vm = Vm::new(self.block, &self.base, &self.mv, &self.new_code);
+        let mut vm = Vm::new(self.block, &self.base, &self.mv, &self.new_code, self.hook);
         let mut task = None;
         let mut idle = 0u32;
         while !self.scheduler.done() {
@@ -353,7 +361,7 @@ pub fn execute_parallel<S: Storage>(
     block: &BlockInput,
     threads: NonZeroUsize,
 ) -> Result<(BlockOutput, ExecutionStats), ExecutionError> {
-    execute_parallel_with(storage, block, Workers::Spawn(threads))
+    execute_parallel_with(storage, block, Workers::Spawn(threads), None)
 }
 
 /// [`execute_parallel`] with random pauses at the workers' race windows, seeded by `seed`
@@ -363,23 +371,26 @@ pub fn execute_parallel_perturbed<S: Storage>(
     storage: &S,
     block: &BlockInput,
     threads: NonZeroUsize,
+    compliance: Option<&Compliance>,
     seed: u64,
 ) -> Result<(BlockOutput, ExecutionStats), ExecutionError> {
-    execute_parallel_inner(storage, block, Workers::Spawn(threads), seed.max(1))
+    execute_parallel_inner(storage, block, Workers::Spawn(threads), compliance, seed.max(1))
 }
 
 pub(crate) fn execute_parallel_with<S: Storage>(
     storage: &S,
     block: &BlockInput,
     workers: Workers<'_>,
+    compliance: Option<&Compliance>,
 ) -> Result<(BlockOutput, ExecutionStats), ExecutionError> {
-    execute_parallel_inner(storage, block, workers, 0)
+    execute_parallel_inner(storage, block, workers, compliance, 0)
 }
 
 fn execute_parallel_inner<S: Storage>(
     storage: &S,
     block: &BlockInput,
     workers: Workers<'_>,
+    compliance: Option<&Compliance>,
     #[cfg_attr(not(feature = "perturb"), allow(unused_variables))] perturb_seed: u64,
 ) -> Result<(BlockOutput, ExecutionStats), ExecutionError> {
     let n = block.transactions.len();
@@ -394,12 +405,14 @@ fn execute_parallel_inner<S: Storage>(
 
     let shared = Shared {
         block,
+        hook: compliance.map(|c| &*c.hook),
         base: Base { storage, changes: &pre },
         mv: MvMemory::new(block.spec),
         scheduler: Scheduler::new(n),
         records: (0..n).map(|_| Mutex::new(TxRecord::default())).collect(),
         committed: Mutex::new(Committed {
             next: 0,
+            ledger: Ledger::new(compliance.map(|c| c.mode).unwrap_or_default()),
             changes: pre.clone(),
             transactions: Vec::with_capacity(n),
             gas_used: 0,
@@ -450,7 +463,7 @@ fn execute_parallel_inner<S: Storage>(
     if let Some(error) = shared.fatal.lock().take() {
         return Err(error);
     }
-    let Committed { next, changes, transactions, gas_used } = shared.committed.into_inner();
+    let Committed { next, ledger, changes, transactions, gas_used } = shared.committed.into_inner();
     if next != n {
         return Err(ExecutionError::Panic(format!("transaction {next} did not become final")));
     }
@@ -460,5 +473,5 @@ fn execute_parallel_inner<S: Storage>(
     let mut state = std::mem::take(&mut evm.ctx.journaled_state.database.changes);
     drop(evm);
     post_block_balances(&mut state, storage, block)?;
-    Ok((BlockOutput { transactions, state, gas_used }, stats))
+    Ok((BlockOutput { transactions, excluded: ledger.into_excluded(), state, gas_used }, stats))
 }

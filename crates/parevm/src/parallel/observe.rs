@@ -5,11 +5,11 @@
 //! hooks wrap revm's own instructions and note the account before running them:
 //! `BALANCE`, `SELFBALANCE`, and the executing account of a value-bearing `CALL`, `CALLCODE`,
 //! `CREATE` or `CREATE2` (its balance is checked) and of `SELFDESTRUCT` (it sends all of it).
-//! Every other instruction runs untouched, at no cost.
+//! Every other instruction runs untouched, at no cost. `CALL` and `CALLCODE` also ask the
+//! compliance gate ([`crate::compliance`]), if one is configured.
 
 use alloy_primitives::{Address, B256, U256};
 use revm::bytecode::opcode;
-use revm::context::{BlockEnv, CfgEnv, Context, Journal, TxEnv};
 use revm::handler::instructions::EthInstructions;
 use revm::interpreter::instructions::{contract, host};
 use revm::interpreter::interpreter::EthInterpreter;
@@ -17,11 +17,11 @@ use revm::interpreter::interpreter_types::InputsTr;
 use revm::interpreter::{Instruction, InstructionContext, InstructionExecResult};
 
 use super::vm::VmDb;
+use crate::compliance::gate;
 use crate::Storage;
 
 /// The context workers run revm with.
-pub(crate) type WorkerContext<'a, S> =
-    Context<BlockEnv, TxEnv, CfgEnv, VmDb<'a, S>, Journal<VmDb<'a, S>>, ()>;
+pub(crate) type WorkerContext<'a, S> = gate::TxContext<VmDb<'a, S>>;
 
 type Ctx<'c, 'a, S> = InstructionContext<'c, WorkerContext<'a, S>, EthInterpreter>;
 
@@ -52,6 +52,7 @@ fn selfbalance<S: Storage>(mut ctx: Ctx<'_, '_, S>) -> InstructionExecResult {
 }
 
 fn call<S: Storage>(mut ctx: Ctx<'_, '_, S>) -> InstructionExecResult {
+    gate::check_call(&mut ctx)?;
     // CALL: gas, address, value, ...
     if nonzero(&ctx, 2) {
         let address = current(&ctx);
@@ -61,6 +62,7 @@ fn call<S: Storage>(mut ctx: Ctx<'_, '_, S>) -> InstructionExecResult {
 }
 
 fn callcode<S: Storage>(mut ctx: Ctx<'_, '_, S>) -> InstructionExecResult {
+    gate::check_call(&mut ctx)?;
     if nonzero(&ctx, 2) {
         let address = current(&ctx);
         observe(&mut ctx, address);

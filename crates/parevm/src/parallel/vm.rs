@@ -11,7 +11,9 @@ use revm::context::result::{EVMError, ExecutionResult, HaltReason, InvalidTransa
 use revm::context::{ContextSetters, TxEnv};
 use revm::context_interface::{Block, Cfg, Transaction};
 use revm::database_interface::DBErrorMarker;
-use revm::handler::{post_execution, EvmTr, FrameResult, Handler, MainnetEvm};
+use revm::handler::{
+    post_execution, EvmTr, FrameResult, FrameTr, Handler, MainnetEvm, MainnetHandler,
+};
 use revm::primitives::hardfork::SpecId;
 use revm::primitives::{StorageKey, StorageValue, KECCAK_EMPTY};
 use revm::state::{AccountInfo, EvmState};
@@ -21,6 +23,8 @@ use super::mv_memory::{Location, MvMemory, Read, ReadOrigin, Value};
 use super::observe::{self, WorkerContext};
 use super::TxIdx;
 use crate::block_db::{account_info, read_basic, read_block_hash, read_code, read_storage};
+use crate::compliance::gate::{self, Gate, GatedDb};
+use crate::compliance::{ComplianceHook, ReadError, ReadErrorKind, TxFailure};
 use crate::storage::AccountBasic;
 use crate::{BlockInput, StateChanges, Storage, StorageError};
 
@@ -75,6 +79,28 @@ pub(crate) struct VmDb<'a, S> {
     observed: alloy_primitives::map::AddressSet,
     /// Accounts this transaction must read fully (an earlier attempt observed them).
     force_full: alloy_primitives::map::AddressSet,
+    /// The compliance gate, if configured.
+    gate: Option<Gate<'a>>,
+}
+
+impl<'a, S: Storage> GatedDb<'a> for VmDb<'a, S> {
+    fn gate(&mut self) -> Option<&mut Gate<'a>> {
+        self.gate.as_mut()
+    }
+
+    fn to_read_error(error: VmError) -> ReadError {
+        ReadError(match error {
+            VmError::Blocked(tx) => ReadErrorKind::Blocked(tx),
+            VmError::Storage(e) => ReadErrorKind::Storage(e),
+        })
+    }
+
+    fn from_read_error(error: ReadError) -> VmError {
+        match error.0 {
+            ReadErrorKind::Blocked(tx) => VmError::Blocked(tx),
+            ReadErrorKind::Storage(e) => VmError::Storage(e),
+        }
+    }
 }
 
 impl<S> VmDb<'_, S> {
@@ -261,12 +287,21 @@ impl<'a, S: Storage> Handler for DeferredFeeHandler<'a, S> {
         self.deferred_fee.set(Some(U256::from(price) * U256::from(used)));
         Ok(())
     }
+
+    fn run_exec_loop(
+        &mut self,
+        evm: &mut Self::Evm,
+        first_frame_input: <<Self::Evm as EvmTr>::Frame as FrameTr>::FrameInit,
+    ) -> Result<FrameResult, Self::Error> {
+        gate::check_transaction(evm.ctx_mut())?;
+        MainnetHandler::default().run_exec_loop(evm, first_frame_input)
+    }
 }
 
 /// What an incarnation produced for the block's output.
 pub(crate) struct TxOutput {
-    /// The transaction's result, or why it is invalid on the state it read.
-    pub(crate) result: Result<ExecutionResult<HaltReason>, InvalidTransaction>,
+    /// The transaction's result, or why it is invalid on the state it read or was rejected.
+    pub(crate) result: Result<ExecutionResult<HaltReason>, TxFailure>,
     /// revm's finalized state, without the accounts in `credits`.
     pub(crate) state: EvmState,
     /// Balance credits whose base was not read: the deferred fee to the beneficiary, and
@@ -309,8 +344,10 @@ impl<'a, S: Storage> Vm<'a, S> {
         base: &'a Base<'a, S>,
         mv: &'a MvMemory,
         new_code: &'a DashMap<B256, Bytecode, alloy_primitives::map::DefaultHashBuilder>,
+        hook: Option<&'a dyn ComplianceHook>,
     ) -> Self {
         let db = VmDb {
+            gate: hook.map(Gate::new),
             base,
             mv,
             new_code,
@@ -381,21 +418,23 @@ impl<'a, S: Storage> Vm<'a, S> {
         let mut state = self.evm.finalize();
         let db = &mut self.evm.ctx.journaled_state.database;
         let mut reads = std::mem::take(&mut db.reads);
-        let result = match result {
-            Ok(result) => Ok(result),
-            Err(EVMError::Transaction(invalid)) => Err(invalid),
-            Err(EVMError::Database(VmError::Blocked(idx))) => {
+        let rejection = db.gate.as_mut().and_then(Gate::take_rejection);
+        let result = match (result, rejection) {
+            (_, Some(rejection)) => Err(TxFailure::Rejected(rejection)),
+            (Ok(result), None) => Ok(result),
+            (Err(EVMError::Transaction(invalid)), None) => Err(TxFailure::Invalid(invalid)),
+            (Err(EVMError::Database(VmError::Blocked(idx))), None) => {
                 return Err(ExecuteError::Blocked(idx))
             }
-            Err(EVMError::Database(VmError::Storage(e))) => {
+            (Err(EVMError::Database(VmError::Storage(e))), None) => {
                 return Err(ExecuteError::Fatal(crate::ExecutionError::Storage(e)))
             }
-            Err(EVMError::Header(e)) => {
+            (Err(EVMError::Header(e)), None) => {
                 return Err(ExecuteError::Fatal(crate::ExecutionError::InvalidHeader(
                     e.to_string(),
                 )))
             }
-            Err(other) => {
+            (Err(other), None) => {
                 return Err(ExecuteError::Fatal(crate::ExecutionError::Evm {
                     index: tx,
                     message: other.to_string(),

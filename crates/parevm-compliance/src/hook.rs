@@ -1,0 +1,85 @@
+//! [`RegistryHook`]: the engine's compliance hook over a `CredentialRegistry` contract.
+
+use alloy_primitives::{Address, U256};
+use parevm::{ComplianceHook, GatedCall, ReadError, Rejection, RejectionReason, StateView};
+
+use crate::layout::{credential_slot, issuer_slot, pool_policy_slot, Credential};
+
+/// Checks calls to gated pools against the `CredentialRegistry` deployed at `registry`.
+///
+/// A call to `pool` is allowed if `poolPolicy[pool]` is zero; otherwise, for every required
+/// claim in increasing order, the sender's credential must exist (else
+/// [`RejectionReason::Missing`]), not be revoked (`Revoked`), expire strictly after the
+/// block timestamp (`Expired`), and its issuer must be active (`IssuerInactive`) and allowed
+/// for that claim now (`IssuerNotAllowed`). The first failure is the rejection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegistryHook {
+    registry: Address,
+}
+
+impl RegistryHook {
+    /// A hook over the registry at `registry`.
+    pub fn new(registry: Address) -> Self {
+        Self { registry }
+    }
+
+    /// The registry's address.
+    pub fn registry(&self) -> Address {
+        self.registry
+    }
+
+    /// Why `subject`'s credential for `claim` does not hold at `timestamp`, if it does not.
+    fn credential_problem(
+        &self,
+        state: &mut dyn StateView,
+        subject: Address,
+        claim: u8,
+        timestamp: u64,
+    ) -> Result<Option<RejectionReason>, ReadError> {
+        let credential =
+            Credential::decode(state.storage(self.registry, credential_slot(subject, claim))?);
+        if credential.issuer == Address::ZERO {
+            return Ok(Some(RejectionReason::Missing));
+        }
+        if credential.revoked {
+            return Ok(Some(RejectionReason::Revoked));
+        }
+        if credential.expires_at <= timestamp {
+            return Ok(Some(RejectionReason::Expired));
+        }
+        let base = issuer_slot(credential.issuer);
+        let active = state.storage(self.registry, base + U256::from(1))?;
+        if active & U256::from(0xff) == U256::ZERO {
+            return Ok(Some(RejectionReason::IssuerInactive));
+        }
+        let allowed = state.storage(self.registry, base)?;
+        if !allowed.bit(usize::from(claim)) {
+            return Ok(Some(RejectionReason::IssuerNotAllowed));
+        }
+        Ok(None)
+    }
+}
+
+impl ComplianceHook for RegistryHook {
+    fn check(
+        &self,
+        call: &GatedCall,
+        state: &mut dyn StateView,
+    ) -> Result<Option<Rejection>, ReadError> {
+        let required = state.storage(self.registry, pool_policy_slot(call.pool))?;
+        if required.is_zero() {
+            return Ok(None);
+        }
+        for claim in 0..=u8::MAX {
+            if !required.bit(usize::from(claim)) {
+                continue;
+            }
+            if let Some(reason) =
+                self.credential_problem(state, call.origin, claim, call.timestamp)?
+            {
+                return Ok(Some(Rejection { pool: call.pool, claim, reason }));
+            }
+        }
+        Ok(None)
+    }
+}

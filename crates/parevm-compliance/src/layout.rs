@@ -1,0 +1,144 @@
+//! The `CredentialRegistry` storage layout (see `docs/compliance.md`): slot computation and
+//! record encoding, for the hook and for writing pre-states with credentials in place.
+//!
+//! `.` below is the concatenation of two 32-byte words Solidity hashes for mapping keys
+//! (addresses and small integers left-padded with zeros).
+//!
+//! | slot | variable | content |
+//! |---|---|---|
+//! | 0 | `admin` | address |
+//! | keccak(issuer . 1) | `issuers[issuer].claimMask` | uint256, bit c = may attest claim c |
+//! | keccak(issuer . 1) + 1 | `issuers[issuer].active` | bool (lowest byte) |
+//! | keccak(claim . keccak(subject . 2)) | `credentials[subject][claim]` | packed [`Credential`] |
+//! | keccak(pool . 3) | `poolPolicy[pool]` | uint256 claim mask, non-zero = gated |
+
+use alloy_primitives::{keccak256, Address, B256, U256};
+
+/// Slot of `admin`.
+pub const ADMIN_SLOT: U256 = U256::ZERO;
+/// Base slot of the `issuers` mapping.
+pub const ISSUERS_SLOT: u64 = 1;
+/// Base slot of the `credentials` mapping.
+pub const CREDENTIALS_SLOT: u64 = 2;
+/// Base slot of the `poolPolicy` mapping.
+pub const POOL_POLICY_SLOT: u64 = 3;
+
+/// keccak256(key . slot) as a slot number.
+fn mapping_slot(key: B256, slot: U256) -> U256 {
+    let mut preimage = [0u8; 64];
+    preimage[..32].copy_from_slice(key.as_slice());
+    preimage[32..].copy_from_slice(&slot.to_be_bytes::<32>());
+    U256::from_be_bytes(keccak256(preimage).0)
+}
+
+fn address_key(address: Address) -> B256 {
+    address.into_word()
+}
+
+/// Slot of `issuers[issuer].claimMask`; `active` is the next slot.
+pub fn issuer_slot(issuer: Address) -> U256 {
+    mapping_slot(address_key(issuer), U256::from(ISSUERS_SLOT))
+}
+
+/// Slot of `credentials[subject][claim]`.
+pub fn credential_slot(subject: Address, claim: u8) -> U256 {
+    let inner = mapping_slot(address_key(subject), U256::from(CREDENTIALS_SLOT));
+    mapping_slot(B256::from(U256::from(claim)), inner)
+}
+
+/// Slot of `poolPolicy[pool]`.
+pub fn pool_policy_slot(pool: Address) -> U256 {
+    mapping_slot(address_key(pool), U256::from(POOL_POLICY_SLOT))
+}
+
+/// One credential as the registry stores it: packed from the low end, `issuer` (20 bytes),
+/// `expiresAt` (8 bytes), `revoked` (1 byte).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Credential {
+    /// Who issued it; zero if there is none.
+    pub issuer: Address,
+    /// Unix time from which it is no longer valid (valid while `expires_at > timestamp`).
+    pub expires_at: u64,
+    /// Whether it was revoked.
+    pub revoked: bool,
+}
+
+impl Credential {
+    /// Decodes a storage word.
+    pub fn decode(word: U256) -> Self {
+        let bytes = word.to_be_bytes::<32>();
+        Self {
+            issuer: Address::from_slice(&bytes[12..32]),
+            expires_at: u64::from_be_bytes(bytes[4..12].try_into().expect("8 bytes")),
+            revoked: bytes[3] != 0,
+        }
+    }
+
+    /// Encodes into a storage word.
+    pub fn encode(&self) -> U256 {
+        let mut bytes = [0u8; 32];
+        bytes[12..32].copy_from_slice(self.issuer.as_slice());
+        bytes[4..12].copy_from_slice(&self.expires_at.to_be_bytes());
+        bytes[3] = u8::from(self.revoked);
+        U256::from_be_bytes(bytes)
+    }
+}
+
+/// Storage of a registry, built without running transactions.
+#[derive(Clone, Debug, Default)]
+pub struct RegistryState {
+    slots: Vec<(U256, U256)>,
+}
+
+impl RegistryState {
+    /// A registry administered by `admin`.
+    pub fn new(admin: Address) -> Self {
+        Self { slots: vec![(ADMIN_SLOT, U256::from_be_slice(admin.as_slice()))] }
+    }
+
+    /// Sets issuer `issuer`'s claim mask and whether it is active.
+    pub fn issuer(mut self, issuer: Address, claim_mask: U256, active: bool) -> Self {
+        let base = issuer_slot(issuer);
+        self.slots.push((base, claim_mask));
+        self.slots.push((base + U256::from(1), U256::from(u8::from(active))));
+        self
+    }
+
+    /// Stores a credential of `subject` for `claim`.
+    pub fn credential(mut self, subject: Address, claim: u8, credential: Credential) -> Self {
+        self.slots.push((credential_slot(subject, claim), credential.encode()));
+        self
+    }
+
+    /// Sets the claims `pool` requires.
+    pub fn policy(mut self, pool: Address, required_claims: U256) -> Self {
+        self.slots.push((pool_policy_slot(pool), required_claims));
+        self
+    }
+
+    /// The storage slots, later entries overriding earlier ones for the same slot.
+    pub fn slots(&self) -> impl Iterator<Item = (U256, U256)> + '_ {
+        self.slots.iter().copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_round_trip_in_the_solidity_packing() {
+        let credential = Credential {
+            issuer: Address::repeat_byte(0xab),
+            expires_at: 0x0102_0304_0506_0708,
+            revoked: true,
+        };
+        let word = credential.encode();
+        // issuer in the low 20 bytes, then expiresAt, then the revoked byte.
+        assert_eq!(word & U256::from_be_slice(&[0xff; 20]), U256::from_be_slice(&[0xab; 20]));
+        assert_eq!((word >> 160) & U256::from(u64::MAX), U256::from(0x0102_0304_0506_0708u64));
+        assert_eq!(word >> 224, U256::from(1));
+        assert_eq!(Credential::decode(word), credential);
+        assert_eq!(Credential::decode(U256::ZERO).issuer, Address::ZERO);
+    }
+}

@@ -1,0 +1,468 @@
+//! The compliance scenarios of issue 5, each executed sequentially and with Block-STM at 1,
+//! 2, 4 and 8 threads, which must agree exactly.
+
+use std::num::NonZeroUsize;
+
+use alloy_primitives::{Address, Bytes, TxKind, U256};
+use alloy_sol_types::{SolCall, SolValue};
+use parevm::revm::primitives::hardfork::SpecId;
+use parevm::{
+    BlockInput, BlockOutput, ComplianceMode, ExecutionError, InMemoryStorage, Rejection,
+    RejectionReason,
+};
+use parevm_compliance::layout::{Credential, RegistryState};
+use parevm_compliance::{Claim, ComplianceFile};
+use parevm_fixtures::both_paths_with;
+use parevm_fixtures::defi::{
+    allowance_slot, balance_slot, delegation_designator, gated_pair_storage, Artifact, IForwarder,
+    IPair, IRegistry, IRouter, IToken,
+};
+use parevm_fixtures::synthetic::{account, ether, BlockBuilder};
+
+const REGISTRY: Address = Address::repeat_byte(0xc5);
+const TOKEN_A: Address = Address::repeat_byte(0x7a);
+const TOKEN_B: Address = Address::repeat_byte(0x7b);
+const POOL: Address = Address::repeat_byte(0x9a);
+const ROUTER: Address = Address::repeat_byte(0x80);
+const FORWARDER: Address = Address::repeat_byte(0xf0);
+const PROXY: Address = Address::repeat_byte(0xf1);
+
+const RESERVE: u128 = 1_000_000 * 10u128.pow(18);
+/// Tokens A the pool holds above its reserve: what one direct swap can take as input.
+const SURPLUS: u128 = 10u128.pow(18);
+
+fn admin() -> Address {
+    account(1000)
+}
+/// Active, may attest every named claim.
+fn issuer() -> Address {
+    account(1001)
+}
+/// Active, may attest only NOT_SANCTIONED.
+fn narrow_issuer() -> Address {
+    account(1002)
+}
+/// Holds a valid KYC credential.
+fn alice() -> Address {
+    account(1)
+}
+/// Holds no credential.
+fn bob() -> Address {
+    account(2)
+}
+
+/// Block timestamp of [`BlockBuilder`] blocks.
+const NOW: u64 = 1_720_000_000;
+
+fn valid(issuer: Address) -> Credential {
+    Credential { issuer, expires_at: NOW + 86_400, revoked: false }
+}
+
+/// A Prague block with the registry (pool gated on KYC), two tokens, the gated pool, the
+/// router, a forwarder and a proxy to it; `alice` has KYC, `bob` nothing. `registry`
+/// adds to the registry's pre-state.
+fn world(registry: impl FnOnce(RegistryState) -> RegistryState) -> BlockBuilder {
+    let mut b = BlockBuilder::new(SpecId::PRAGUE, Address::repeat_byte(0xcb));
+    let state = RegistryState::new(admin())
+        .issuer(issuer(), Claim::mask(&Claim::ALL), true)
+        .issuer(narrow_issuer(), Claim::NotSanctioned.bit(), true)
+        .credential(alice(), Claim::Kyc.id(), valid(issuer()))
+        .policy(POOL, Claim::Kyc.bit());
+    b.contract(
+        REGISTRY,
+        Artifact::CredentialRegistry.runtime(),
+        registry(state).slots().collect::<Vec<_>>(),
+    );
+    let holders = [alice(), bob(), PROXY, account(3), account(4)];
+    let token_slots = |pool_balance: u128| {
+        let mut slots = vec![(balance_slot(POOL), U256::from(pool_balance))];
+        for holder in holders {
+            slots.push((balance_slot(holder), U256::from(100u128 * 10u128.pow(18))));
+            slots.push((allowance_slot(holder, ROUTER), U256::MAX));
+        }
+        slots
+    };
+    b.contract(TOKEN_A, Artifact::Token.runtime(), token_slots(RESERVE + SURPLUS));
+    b.contract(TOKEN_B, Artifact::Token.runtime(), token_slots(RESERVE));
+    b.contract(
+        POOL,
+        Artifact::GatedPair.runtime(),
+        gated_pair_storage(TOKEN_A, TOKEN_B, RESERVE, RESERVE, REGISTRY),
+    );
+    b.contract(ROUTER, Artifact::Router.runtime(), []);
+    b.contract(FORWARDER, Artifact::Forwarder.runtime(), []);
+    b.contract(
+        PROXY,
+        Artifact::Proxy.runtime(),
+        [(U256::ZERO, U256::from_be_slice(FORWARDER.as_slice()))],
+    );
+    for user in [admin(), issuer(), narrow_issuer(), alice(), bob(), account(3), account(4)] {
+        b.fund(user, ether(10));
+    }
+    b
+}
+
+/// A swap taking the pool's surplus of token A as input: 0.1 B out.
+fn direct_swap(to: Address) -> Bytes {
+    IPair::swapCall { amount0Out: U256::ZERO, amount1Out: U256::from(10u128.pow(17)), to }
+        .abi_encode()
+        .into()
+}
+
+fn router_swap(to: Address) -> Bytes {
+    IRouter::swapExactTokensForTokensCall {
+        pair: POOL,
+        tokenIn: TOKEN_A,
+        amountIn: U256::from(10u128.pow(18)),
+        amountOutMin: U256::ZERO,
+        to,
+    }
+    .abi_encode()
+    .into()
+}
+
+fn forward(target: Address, data: Bytes) -> Bytes {
+    IForwarder::forwardCall { target, data }.abi_encode().into()
+}
+
+fn registry_call(b: &mut BlockBuilder, from: Address, data: Vec<u8>) {
+    b.tx(from, TxKind::Call(REGISTRY), U256::ZERO, data.into(), 200_000);
+}
+
+fn swap(b: &mut BlockBuilder, from: Address) {
+    b.tx(from, TxKind::Call(ROUTER), U256::ZERO, router_swap(from), 300_000);
+}
+
+/// Executes with the registry hook in `mode` on both paths at 1, 2, 4 and 8 threads.
+fn run(
+    storage: &InMemoryStorage,
+    block: &BlockInput,
+    mode: ComplianceMode,
+) -> Result<BlockOutput, ExecutionError> {
+    let file = ComplianceFile {
+        registry: REGISTRY,
+        mode: match mode {
+            ComplianceMode::Exclude => parevm_compliance::ModeName::Exclude,
+            ComplianceMode::FailBlock => parevm_compliance::ModeName::FailBlock,
+        },
+    };
+    let compliance = file.compliance();
+    let mut first = None;
+    for threads in [1, 2, 4, 8] {
+        let threads = NonZeroUsize::new(threads).unwrap();
+        let result = both_paths_with(storage, block, threads, Some(&compliance))
+            .unwrap_or_else(|difference| panic!("{threads} threads: {difference}"));
+        first.get_or_insert(result);
+    }
+    first.unwrap()
+}
+
+fn exclude(b: BlockBuilder) -> BlockOutput {
+    let (storage, block) = b.build();
+    run(&storage, &block, ComplianceMode::Exclude).expect("the block executes")
+}
+
+/// The outcome of transaction `index`: `Ok(success)` if included, `Err(rejection)` if not.
+fn outcome(output: &BlockOutput, index: usize) -> Result<bool, (Rejection, Option<usize>)> {
+    if let Some(e) = output.excluded.iter().find(|e| e.index == index) {
+        return Err((e.rejection, e.cascaded_from));
+    }
+    let tx = output.transactions.iter().find(|t| t.index == index).expect("listed");
+    Ok(tx.is_success())
+}
+
+fn rejected(claim: Claim, reason: RejectionReason) -> Result<bool, (Rejection, Option<usize>)> {
+    Err((Rejection { pool: POOL, claim: claim.id(), reason }, None))
+}
+
+/// The sender's account is untouched by its excluded transactions.
+fn assert_untouched(output: &BlockOutput, sender: Address) {
+    assert!(!output.state.accounts.contains_key(&sender), "{sender} was changed");
+}
+
+#[test]
+fn compliant_direct_swap_is_included() {
+    let mut b = world(|s| s);
+    b.call(alice(), POOL, direct_swap(alice()));
+    let output = exclude(b);
+    assert_eq!(outcome(&output, 0), Ok(true));
+    assert!(output.excluded.is_empty());
+}
+
+#[test]
+fn sender_without_credential_is_excluded_without_trace() {
+    let mut b = world(|s| s);
+    b.call(bob(), POOL, direct_swap(bob()));
+    b.call(alice(), POOL, direct_swap(alice()));
+    let output = exclude(b);
+    assert_eq!(outcome(&output, 0), rejected(Claim::Kyc, RejectionReason::Missing));
+    assert_eq!(outcome(&output, 1), Ok(true), "the surplus is still there for alice");
+    assert_untouched(&output, bob());
+    assert_eq!(output.transactions.len(), 1);
+    assert_eq!(output.gas_used, output.transactions[0].gas_used(), "no gas for bob");
+    assert_eq!(output.receipts().len(), 1);
+}
+
+#[test]
+fn swaps_through_the_router_are_checked() {
+    let mut b = world(|s| s);
+    swap(&mut b, bob());
+    swap(&mut b, alice());
+    let output = exclude(b);
+    assert_eq!(outcome(&output, 0), rejected(Claim::Kyc, RejectionReason::Missing));
+    assert_eq!(outcome(&output, 1), Ok(true));
+}
+
+#[test]
+fn swaps_through_a_proxy_are_checked() {
+    // bob -> Proxy -(DELEGATECALL)-> Forwarder code -(CALL)-> pool.
+    let mut b = world(|s| s);
+    b.call(bob(), PROXY, forward(POOL, direct_swap(bob())));
+    b.call(alice(), PROXY, forward(POOL, direct_swap(alice())));
+    let output = exclude(b);
+    assert_eq!(outcome(&output, 0), rejected(Claim::Kyc, RejectionReason::Missing));
+    assert_eq!(outcome(&output, 1), Ok(true));
+}
+
+#[test]
+fn swaps_from_a_constructor_are_checked() {
+    let init = |to: Address| -> Bytes {
+        let mut code = Artifact::CallOnDeploy.creation().to_vec();
+        code.extend((POOL, direct_swap(to)).abi_encode_params());
+        code.into()
+    };
+    let mut b = world(|s| s);
+    b.tx(bob(), TxKind::Create, U256::ZERO, init(bob()), 500_000);
+    b.tx(alice(), TxKind::Create, U256::ZERO, init(alice()), 500_000);
+    let output = exclude(b);
+    assert_eq!(outcome(&output, 0), rejected(Claim::Kyc, RejectionReason::Missing));
+    assert_eq!(outcome(&output, 1), Ok(true));
+    assert_untouched(&output, bob());
+}
+
+#[test]
+fn eip7702_delegated_senders_are_checked() {
+    // Both senders delegate to the forwarder and call themselves: their own code calls the pool.
+    let mut b = world(|s| s);
+    for user in [bob(), alice()] {
+        b.storage_mut().insert_account(user, ether(10), 0, delegation_designator(FORWARDER), []);
+    }
+    b.call(bob(), bob(), forward(POOL, direct_swap(bob())));
+    b.call(alice(), alice(), forward(POOL, direct_swap(alice())));
+    let output = exclude(b);
+    assert_eq!(outcome(&output, 0), rejected(Claim::Kyc, RejectionReason::Missing));
+    assert_eq!(outcome(&output, 1), Ok(true));
+}
+
+#[test]
+fn credential_issued_earlier_in_the_block_is_honoured() {
+    let mut b = world(|s| s);
+    swap(&mut b, account(3));
+    registry_call(
+        &mut b,
+        issuer(),
+        IRegistry::issueCall { subject: account(3), claim: Claim::Kyc.id(), expiresAt: NOW + 100 }
+            .abi_encode(),
+    );
+    swap(&mut b, account(3));
+    let output = exclude(b);
+    assert_eq!(outcome(&output, 0), rejected(Claim::Kyc, RejectionReason::Missing));
+    assert_eq!(outcome(&output, 1), Ok(true));
+    // Transaction 2 has nonce 1 but the sender's first transaction was excluded: it is a
+    // nonce gap, excluded with the first one's rejection.
+    assert_eq!(
+        outcome(&output, 2),
+        Err((Rejection { pool: POOL, claim: 0, reason: RejectionReason::Missing }, Some(0)))
+    );
+}
+
+#[test]
+fn credential_issued_earlier_admits_a_first_swap() {
+    let mut b = world(|s| s);
+    registry_call(
+        &mut b,
+        issuer(),
+        IRegistry::issueCall { subject: account(3), claim: Claim::Kyc.id(), expiresAt: NOW + 100 }
+            .abi_encode(),
+    );
+    swap(&mut b, account(3));
+    let output = exclude(b);
+    assert_eq!(outcome(&output, 0), Ok(true));
+    assert_eq!(outcome(&output, 1), Ok(true));
+}
+
+#[test]
+fn credential_revoked_earlier_in_the_block_is_honoured() {
+    let mut b = world(|s| s);
+    swap(&mut b, alice());
+    registry_call(
+        &mut b,
+        issuer(),
+        IRegistry::revokeCall { subject: alice(), claim: Claim::Kyc.id() }.abi_encode(),
+    );
+    swap(&mut b, alice());
+    let output = exclude(b);
+    assert_eq!(outcome(&output, 0), Ok(true));
+    assert_eq!(outcome(&output, 1), Ok(true));
+    assert_eq!(outcome(&output, 2), rejected(Claim::Kyc, RejectionReason::Revoked));
+}
+
+#[test]
+fn expiry_at_the_block_timestamp_is_expired() {
+    let mut b = world(|s| {
+        s.credential(account(3), Claim::Kyc.id(), Credential { expires_at: NOW, ..valid(issuer()) })
+            .credential(
+                account(4),
+                Claim::Kyc.id(),
+                Credential { expires_at: NOW + 1, ..valid(issuer()) },
+            )
+    });
+    swap(&mut b, account(3));
+    swap(&mut b, account(4));
+    let output = exclude(b);
+    assert_eq!(outcome(&output, 0), rejected(Claim::Kyc, RejectionReason::Expired));
+    assert_eq!(outcome(&output, 1), Ok(true));
+}
+
+#[test]
+fn issuer_deactivated_mid_block() {
+    let mut b = world(|s| s);
+    swap(&mut b, alice());
+    registry_call(
+        &mut b,
+        admin(),
+        IRegistry::setIssuerCall {
+            issuer: issuer(),
+            claimMask: Claim::mask(&Claim::ALL),
+            active: false,
+        }
+        .abi_encode(),
+    );
+    swap(&mut b, alice());
+    let output = exclude(b);
+    assert_eq!(outcome(&output, 0), Ok(true));
+    assert_eq!(outcome(&output, 1), Ok(true));
+    assert_eq!(outcome(&output, 2), rejected(Claim::Kyc, RejectionReason::IssuerInactive));
+}
+
+#[test]
+fn issuer_not_allowed_for_the_claim() {
+    // A KYC credential from an issuer that may only attest NOT_SANCTIONED (written into the
+    // pre-state: the registry itself would refuse to issue it), and one whose issuer lost
+    // the right mid-block.
+    let mut b = world(|s| s.credential(account(3), Claim::Kyc.id(), valid(narrow_issuer())));
+    swap(&mut b, account(3));
+    swap(&mut b, alice());
+    registry_call(
+        &mut b,
+        admin(),
+        IRegistry::setIssuerCall { issuer: issuer(), claimMask: Claim::Human.bit(), active: true }
+            .abi_encode(),
+    );
+    swap(&mut b, alice());
+    let output = exclude(b);
+    assert_eq!(outcome(&output, 0), rejected(Claim::Kyc, RejectionReason::IssuerNotAllowed));
+    assert_eq!(outcome(&output, 1), Ok(true));
+    assert_eq!(outcome(&output, 3), rejected(Claim::Kyc, RejectionReason::IssuerNotAllowed));
+}
+
+#[test]
+fn policy_changed_mid_block() {
+    let mut b = world(|s| s);
+    swap(&mut b, alice());
+    registry_call(
+        &mut b,
+        admin(),
+        IRegistry::setPoolPolicyCall {
+            pool: POOL,
+            requiredClaims: Claim::mask(&[Claim::Kyc, Claim::Accredited]),
+        }
+        .abi_encode(),
+    );
+    swap(&mut b, alice());
+    // Lifting the policy admits bob.
+    registry_call(
+        &mut b,
+        admin(),
+        IRegistry::setPoolPolicyCall { pool: POOL, requiredClaims: U256::ZERO }.abi_encode(),
+    );
+    swap(&mut b, bob());
+    let output = exclude(b);
+    assert_eq!(outcome(&output, 0), Ok(true));
+    assert_eq!(outcome(&output, 2), rejected(Claim::Accredited, RejectionReason::Missing));
+    assert_eq!(outcome(&output, 4), Ok(true));
+}
+
+#[test]
+fn staticcall_price_quote_is_allowed() {
+    let mut b = world(|s| s);
+    let quote = IRouter::quoteCall { pair: POOL, tokenIn: TOKEN_A, amountIn: U256::from(1000) }
+        .abi_encode();
+    b.call(bob(), ROUTER, quote.into());
+    let output = exclude(b);
+    assert_eq!(outcome(&output, 0), Ok(true));
+    // But a direct call to the pool, even to a view function, is a call that could change it.
+    let mut b = world(|s| s);
+    b.call(bob(), POOL, IPair::getReservesCall {}.abi_encode().into());
+    assert_eq!(outcome(&exclude(b), 0), rejected(Claim::Kyc, RejectionReason::Missing));
+}
+
+#[test]
+fn exclusion_cascades_to_the_senders_later_transactions() {
+    let mut b = world(|s| s);
+    swap(&mut b, bob()); // 0: rejected
+    b.call(
+        bob(),
+        TOKEN_A,
+        IToken::transferCall { to: alice(), value: U256::from(1) }.abi_encode().into(),
+    ); // 1: nonce gap
+    swap(&mut b, alice()); // 2
+    b.transfer(bob(), alice(), U256::from(5)); // 3: nonce gap
+    b.call(
+        account(3),
+        TOKEN_A,
+        IToken::transferCall { to: alice(), value: U256::from(1) }.abi_encode().into(),
+    ); // 4
+    let output = exclude(b);
+    let missing = Rejection { pool: POOL, claim: 0, reason: RejectionReason::Missing };
+    assert_eq!(outcome(&output, 0), Err((missing, None)));
+    assert_eq!(outcome(&output, 1), Err((missing, Some(0))));
+    assert_eq!(outcome(&output, 2), Ok(true));
+    assert_eq!(outcome(&output, 3), Err((missing, Some(0))));
+    assert_eq!(outcome(&output, 4), Ok(true));
+    assert_untouched(&output, bob());
+    let indices: Vec<usize> = output.transactions.iter().map(|t| t.index).collect();
+    assert_eq!(indices, [2, 4]);
+}
+
+#[test]
+fn fail_block_mode_names_the_first_rejected_transaction() {
+    let mut b = world(|s| s);
+    swap(&mut b, alice());
+    swap(&mut b, bob());
+    b.call(account(3), POOL, direct_swap(account(3)));
+    let (storage, block) = b.build();
+    let error = run(&storage, &block, ComplianceMode::FailBlock).unwrap_err();
+    match error {
+        ExecutionError::ComplianceRejected { index, rejection } => {
+            assert_eq!(index, 1);
+            assert_eq!(
+                rejection,
+                Rejection { pool: POOL, claim: 0, reason: RejectionReason::Missing }
+            );
+        }
+        other => panic!("unexpected error {other}"),
+    }
+    let message = run(&storage, &block, ComplianceMode::FailBlock).unwrap_err().to_string();
+    assert!(message.contains("transaction 1 rejected"), "{message}");
+}
+
+#[test]
+fn without_compliance_the_pool_is_open_and_nothing_changes() {
+    let mut b = world(|s| s);
+    swap(&mut b, bob());
+    let (storage, block) = b.build();
+    let plain = parevm::execute_sequential(&storage, &block).unwrap();
+    assert!(plain.excluded.is_empty());
+    assert!(plain.transactions[0].is_success());
+}

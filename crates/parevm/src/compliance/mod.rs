@@ -1,0 +1,171 @@
+//! The compliance hook: permissioned ("gated") pools that only accept transactions from
+//! senders holding the credentials they require.
+//!
+//! The engine decides *where* to check and what a rejection does; a [`ComplianceHook`]
+//! decides *whether* a call may proceed. The engine asks the hook for every frame that can
+//! change another account's state:
+//!
+//! - the transaction's own call (`tx.to`), after the transaction has passed validation;
+//! - every `CALL` or `CALLCODE` instruction executed in a non-static frame, at any depth:
+//!   through routers, proxies (a `DELEGATECALL` chain ending in a `CALL`), constructors and
+//!   EIP-7702 delegated code alike. `STATICCALL` and `DELEGATECALL` are never checked.
+//!
+//! The hook reads state through a [`StateView`]: the state as the transaction sees it at that
+//! point (its own writes, then the block's earlier transactions, then storage). In parallel
+//! execution those reads enter the transaction's read set, so an issuance, revocation or
+//! policy change by an earlier transaction of the block is honoured exactly as sequential
+//! execution honours it.
+//!
+//! A rejected transaction is either excluded ([`ComplianceMode::Exclude`]: no state change,
+//! no gas, no receipt; later transactions of its sender that its missing nonce invalidates
+//! are excluded with it) or fails the block ([`ComplianceMode::FailBlock`]).
+
+pub(crate) mod gate;
+mod ledger;
+
+use std::fmt;
+use std::sync::Arc;
+
+use alloy_primitives::{Address, U256};
+
+pub(crate) use self::ledger::{Ledger, TxFailure};
+use crate::StorageError;
+
+/// Read access to state as the transaction being checked sees it.
+pub trait StateView {
+    /// The value of storage slot `slot` of `address`.
+    fn storage(&mut self, address: Address, slot: U256) -> Result<U256, ReadError>;
+}
+
+/// A read through a [`StateView`] that could not complete. Hooks return it unchanged (with
+/// `?`): the engine either reports the storage error or, in parallel execution, retries
+/// the transaction once the value it waits for is written.
+#[derive(Clone, Debug)]
+pub struct ReadError(pub(crate) ReadErrorKind);
+
+#[derive(Clone, Debug)]
+pub(crate) enum ReadErrorKind {
+    /// The storage backend failed.
+    Storage(StorageError),
+    /// Parallel execution: the value is an estimate of this transaction's write.
+    Blocked(usize),
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            ReadErrorKind::Storage(e) => e.fmt(f),
+            ReadErrorKind::Blocked(tx) => write!(f, "waiting for transaction {tx}"),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {}
+
+/// A call the engine asks a [`ComplianceHook`] about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GatedCall {
+    /// The transaction's sender (`tx.origin`).
+    pub origin: Address,
+    /// The account being called: a pool if the hook's policy gates it.
+    pub pool: Address,
+    /// The block's timestamp.
+    pub timestamp: u64,
+}
+
+/// Decides whether a call may proceed. Implementations must be deterministic functions of
+/// the call and the state they read through the view: the engine relies on that to give
+/// the same answer in sequential and parallel execution.
+pub trait ComplianceHook: Send + Sync + fmt::Debug {
+    /// `None` if `call` may proceed, otherwise why not.
+    fn check(
+        &self,
+        call: &GatedCall,
+        state: &mut dyn StateView,
+    ) -> Result<Option<Rejection>, ReadError>;
+}
+
+/// Why a credential did not satisfy a pool's requirement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RejectionReason {
+    /// The sender holds no credential for the claim.
+    Missing,
+    /// The credential's expiry is not after the block timestamp.
+    Expired,
+    /// The credential was revoked.
+    Revoked,
+    /// The credential's issuer is no longer active.
+    IssuerInactive,
+    /// The credential's issuer may not attest this claim.
+    IssuerNotAllowed,
+}
+
+impl RejectionReason {
+    /// The reason as a short kebab-case word (`missing`, `issuer-inactive`, ...).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Expired => "expired",
+            Self::Revoked => "revoked",
+            Self::IssuerInactive => "issuer-inactive",
+            Self::IssuerNotAllowed => "issuer-not-allowed",
+        }
+    }
+}
+
+impl fmt::Display for RejectionReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A call a [`ComplianceHook`] refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Rejection {
+    /// The gated pool.
+    pub pool: Address,
+    /// The required claim the sender lacks (the first one checked that fails).
+    pub claim: u8,
+    /// What is wrong with the sender's credential for it.
+    pub reason: RejectionReason,
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pool {} requires claim {}: {}", self.pool, self.claim, self.reason)
+    }
+}
+
+/// What a rejected transaction does to the block.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ComplianceMode {
+    /// Block building: the transaction is left out (no state change, no gas, no receipt) and
+    /// listed in [`BlockOutput::excluded`](crate::BlockOutput::excluded), as are later
+    /// transactions of its sender that the missing nonce invalidates.
+    #[default]
+    Exclude,
+    /// Block validation: the block fails with
+    /// [`ExecutionError::ComplianceRejected`](crate::ExecutionError::ComplianceRejected).
+    FailBlock,
+}
+
+/// A compliance hook and what its rejections do.
+#[derive(Clone, Debug)]
+pub struct Compliance {
+    /// The hook.
+    pub hook: Arc<dyn ComplianceHook>,
+    /// What a rejection does.
+    pub mode: ComplianceMode,
+}
+
+/// A transaction left out of the block ([`ComplianceMode::Exclude`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Exclusion {
+    /// Index of the transaction in the block.
+    pub index: usize,
+    /// The rejection: this transaction's own, or that of the transaction it follows.
+    pub rejection: Rejection,
+    /// For a transaction excluded because an earlier one of its sender was (its nonce no
+    /// longer follows): the index of that rejected transaction.
+    pub cascaded_from: Option<usize>,
+}
