@@ -4,16 +4,89 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
-use parevm::execute_sequential;
-use parevm_fixtures::workload::{generate, write_snapshot, Workload, WorkloadKind};
+use parevm::execute_sequential_with;
+use parevm_fixtures::workload::{generate, write_snapshot, Size, Workload, WorkloadKind};
 
 /// Kinds of synthetic blocks.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Kind {
-    /// Transfers, storage-heavy calls, counter calls and deployments.
-    Mixed,
     /// Plain ETH transfers.
     Transfers,
+    /// ERC-20 token transfers.
+    Erc20,
+    /// Swaps through a router on constant-product pools.
+    Swaps,
+    /// ETH and ERC-20 transfers, swaps, storage-heavy and counter calls, deployments.
+    Mixed,
+    /// Swaps on gated pools with credential issuances and revocations interleaved (writes
+    /// `compliance.json` beside the block).
+    Gated,
+}
+
+impl From<Kind> for WorkloadKind {
+    fn from(kind: Kind) -> Self {
+        match kind {
+            Kind::Transfers => WorkloadKind::Transfers,
+            Kind::Erc20 => WorkloadKind::Erc20,
+            Kind::Swaps => WorkloadKind::Swaps,
+            Kind::Mixed => WorkloadKind::Mixed,
+            Kind::Gated => WorkloadKind::Gated,
+        }
+    }
+}
+
+/// The workload knobs `gen` and `bench` share.
+#[derive(Args, Clone, Debug)]
+pub struct WorkloadArgs {
+    /// Number of transactions [default: 500].
+    #[arg(long, conflicts_with = "gas")]
+    pub txs: Option<usize>,
+    /// Size the block by gas instead: about this much gas used (e.g. 1000000000 for one
+    /// gigagas).
+    #[arg(long)]
+    pub gas: Option<u64>,
+    /// Number of sending accounts.
+    #[arg(long, default_value_t = 1000)]
+    pub accounts: usize,
+    /// Fraction of transactions touching a few hot locations (one recipient, one slot,
+    /// one pool), from 0 to 1.
+    #[arg(long, default_value_t = 0.0)]
+    pub hot_ratio: f64,
+    /// Number of pools of the swap workloads.
+    #[arg(long, default_value_t = 100)]
+    pub pools: usize,
+    /// Seed of the deterministic generator.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+impl WorkloadArgs {
+    /// The workload of `kind` these knobs describe, or why they are invalid.
+    pub fn workload(&self, kind: WorkloadKind, default_txs: usize) -> Result<Workload, String> {
+        if !(0.0..=1.0).contains(&self.hot_ratio) {
+            return Err(format!("--hot-ratio must be between 0 and 1, not {}", self.hot_ratio));
+        }
+        if self.accounts == 0 {
+            return Err("--accounts must be at least 1".into());
+        }
+        if self.pools == 0 {
+            return Err("--pools must be at least 1".into());
+        }
+        let size = match (self.txs, self.gas) {
+            (_, Some(0)) => return Err("--gas must be positive".into()),
+            (_, Some(gas)) => Size::Gas(gas),
+            (Some(txs), None) => Size::Transactions(txs),
+            (None, None) => Size::Transactions(default_txs),
+        };
+        Ok(Workload {
+            kind,
+            size,
+            accounts: self.accounts,
+            hot_ratio: self.hot_ratio,
+            pools: self.pools,
+            seed: self.seed,
+        })
+    }
 }
 
 /// Options of `parevm gen`.
@@ -24,45 +97,23 @@ pub struct GenArgs {
     /// Kind of transactions.
     #[arg(long, value_enum, default_value = "mixed")]
     kind: Kind,
-    /// Number of transactions.
-    #[arg(long, default_value_t = 500)]
-    txs: usize,
-    /// Number of sending accounts.
-    #[arg(long, default_value_t = 200)]
-    accounts: usize,
-    /// Fraction of transactions touching a few hot locations, from 0 to 1.
-    #[arg(long, default_value_t = 0.1)]
-    hot_ratio: f64,
-    /// Seed of the deterministic generator.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
+    #[command(flatten)]
+    workload: WorkloadArgs,
 }
 
 /// Runs `parevm gen`.
 pub fn run(args: GenArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    if !(0.0..=1.0).contains(&args.hot_ratio) {
-        return Err(format!("--hot-ratio must be between 0 and 1, not {}", args.hot_ratio).into());
-    }
-    if args.accounts == 0 {
-        return Err("--accounts must be at least 1".into());
-    }
-    let workload = Workload {
-        kind: match args.kind {
-            Kind::Mixed => WorkloadKind::Mixed,
-            Kind::Transfers => WorkloadKind::Transfers,
-        },
-        transactions: args.txs,
-        accounts: args.accounts,
-        hot_ratio: args.hot_ratio,
-        seed: args.seed,
-    };
+    let workload = args.workload.workload(args.kind.into(), 500)?;
     let generated = generate(&workload);
-    let output = execute_sequential(&generated.storage, &generated.block)?;
+    let compliance = generated.compliance.map(|c| c.compliance());
+    let output =
+        execute_sequential_with(&generated.storage, &generated.block, compliance.as_ref())?;
     write_snapshot(&args.out, &generated, &output)
         .map_err(|e| format!("{}: {e}", args.out.display()))?;
     println!(
-        "wrote {} ({} transactions, {} gas)",
+        "wrote {} ({} transactions, {} included, {} gas)",
         args.out.display(),
+        generated.block.transactions.len(),
         output.transactions.len(),
         output.gas_used
     );

@@ -13,22 +13,78 @@ use alloy_primitives::{keccak256, Address, Bytes, TxKind, B256, U256};
 use alloy_rpc_types_eth::{Block, BlockTransactions, Transaction};
 use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
+use alloy_sol_types::SolCall;
 use parevm::revm::primitives::hardfork::SpecId;
 use parevm::{block_env, mainnet_spec, tx_env, BlockInput, BlockOutput, InMemoryStorage};
+use parevm_compliance::layout::{Credential, RegistryState};
+use parevm_compliance::{Claim, ComplianceFile, ModeName};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use crate::defi::{
+    allowance_slot, balance_slot, gated_pair_storage, Artifact, IRegistry, IRouter, IToken,
+};
 use crate::synthetic::{contracts, ether, Asm, BASE_FEE, GAS_PRICE, PRIORITY_FEE};
 use crate::MAINNET_CHAIN_ID;
 
 /// What kind of transactions a synthetic block holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum WorkloadKind {
-    /// Transfers, calls to a storage-heavy contract and to a counter, and deployments.
-    Mixed,
-    /// Plain ETH transfers only.
+    /// Plain ETH transfers to fresh recipients (or, for hot transactions, one recipient).
     Transfers,
+    /// ERC-20 `transfer`s of one token to fresh recipients (or one hot recipient).
+    Erc20,
+    /// Swaps through the router on constant-product pools (hot transactions use pool 0).
+    Swaps,
+    /// A mix: ETH and ERC-20 transfers, swaps, storage-heavy and counter calls, deployments.
+    Mixed,
+    /// Swaps on gated pools by senders of whom most hold a KYC credential, with credential
+    /// issuances and revocations interleaved (run with the `compliance` of the block).
+    Gated,
+}
+
+impl WorkloadKind {
+    /// Every kind, in the order the benchmark suite runs them.
+    pub const ALL: [WorkloadKind; 5] = [
+        WorkloadKind::Transfers,
+        WorkloadKind::Erc20,
+        WorkloadKind::Swaps,
+        WorkloadKind::Mixed,
+        WorkloadKind::Gated,
+    ];
+
+    /// The kind's name (`transfers`, `erc20`, `swaps`, `mixed`, `gated`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Transfers => "transfers",
+            Self::Erc20 => "erc20",
+            Self::Swaps => "swaps",
+            Self::Mixed => "mixed",
+            Self::Gated => "gated",
+        }
+    }
+
+    /// Typical gas used by one transaction of this kind (measured on generated blocks), to
+    /// turn a gas budget into a transaction count.
+    pub fn typical_gas(self) -> u64 {
+        match self {
+            Self::Transfers => 21_000,
+            Self::Erc20 => 51_000,
+            Self::Swaps => 80_000,
+            Self::Mixed => 46_000,
+            Self::Gated => 77_000,
+        }
+    }
+}
+
+/// How big a synthetic block is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Size {
+    /// This many transactions.
+    Transactions(usize),
+    /// About this much gas used (the kind's typical gas per transaction decides the count).
+    Gas(u64),
 }
 
 /// Parameters of a synthetic block.
@@ -36,29 +92,85 @@ pub enum WorkloadKind {
 pub struct Workload {
     /// The kind of transactions.
     pub kind: WorkloadKind,
-    /// Number of transactions.
-    pub transactions: usize,
+    /// Number of transactions or gas.
+    pub size: Size,
     /// Number of sending accounts.
     pub accounts: usize,
-    /// Fraction of transactions that touch a few hot locations (one recipient, one slot).
+    /// Fraction of transactions that touch a few hot locations (one recipient, one slot,
+    /// one pool).
     pub hot_ratio: f64,
+    /// Number of pools of the swap workloads.
+    pub pools: usize,
     /// Seed of the deterministic generator.
     pub seed: u64,
 }
 
-/// A generated block: pre-state, what the engine executes, and the signed transactions.
+impl Workload {
+    /// `kind` with `transactions` transactions, 1,000 accounts, 100 pools, no hot
+    /// transactions, seed 1.
+    pub fn new(kind: WorkloadKind, transactions: usize) -> Self {
+        Self {
+            kind,
+            size: Size::Transactions(transactions),
+            accounts: 1_000,
+            hot_ratio: 0.0,
+            pools: 100,
+            seed: 1,
+        }
+    }
+
+    /// The number of transactions the block will have.
+    pub fn transactions(&self) -> usize {
+        match self.size {
+            Size::Transactions(n) => n,
+            Size::Gas(gas) => {
+                usize::try_from(gas.div_ceil(self.kind.typical_gas())).unwrap_or(usize::MAX)
+            }
+        }
+    }
+}
+
+/// A generated block: pre-state, what the engine executes, and the transactions (signed
+/// only when written out: signing thousands of transactions costs seconds).
 #[derive(Clone, Debug)]
 pub struct GeneratedBlock {
     /// The pre-state.
     pub storage: InMemoryStorage,
     /// The block as the engine executes it.
     pub block: BlockInput,
-    /// The signed transactions, in order.
-    pub transactions: Vec<TxEnvelope>,
+    /// The transactions, unsigned, in order.
+    pub unsigned: Vec<TxEip1559>,
+    /// Index of each transaction's signing key (see [`GeneratedBlock::signed`]).
+    signers: Vec<usize>,
+    /// The generator's seed (keys derive from it).
+    seed: u64,
     /// Their senders.
     pub senders: Vec<Address>,
     /// The header fields known before execution (number, timestamp, beneficiary, ...).
     pub header: Header,
+    /// The compliance configuration the block is meant to run with (gated workloads).
+    pub compliance: Option<ComplianceFile>,
+}
+
+impl GeneratedBlock {
+    /// The transactions, signed (in parallel).
+    pub fn signed(&self) -> Vec<TxEnvelope> {
+        use rayon::prelude::*;
+        let keys: Vec<PrivateKeySigner> = {
+            let max = self.signers.iter().copied().max().map_or(0, |m| m + 1);
+            (0..max).into_par_iter().map(|i| signer(self.seed, i)).collect()
+        };
+        self.unsigned
+            .par_iter()
+            .zip(self.signers.par_iter())
+            .map(|(tx, &key)| {
+                let signature = keys[key]
+                    .sign_hash_sync(&tx.signature_hash())
+                    .expect("signing with a valid key cannot fail");
+                TxEnvelope::from(tx.clone().into_signed(signature))
+            })
+            .collect()
+    }
 }
 
 /// Address of the storage-heavy contract of the mixed workload.
@@ -67,6 +179,28 @@ pub const SLOT_ADDER: Address = Address::repeat_byte(0x51);
 pub const COUNTER: Address = Address::repeat_byte(0xc0);
 /// Beneficiary of synthetic blocks.
 pub const BENEFICIARY: Address = Address::repeat_byte(0xbe);
+/// The two tokens of the token and swap workloads.
+pub const TOKEN_A: Address = Address::repeat_byte(0x7a);
+/// The second token.
+pub const TOKEN_B: Address = Address::repeat_byte(0x7b);
+/// The swap router.
+pub const ROUTER: Address = Address::repeat_byte(0x80);
+/// The credential registry of the gated workload.
+pub const REGISTRY: Address = Address::repeat_byte(0xc5);
+/// Issuers of the gated workload's credentials.
+const ISSUERS: usize = 4;
+/// Share of the gated workload's senders holding a KYC credential before the block.
+const CREDENTIALED_SHARE: f64 = 0.85;
+/// Pool reserves of each token, and each sender's token balance.
+const RESERVE: u128 = 1_000_000_000 * 10u128.pow(18);
+const USER_TOKENS: u128 = 1_000_000 * 10u128.pow(18);
+
+/// Address of pool `i`.
+pub fn pool_address(i: usize) -> Address {
+    let mut bytes = [0x9a; 20];
+    bytes[12..].copy_from_slice(&(i as u64).to_be_bytes());
+    Address::from(bytes)
+}
 
 fn signer(seed: u64, index: usize) -> PrivateKeySigner {
     let mut material = [0u8; 16];
@@ -82,9 +216,168 @@ fn signer(seed: u64, index: usize) -> PrivateKeySigner {
     }
 }
 
+/// One transaction before signing: sender index, target, value, input, gas limit.
+struct Draft {
+    from: usize,
+    to: TxKind,
+    value: U256,
+    input: Bytes,
+    gas_limit: u64,
+}
+
+/// What the generator keeps while drafting transactions.
+struct Drafter<'w> {
+    workload: &'w Workload,
+    rng: ChaCha8Rng,
+    accounts: usize,
+    /// Gated workload: the issuer of each sender's credential, if any.
+    credential_issuer: Vec<Option<usize>>,
+}
+
+impl Drafter<'_> {
+    fn hot(&mut self) -> bool {
+        self.rng.random_bool(self.workload.hot_ratio.clamp(0.0, 1.0))
+    }
+
+    fn fresh_address(&mut self) -> Address {
+        let mut bytes = [0u8; 20];
+        self.rng.fill(&mut bytes);
+        Address::from(bytes)
+    }
+
+    fn sender(&mut self) -> usize {
+        self.rng.random_range(0..self.accounts)
+    }
+
+    fn transfer(&mut self) -> Draft {
+        let to = if self.hot() { Address::repeat_byte(0x40) } else { self.fresh_address() };
+        Draft {
+            from: self.sender(),
+            to: TxKind::Call(to),
+            value: U256::from(self.rng.random_range(1..1_000_000_000u64)),
+            input: Bytes::new(),
+            gas_limit: 21_000,
+        }
+    }
+
+    fn erc20(&mut self) -> Draft {
+        let to = if self.hot() { Address::repeat_byte(0x41) } else { self.fresh_address() };
+        let value = U256::from(self.rng.random_range(1..1_000_000u64));
+        Draft {
+            from: self.sender(),
+            to: TxKind::Call(TOKEN_A),
+            value: U256::ZERO,
+            input: IToken::transferCall { to, value }.abi_encode().into(),
+            gas_limit: 100_000,
+        }
+    }
+
+    fn swap(&mut self, from: usize, recipient: Address) -> Draft {
+        let pool =
+            if self.hot() { 0 } else { self.rng.random_range(0..self.workload.pools.max(1)) };
+        let token_in = if self.rng.random_bool(0.5) { TOKEN_A } else { TOKEN_B };
+        let amount_in =
+            U256::from(self.rng.random_range(1_000u64..1_000_000)) * U256::from(10u64.pow(12));
+        Draft {
+            from,
+            to: TxKind::Call(ROUTER),
+            value: U256::ZERO,
+            input: IRouter::swapExactTokensForTokensCall {
+                pair: pool_address(pool),
+                tokenIn: token_in,
+                amountIn: amount_in,
+                amountOutMin: U256::ZERO,
+                to: recipient,
+            }
+            .abi_encode()
+            .into(),
+            gas_limit: 200_000,
+        }
+    }
+
+    fn mixed(&mut self, senders: &[Address]) -> Draft {
+        match self.rng.random_range(0..10) {
+            0..=2 => self.transfer(),
+            3..=4 => self.erc20(),
+            5..=6 => {
+                let from = self.sender();
+                self.swap(from, senders[from])
+            }
+            7 => {
+                let mut data = [0u8; 64];
+                let slot: u64 = if self.hot() { 0 } else { self.rng.random_range(1..1_000_000) };
+                data[24..32].copy_from_slice(&slot.to_be_bytes());
+                data[56..].copy_from_slice(&self.rng.random_range(1..1000u64).to_be_bytes());
+                Draft {
+                    from: self.sender(),
+                    to: TxKind::Call(SLOT_ADDER),
+                    value: U256::ZERO,
+                    input: Bytes::copy_from_slice(&data),
+                    gas_limit: 60_000,
+                }
+            }
+            8 => Draft {
+                from: self.sender(),
+                to: TxKind::Call(COUNTER),
+                value: U256::ZERO,
+                input: Bytes::new(),
+                gas_limit: 60_000,
+            },
+            _ => Draft {
+                from: self.sender(),
+                to: TxKind::Create,
+                value: U256::ZERO,
+                input: Asm::deployer(&contracts::counter()),
+                gas_limit: 120_000,
+            },
+        }
+    }
+
+    /// A gated-workload transaction: mostly swaps, some issuances and revocations (by the
+    /// credential's issuer, so that each issuer's transactions form their own chain).
+    fn gated(&mut self, senders: &[Address], now: u64) -> Draft {
+        let roll = self.rng.random_range(0..100);
+        let subject = self.sender();
+        let issuer_key = |i: usize| self.accounts + 1 + i;
+        if roll < 4 {
+            let issuer = self.rng.random_range(0..ISSUERS);
+            self.credential_issuer[subject] = Some(issuer);
+            return Draft {
+                from: issuer_key(issuer),
+                to: TxKind::Call(REGISTRY),
+                value: U256::ZERO,
+                input: IRegistry::issueCall {
+                    subject: senders[subject],
+                    claim: Claim::Kyc.id(),
+                    expiresAt: now + 86_400,
+                }
+                .abi_encode()
+                .into(),
+                gas_limit: 100_000,
+            };
+        }
+        if roll < 7 {
+            if let Some(issuer) = self.credential_issuer[subject].take() {
+                return Draft {
+                    from: issuer_key(issuer),
+                    to: TxKind::Call(REGISTRY),
+                    value: U256::ZERO,
+                    input: IRegistry::revokeCall {
+                        subject: senders[subject],
+                        claim: Claim::Kyc.id(),
+                    }
+                    .abi_encode()
+                    .into(),
+                    gas_limit: 100_000,
+                };
+            }
+        }
+        self.swap(subject, senders[subject])
+    }
+}
+
 /// Generates the block described by `workload` (Cancun, mainnet chain id).
 pub fn generate(workload: &Workload) -> GeneratedBlock {
-    let mut rng = ChaCha8Rng::seed_from_u64(workload.seed);
     let header = Header {
         number: 20_000_000,
         timestamp: 1_720_000_000,
@@ -101,79 +394,133 @@ pub fn generate(workload: &Workload) -> GeneratedBlock {
     };
     let spec = mainnet_spec(header.number, header.timestamp);
     debug_assert_eq!(spec, SpecId::CANCUN);
+    let kind = workload.kind;
+    let gated = kind == WorkloadKind::Gated;
+    let accounts = workload.accounts.max(1);
+    // Senders 0..accounts; the gated workload adds its admin and issuers after them.
+    let keys = accounts + if gated { 1 + ISSUERS } else { 0 };
+    let senders: Vec<Address> = {
+        use rayon::prelude::*;
+        (0..keys).into_par_iter().map(|i| signer(workload.seed, i).address()).collect()
+    };
+    let mut drafter = Drafter {
+        workload,
+        rng: ChaCha8Rng::seed_from_u64(workload.seed),
+        accounts,
+        credential_issuer: vec![None; accounts],
+    };
 
     let mut storage = InMemoryStorage::new();
-    let accounts = workload.accounts.max(1);
-    let signers: Vec<PrivateKeySigner> = (0..accounts).map(|i| signer(workload.seed, i)).collect();
-    for s in &signers {
-        storage.insert_account(s.address(), ether(1000), 0, Bytes::new(), []);
+    for address in &senders {
+        storage.insert_account(*address, ether(1000), 0, Bytes::new(), []);
     }
-    storage.insert_account(SLOT_ADDER, U256::ZERO, 1, contracts::slot_adder(), []);
-    storage.insert_account(COUNTER, U256::ZERO, 1, contracts::counter(), []);
-    let hot_recipient = Address::repeat_byte(0x40);
-
-    let mut nonces = vec![0u64; accounts];
-    let mut transactions = Vec::with_capacity(workload.transactions);
-    let mut senders = Vec::with_capacity(workload.transactions);
-    for _ in 0..workload.transactions {
-        let from = rng.random_range(0..accounts);
-        let hot = rng.random_bool(workload.hot_ratio.clamp(0.0, 1.0));
-        let pick = match workload.kind {
-            WorkloadKind::Transfers => 0,
-            WorkloadKind::Mixed => rng.random_range(0..10),
+    if matches!(kind, WorkloadKind::Mixed) {
+        storage.insert_account(SLOT_ADDER, U256::ZERO, 1, contracts::slot_adder(), []);
+        storage.insert_account(COUNTER, U256::ZERO, 1, contracts::counter(), []);
+    }
+    let pools = workload.pools.max(1);
+    if !matches!(kind, WorkloadKind::Transfers) {
+        // Every sender holds both tokens and lets the router spend them; every pool holds
+        // its reserves.
+        let token = |_: Address| {
+            let mut slots = Vec::with_capacity(2 * accounts + pools);
+            for sender in &senders[..accounts] {
+                slots.push((balance_slot(*sender), U256::from(USER_TOKENS)));
+                slots.push((allowance_slot(*sender, ROUTER), U256::MAX));
+            }
+            if kind != WorkloadKind::Erc20 {
+                slots.extend(
+                    (0..pools).map(|i| (balance_slot(pool_address(i)), U256::from(RESERVE))),
+                );
+            }
+            slots
         };
-        let (to, value, input, gas_limit) = match pick {
-            0..=4 => {
-                let to = if hot {
-                    hot_recipient
-                } else {
-                    let mut bytes = [0u8; 20];
-                    rng.fill(&mut bytes);
-                    Address::from(bytes)
+        storage.insert_account(TOKEN_A, U256::ZERO, 1, Artifact::Token.runtime(), token(TOKEN_A));
+        storage.insert_account(TOKEN_B, U256::ZERO, 1, Artifact::Token.runtime(), token(TOKEN_B));
+    }
+    if matches!(kind, WorkloadKind::Swaps | WorkloadKind::Mixed | WorkloadKind::Gated) {
+        storage.insert_account(ROUTER, U256::ZERO, 1, Artifact::Router.runtime(), []);
+        let (code, registry) = if gated {
+            (Artifact::GatedPair.runtime(), REGISTRY)
+        } else {
+            (Artifact::Pair.runtime(), Address::ZERO)
+        };
+        for i in 0..pools {
+            let mut slots = gated_pair_storage(TOKEN_A, TOKEN_B, RESERVE, RESERVE, registry);
+            if !gated {
+                slots.truncate(3);
+            }
+            storage.insert_account(pool_address(i), U256::ZERO, 1, code.clone(), slots);
+        }
+    }
+    if gated {
+        let admin = senders[accounts];
+        let mut registry = RegistryState::new(admin);
+        for i in 0..ISSUERS {
+            registry = registry.issuer(senders[accounts + 1 + i], Claim::mask(&Claim::ALL), true);
+        }
+        for (i, sender) in senders[..accounts].iter().enumerate() {
+            if drafter.rng.random_bool(CREDENTIALED_SHARE) {
+                let issuer = i % ISSUERS;
+                drafter.credential_issuer[i] = Some(issuer);
+                let credential = Credential {
+                    issuer: senders[accounts + 1 + issuer],
+                    expires_at: header.timestamp + 86_400,
+                    revoked: false,
                 };
-                (
-                    TxKind::Call(to),
-                    U256::from(rng.random_range(1..1_000_000_000u64)),
-                    Bytes::new(),
-                    21_000,
-                )
+                registry = registry.credential(*sender, Claim::Kyc.id(), credential);
             }
-            5..=7 => {
-                let mut data = [0u8; 64];
-                let slot: u64 = if hot { 0 } else { rng.random_range(1..1_000_000) };
-                data[24..32].copy_from_slice(&slot.to_be_bytes());
-                data[56..].copy_from_slice(&rng.random_range(1..1000u64).to_be_bytes());
-                (TxKind::Call(SLOT_ADDER), U256::ZERO, Bytes::copy_from_slice(&data), 60_000)
+        }
+        for i in 0..pools {
+            registry = registry.policy(pool_address(i), Claim::Kyc.bit());
+        }
+        storage.insert_account(
+            REGISTRY,
+            U256::ZERO,
+            1,
+            Artifact::CredentialRegistry.runtime(),
+            registry.slots().collect::<Vec<_>>(),
+        );
+    }
+
+    let count = workload.transactions();
+    let mut nonces = vec![0u64; keys];
+    let mut unsigned = Vec::with_capacity(count);
+    let mut signers = Vec::with_capacity(count);
+    for _ in 0..count {
+        let draft = match kind {
+            WorkloadKind::Transfers => drafter.transfer(),
+            WorkloadKind::Erc20 => drafter.erc20(),
+            WorkloadKind::Swaps => {
+                let from = drafter.sender();
+                drafter.swap(from, senders[from])
             }
-            8 => (TxKind::Call(COUNTER), U256::ZERO, Bytes::new(), 60_000),
-            _ => (TxKind::Create, U256::ZERO, Asm::deployer(&contracts::counter()), 120_000),
+            WorkloadKind::Mixed => drafter.mixed(&senders),
+            WorkloadKind::Gated => drafter.gated(&senders, header.timestamp),
         };
-        let tx = TxEip1559 {
+        unsigned.push(TxEip1559 {
             chain_id: MAINNET_CHAIN_ID,
-            nonce: nonces[from],
-            gas_limit,
+            nonce: nonces[draft.from],
+            gas_limit: draft.gas_limit,
             max_fee_per_gas: GAS_PRICE,
             max_priority_fee_per_gas: PRIORITY_FEE,
-            to,
-            value,
+            to: draft.to,
+            value: draft.value,
             access_list: Default::default(),
-            input,
-        };
-        nonces[from] += 1;
-        let signature = signers[from]
-            .sign_hash_sync(&tx.signature_hash())
-            .expect("signing with a valid key cannot fail");
-        transactions.push(TxEnvelope::from(tx.into_signed(signature)));
-        senders.push(signers[from].address());
+            input: draft.input,
+        });
+        nonces[draft.from] += 1;
+        signers.push(draft.from);
     }
+    let tx_senders: Vec<Address> = signers.iter().map(|&i| senders[i]).collect();
 
     let block = BlockInput {
         spec,
         chain_id: MAINNET_CHAIN_ID,
         env: block_env(&header, spec),
-        transactions: transactions
+        transactions: unsigned
             .iter()
-            .zip(&senders)
+            .zip(&tx_senders)
             .map(|(tx, from)| tx_env(tx, *from))
             .collect(),
         parent_hash: header.parent_hash,
@@ -183,7 +530,18 @@ pub fn generate(workload: &Workload) -> GeneratedBlock {
         unknown_ommers: 0,
         block_rewards: true,
     };
-    GeneratedBlock { storage, block, transactions, senders, header }
+    let compliance =
+        gated.then_some(ComplianceFile { registry: REGISTRY, mode: ModeName::Exclude });
+    GeneratedBlock {
+        storage,
+        block,
+        unsigned,
+        signers,
+        seed: workload.seed,
+        senders: tx_senders,
+        header,
+        compliance,
+    }
 }
 
 /// One account of `prestate.json`.
@@ -197,7 +555,8 @@ struct PrestateAccount {
     storage: std::collections::BTreeMap<B256, B256>,
 }
 
-/// Writes `generated` as a snapshot folder (`block.json`, `prestate.json`), with the header
+/// Writes `generated` as a snapshot folder (`block.json`, `prestate.json`, and
+/// `compliance.json` for gated blocks), with the header
 /// fields that execution determines (gas used, logs bloom, receipts root) taken from
 /// `output`, the block's execution result.
 pub fn write_snapshot(
@@ -209,10 +568,10 @@ pub fn write_snapshot(
     header.gas_used = output.gas_used;
     header.logs_bloom = output.logs_bloom();
     header.receipts_root = output.receipts_root();
-    header.transactions_root = calculate_transaction_root(&generated.transactions);
+    let signed = generated.signed();
+    header.transactions_root = calculate_transaction_root(&signed);
     let hash = header.hash_slow();
-    let transactions = generated
-        .transactions
+    let transactions = signed
         .iter()
         .zip(&generated.senders)
         .enumerate()
@@ -225,7 +584,7 @@ pub fn write_snapshot(
             block_timestamp: None,
         })
         .collect();
-    let size = generated.transactions.iter().map(|t| t.encode_2718_len()).sum::<usize>();
+    let size = signed.iter().map(|t| t.encode_2718_len()).sum::<usize>();
     let block = Block {
         header: alloy_rpc_types_eth::Header {
             hash,
@@ -260,6 +619,12 @@ pub fn write_snapshot(
     let json = |value: &dyn erased::Json| value.to_pretty();
     fs::write(dir.join("block.json"), json(&block))?;
     fs::write(dir.join("prestate.json"), json(&accounts))?;
+    let compliance_path = dir.join(parevm_compliance::COMPLIANCE_FILE);
+    match &generated.compliance {
+        Some(compliance) => fs::write(compliance_path, json(compliance))?,
+        None if compliance_path.exists() => fs::remove_file(compliance_path)?,
+        None => {}
+    }
     Ok(())
 }
 
