@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod analyze;
+mod bench;
 mod conformance;
 mod gen;
 mod replay;
@@ -26,6 +28,10 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// Write a synthetic block snapshot.
     Gen(gen::GenArgs),
+    /// Benchmark sequential against parallel execution on synthetic workloads or snapshots.
+    Bench(bench::BenchArgs),
+    /// Report what blocks allow: dependency chains and ideal parallel speedups.
+    Analyze(analyze::AnalyzeArgs),
     /// Run the Ethereum consensus tests (state and blockchain tests) through both paths.
     Conformance(conformance::ConformanceArgs),
 }
@@ -48,6 +54,8 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay::run(args),
         Command::Gen(args) => gen::run(args),
         Command::Conformance(args) => conformance::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::Analyze(args) => analyze::run(args),
     };
     match result {
         Ok(code) => code,

@@ -169,3 +169,161 @@ pub fn snapshot_parse(data: &[u8]) {
     let prestate = rest.get(1..).unwrap_or_default();
     let _ = parse_snapshot("fuzz", block, prestate);
 }
+
+/// Accounts of a fuzzed gated block: an admin, three issuers, five users.
+const GATED_ACCOUNTS: u64 = 9;
+/// Pools of a fuzzed gated block (gated or not by the fuzzed policy).
+const GATED_POOLS: usize = 3;
+
+/// Decodes a small gated-pool block: a registry with random issuers (claim masks, active
+/// flags), credentials (issuers, expiries around the block timestamp, revocations) and pool
+/// policies; then transactions that swap through the router or call pools directly or via a
+/// forwarder, and that issue, revoke and change issuers and policies, from random senders.
+/// Returns it with the compliance configuration and thread count to run it at.
+pub fn decode_gated_block(
+    u: &mut Unstructured<'_>,
+) -> ArbResult<(InMemoryStorage, BlockInput, parevm::Compliance, NonZeroUsize)> {
+    use alloy_sol_types::SolCall;
+    use parevm_compliance::layout::{Credential, RegistryState};
+
+    use crate::defi::{
+        allowance_slot, balance_slot, gated_pair_storage, Artifact, IForwarder, IPair, IRegistry,
+        IRouter,
+    };
+    use crate::workload::{pool_address, REGISTRY, ROUTER, TOKEN_A, TOKEN_B};
+
+    const NOW: u64 = 1_720_000_000;
+    let forwarder = Address::repeat_byte(0xf0);
+    let who = |i: u64| crate::synthetic::account(3000 + i);
+    let mut b = BlockBuilder::new(SpecId::PRAGUE, Address::repeat_byte(0xcb));
+    let mut registry = RegistryState::new(who(0));
+    for issuer in 1..=3 {
+        registry =
+            registry.issuer(who(issuer), U256::from(u.int_in_range(0u8..=15)?), u.arbitrary()?);
+    }
+    for user in 4..GATED_ACCOUNTS {
+        for claim in 0..4u8 {
+            if u.ratio(1u8, 2)? {
+                let credential = Credential {
+                    issuer: who(u.int_in_range(1..=3)?),
+                    expires_at: NOW - 2 + u64::from(u.int_in_range(0u8..=4)?),
+                    revoked: u.ratio(1u8, 5)?,
+                };
+                registry = registry.credential(who(user), claim, credential);
+            }
+        }
+    }
+    for pool in 0..GATED_POOLS {
+        registry = registry.policy(pool_address(pool), U256::from(u.int_in_range(0u8..=15)?));
+    }
+    b.contract(
+        REGISTRY,
+        Artifact::CredentialRegistry.runtime(),
+        registry.slots().collect::<Vec<_>>(),
+    );
+    let reserve = U256::from(10u128.pow(24));
+    let token = || {
+        let mut slots: Vec<(U256, U256)> =
+            (0..GATED_POOLS).map(|p| (balance_slot(pool_address(p)), reserve)).collect();
+        for i in 0..GATED_ACCOUNTS {
+            slots.push((balance_slot(who(i)), reserve));
+            slots.push((allowance_slot(who(i), ROUTER), U256::MAX));
+        }
+        slots
+    };
+    b.contract(TOKEN_A, Artifact::Token.runtime(), token());
+    b.contract(TOKEN_B, Artifact::Token.runtime(), token());
+    b.contract(ROUTER, Artifact::Router.runtime(), []);
+    b.contract(forwarder, Artifact::Forwarder.runtime(), []);
+    for pool in 0..GATED_POOLS {
+        b.contract(
+            pool_address(pool),
+            Artifact::GatedPair.runtime(),
+            gated_pair_storage(TOKEN_A, TOKEN_B, 10u128.pow(24), 10u128.pow(24), REGISTRY),
+        );
+    }
+    for i in 0..GATED_ACCOUNTS {
+        b.fund(who(i), ether(10));
+    }
+    let txs = u.int_in_range(1..=24)?;
+    for _ in 0..txs {
+        let from = who(u.int_in_range(0..=GATED_ACCOUNTS - 1)?);
+        let pool = pool_address(u.int_in_range(0..=GATED_POOLS - 1)?);
+        let subject = who(u.int_in_range(4..=GATED_ACCOUNTS - 1)?);
+        let claim = u.int_in_range(0u8..=3)?;
+        let swap = IRouter::swapExactTokensForTokensCall {
+            pair: pool,
+            tokenIn: if u.arbitrary()? { TOKEN_A } else { TOKEN_B },
+            amountIn: U256::from(u.int_in_range(1u64..=1_000_000)?),
+            amountOutMin: U256::ZERO,
+            to: from,
+        };
+        let (to, data): (Address, Vec<u8>) = match u.int_in_range(0u8..=9)? {
+            0..=3 => (ROUTER, swap.abi_encode()),
+            4 => {
+                let quote = IPair::getReservesCall {}.abi_encode();
+                (
+                    forwarder,
+                    IForwarder::forwardCall { target: pool, data: quote.into() }.abi_encode(),
+                )
+            }
+            5 => (
+                REGISTRY,
+                IRegistry::issueCall {
+                    subject,
+                    claim,
+                    expiresAt: NOW + u64::from(u.int_in_range(0u8..=2)?),
+                }
+                .abi_encode(),
+            ),
+            6 => (REGISTRY, IRegistry::revokeCall { subject, claim }.abi_encode()),
+            7 => (
+                REGISTRY,
+                IRegistry::setIssuerCall {
+                    issuer: who(u.int_in_range(1..=3)?),
+                    claimMask: U256::from(u.int_in_range(0u8..=15)?),
+                    active: u.arbitrary()?,
+                }
+                .abi_encode(),
+            ),
+            8 => (
+                REGISTRY,
+                IRegistry::setPoolPolicyCall {
+                    pool,
+                    requiredClaims: U256::from(u.int_in_range(0u8..=15)?),
+                }
+                .abi_encode(),
+            ),
+            _ => (
+                ROUTER,
+                IRouter::quoteCall { pair: pool, tokenIn: TOKEN_A, amountIn: U256::from(1000) }
+                    .abi_encode(),
+            ),
+        };
+        b.tx(from, TxKind::Call(to), U256::ZERO, data.into(), 300_000);
+    }
+    let mode = if u.ratio(1u8, 4)? {
+        parevm::ComplianceMode::FailBlock
+    } else {
+        parevm::ComplianceMode::Exclude
+    };
+    let compliance = parevm::Compliance {
+        hook: std::sync::Arc::new(parevm_compliance::RegistryHook::new(REGISTRY)),
+        mode,
+    };
+    let threads = NonZeroUsize::new(u.int_in_range(1..=8)?).expect("at least 1");
+    let (storage, block) = b.build();
+    Ok((storage, block, compliance, threads))
+}
+
+/// The `compliance` target: a random gated block must have the same outcome (included and
+/// excluded transactions, state, or the same error) sequentially and with Block-STM.
+pub fn compliance(data: &[u8]) -> Result<(), String> {
+    let mut u = Unstructured::new(data);
+    let Ok((storage, block, compliance, threads)) = decode_gated_block(&mut u) else {
+        return Ok(());
+    };
+    crate::both_paths_with(&storage, &block, threads, Some(&compliance))
+        .map(|_| ())
+        .map_err(|e| format!("divergence at {threads} threads ({:?}): {e}", compliance.mode))
+}

@@ -3,10 +3,12 @@
 
 #![warn(missing_docs)]
 
+pub mod analysis;
 mod both_paths;
 pub mod conformance;
 pub mod defi;
 pub mod fuzzing;
+mod latency;
 mod snapshot;
 mod state_root;
 pub mod synthetic;
@@ -14,6 +16,7 @@ mod verify;
 pub mod workload;
 
 pub use both_paths::{both_paths, both_paths_with};
+pub use latency::LatencyStorage;
 pub use snapshot::{
     discover_snapshots, load_block, load_prestate, load_snapshot, parse_snapshot, Snapshot,
     SnapshotError, MAINNET_CHAIN_ID,

@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::Path;
 
-use parevm_fixtures::fuzzing::{differential, snapshot_parse};
+use parevm_fixtures::fuzzing::{compliance, decode_gated_block, differential, snapshot_parse};
 use rand::{Rng, SeedableRng};
 
 fn corpus(target: &str) -> Vec<Vec<u8>> {
@@ -53,4 +53,34 @@ fn snapshot_parse_corpus_never_panics() {
         input.truncate(rng.random_range(0..=input.len()));
         snapshot_parse(&input);
     }
+}
+
+#[test]
+fn compliance_corpus_and_random_sweep_agree() {
+    for (i, input) in corpus("compliance").iter().enumerate() {
+        compliance(input).unwrap_or_else(|e| panic!("corpus entry {i}: {e}"));
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(13);
+    let (mut excluded, mut failed_blocks, mut included) = (0, 0, 0);
+    for i in 0..300 {
+        let len = rng.random_range(0..600);
+        let input: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+        compliance(&input).unwrap_or_else(|e| panic!("random input {i}: {e}"));
+        let mut u = arbitrary::Unstructured::new(&input);
+        if let Ok((storage, block, hook, _)) = decode_gated_block(&mut u) {
+            let config = parevm::Config { compliance: Some(hook), ..Default::default() };
+            match parevm::execute_block(&storage, &block, &config) {
+                Ok(run) => {
+                    excluded += run.output.excluded.len();
+                    included += run.output.transactions.len();
+                }
+                Err(_) => failed_blocks += 1,
+            }
+        }
+    }
+    // The decoder reaches every outcome.
+    assert!(
+        excluded > 50 && included > 50 && failed_blocks > 5,
+        "{excluded} {included} {failed_blocks}"
+    );
 }

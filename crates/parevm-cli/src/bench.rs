@@ -1,0 +1,349 @@
+//! `parevm bench`: sequential against parallel on the synthetic workload suite (the default,
+//! generated in memory) or on snapshot folders, with a table, JSON, an SVG chart and the
+//! run's peak memory.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use parevm::{
+    execute_sequential_with, BlockInput, Compliance, ComplianceMode, Config, ExecutionMode,
+    Executor, InMemoryStorage,
+};
+use parevm_compliance::{ComplianceFile, RegistryHook};
+use parevm_fixtures::workload::{generate, Size, WorkloadKind, REGISTRY};
+use parevm_fixtures::{discover_snapshots, load_snapshot, LatencyStorage};
+use serde::Serialize;
+
+use crate::gen::WorkloadArgs;
+use crate::replay::Mode;
+use crate::table::Table;
+
+/// Options of `parevm bench`.
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Benchmark these snapshot folders (or folders of them) instead of the synthetic suite.
+    #[arg(long, value_name = "PATH", num_args = 1..)]
+    blocks: Vec<PathBuf>,
+    /// Worker threads for the parallel executor [default: available cores].
+    #[arg(long)]
+    threads: Option<NonZeroUsize>,
+    /// Timed runs per executor and block (after one untimed warm-up); medians are reported.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: u32,
+    /// How the parallel side chooses its executor.
+    #[arg(long, value_enum, default_value = "auto")]
+    mode: Mode,
+    /// Delay per cold storage read, in microseconds (as a node reading state from disk).
+    #[arg(long, default_value_t = 0)]
+    latency_us: u64,
+    /// Write the results as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Draw the speedup of each workload or block as an SVG chart into this file.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+    /// Size and shape of the synthetic workloads [default size: --gas 1000000000 each].
+    #[command(flatten)]
+    workload: WorkloadArgs,
+}
+
+/// One benchmarked block.
+struct Case {
+    name: String,
+    storage: InMemoryStorage,
+    block: BlockInput,
+    compliance: Option<Compliance>,
+}
+
+/// One result row, as written to `--json`.
+#[derive(Serialize)]
+struct Row {
+    name: String,
+    txs: usize,
+    included: usize,
+    gas_used: u64,
+    compliance: bool,
+    parallel_path: bool,
+    sequential_ms: f64,
+    parallel_ms: f64,
+    speedup: f64,
+    /// Gas per second of the parallel side.
+    gas_per_second: f64,
+    re_executions: u64,
+    validation_aborts: u64,
+    matches_sequential: bool,
+}
+
+/// The whole run, as written to `--json`.
+#[derive(Serialize)]
+struct Report<'a> {
+    threads: usize,
+    mode: String,
+    repeat: u32,
+    latency_us: u64,
+    peak_rss_bytes: Option<u64>,
+    results: &'a [Row],
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort_unstable();
+    samples[samples.len() / 2]
+}
+
+/// The synthetic suite: every workload kind, plus the swap block with the compliance hook
+/// on (no pool gated: the hook's pure cost) and the gated block with it off.
+fn suite(args: &WorkloadArgs, progress: &ProgressBar) -> Result<Vec<Case>, String> {
+    let mut cases = Vec::new();
+    for kind in WorkloadKind::ALL {
+        progress.set_message(format!("generating {}", kind.name()));
+        let mut workload = args.workload(kind, 0)?;
+        if args.txs.is_none() && args.gas.is_none() {
+            workload.size = Size::Gas(1_000_000_000);
+        }
+        let generated = generate(&workload);
+        let compliance = generated.compliance.map(|c| c.compliance());
+        if kind == WorkloadKind::Swaps {
+            let hook = Compliance {
+                hook: Arc::new(RegistryHook::new(REGISTRY)),
+                mode: ComplianceMode::Exclude,
+            };
+            cases.push(Case {
+                name: "swaps, hook on".into(),
+                storage: generated.storage.clone(),
+                block: generated.block.clone(),
+                compliance: Some(hook),
+            });
+        }
+        if kind == WorkloadKind::Gated {
+            cases.push(Case {
+                name: "gated, hook off".into(),
+                storage: generated.storage.clone(),
+                block: generated.block.clone(),
+                compliance: None,
+            });
+        }
+        cases.push(Case {
+            name: kind.name().into(),
+            storage: generated.storage,
+            block: generated.block,
+            compliance,
+        });
+    }
+    // Keep each pair of on/off rows together: the hook-on row right after its plain one.
+    cases.sort_by_key(|c| {
+        let base = c.name.split(',').next().unwrap_or_default().to_string();
+        let order = WorkloadKind::ALL.iter().position(|k| k.name() == base).unwrap_or(usize::MAX);
+        (order, c.name.contains("hook on"))
+    });
+    Ok(cases)
+}
+
+fn snapshots(paths: &[PathBuf]) -> Result<Vec<Case>, Box<dyn std::error::Error>> {
+    let mut cases = Vec::new();
+    for path in paths {
+        for dir in discover_snapshots(path)? {
+            let snapshot = load_snapshot(&dir)?;
+            let compliance = ComplianceFile::load_from_dir(&dir)?.map(|c| c.compliance());
+            cases.push(Case {
+                name: dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                storage: snapshot.storage,
+                block: snapshot.block,
+                compliance,
+            });
+        }
+    }
+    Ok(cases)
+}
+
+/// The process's peak resident set size, from `/proc/self/status` (Linux).
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn bench_case(
+    case: &Case,
+    args: &BenchArgs,
+    executor: &mut Executor,
+) -> Result<Row, Box<dyn std::error::Error>> {
+    let storage = LatencyStorage::new(&case.storage, Duration::from_micros(args.latency_us));
+    let compliance = case.compliance.as_ref();
+    executor.set_compliance(case.compliance.clone());
+    let reference = execute_sequential_with(&storage, &case.block, compliance)?;
+    storage.reset();
+    let mut last = executor.execute(&storage, &case.block)?;
+    let mut matches = last.output == reference;
+    let (mut seq, mut par) = (Vec::new(), Vec::new());
+    for _ in 0..args.repeat {
+        storage.reset();
+        let start = Instant::now();
+        let output = execute_sequential_with(&storage, &case.block, compliance)?;
+        seq.push(start.elapsed());
+        matches &= output == reference;
+        storage.reset();
+        let start = Instant::now();
+        last = executor.execute(&storage, &case.block)?;
+        par.push(start.elapsed());
+        matches &= last.output == reference;
+    }
+    let (seq, par) = (median(seq).as_secs_f64(), median(par).as_secs_f64());
+    Ok(Row {
+        name: case.name.clone(),
+        txs: case.block.transactions.len(),
+        included: reference.transactions.len(),
+        gas_used: reference.gas_used,
+        compliance: compliance.is_some(),
+        parallel_path: last.parallel,
+        sequential_ms: seq * 1e3,
+        parallel_ms: par * 1e3,
+        speedup: seq / par.max(f64::MIN_POSITIVE),
+        gas_per_second: reference.gas_used as f64 / par.max(f64::MIN_POSITIVE),
+        re_executions: last.stats.re_executions,
+        validation_aborts: last.stats.validation_aborts,
+        matches_sequential: matches,
+    })
+}
+
+/// Runs `parevm bench`.
+pub fn run(args: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let mut config = Config::default();
+    if let Some(threads) = args.threads {
+        config.threads = threads;
+    }
+    config.mode = match args.mode {
+        Mode::Auto => ExecutionMode::Auto,
+        Mode::Parallel => ExecutionMode::Parallel,
+    };
+    let threads = config.threads.get();
+    let mut executor = Executor::new(config)?;
+    let progress = ProgressBar::new_spinner().with_style(
+        ProgressStyle::with_template("{spinner} {pos}/{len} {msg}").expect("static template"),
+    );
+    let cases = if args.blocks.is_empty() {
+        suite(&args.workload, &progress)?
+    } else {
+        snapshots(&args.blocks)?
+    };
+    progress.set_length(cases.len() as u64);
+    let mut rows = Vec::with_capacity(cases.len());
+    for case in &cases {
+        progress.set_message(case.name.clone());
+        rows.push(
+            bench_case(case, &args, &mut executor).map_err(|e| format!("{}: {e}", case.name))?,
+        );
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+    let peak = peak_rss();
+
+    let mut table = Table::new(&[
+        "workload", "txs", "included", "gas", "seq (ms)", "par (ms)", "speedup", "Mgas/s", "path",
+        "re-exec", "= seq",
+    ]);
+    for r in &rows {
+        table.row(vec![
+            r.name.clone(),
+            r.txs.to_string(),
+            r.included.to_string(),
+            r.gas_used.to_string(),
+            format!("{:.2}", r.sequential_ms),
+            format!("{:.2}", r.parallel_ms),
+            format!("{:.2}x", r.speedup),
+            format!("{:.0}", r.gas_per_second / 1e6),
+            if r.parallel_path { "par" } else { "seq" }.into(),
+            r.re_executions.to_string(),
+            if r.matches_sequential { "yes" } else { "NO" }.into(),
+        ]);
+    }
+    print!("{}", table.render());
+    println!(
+        "{threads} threads, {:?} mode, median of {} runs, {} µs per cold read; peak RSS {}",
+        args.mode,
+        args.repeat,
+        args.latency_us,
+        peak.map_or("unknown".into(), |b| format!("{:.0} MiB", b as f64 / (1 << 20) as f64))
+    );
+
+    if let Some(path) = &args.json {
+        let report = Report {
+            threads,
+            mode: format!("{:?}", args.mode).to_lowercase(),
+            repeat: args.repeat,
+            latency_us: args.latency_us,
+            peak_rss_bytes: peak,
+            results: &rows,
+        };
+        let file = File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut out = BufWriter::new(file);
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        out.write_all(b"\n")?;
+        out.flush()?;
+    }
+    if let Some(path) = &args.plot {
+        plot(path, &rows, threads).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let diverged = rows.iter().filter(|r| !r.matches_sequential).count();
+    if diverged > 0 {
+        eprintln!("error: {diverged} blocks differ between sequential and parallel execution");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A bar chart of the speedup per row, with the break-even line at 1x.
+fn plot(path: &Path, rows: &[Row], threads: usize) -> Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    let width = (160 + 70 * rows.len() as u32).max(640);
+    let root = SVGBackend::new(path, (width, 480)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let top = rows.iter().map(|r| r.speedup).fold(1.0, f64::max) * 1.15;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("parevm: parallel speedup over sequential, {threads} threads"),
+            ("sans-serif", 20),
+        )
+        .margin(15)
+        .x_label_area_size(90)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..rows.len() as f64, 0f64..top)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(rows.len() + 1)
+        .x_label_formatter(&|x| {
+            let i = x.floor() as usize;
+            if (x - x.floor() - 0.5).abs() < 0.01 && i < rows.len() {
+                rows[i].name.clone()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc("speedup (x)")
+        .draw()?;
+    chart.draw_series(rows.iter().enumerate().map(|(i, r)| {
+        let colour = if r.speedup >= 1.0 { RGBColor(46, 125, 50) } else { RGBColor(198, 40, 40) };
+        Rectangle::new([(i as f64 + 0.15, 0.0), (i as f64 + 0.85, r.speedup)], colour.filled())
+    }))?;
+    chart.draw_series(rows.iter().enumerate().map(|(i, r)| {
+        Text::new(
+            format!("{:.2}x", r.speedup),
+            (i as f64 + 0.3, r.speedup + top * 0.02),
+            ("sans-serif", 14),
+        )
+    }))?;
+    chart.draw_series(LineSeries::new(
+        [(0.0, 1.0), (rows.len() as f64, 1.0)],
+        BLACK.stroke_width(1),
+    ))?;
+    root.present()?;
+    Ok(())
+}

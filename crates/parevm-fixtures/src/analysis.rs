@@ -1,0 +1,191 @@
+//! What a block allows: the dependency graph of its transactions, from their actual read
+//! and write sets in a sequential run, and the speedup an ideal scheduler could reach.
+//!
+//! Transaction `j` depends on `i < j` if `j` reads a location (an account's balance, nonce
+//! and code, or a storage slot) whose last writer before `j` is `i`. The beneficiary's fee
+//! credit is left out, as the engine defers it (every transaction would otherwise depend on
+//! the previous one); everything else counts as read if revm loaded it and as written if it
+//! changed. The bound is list scheduling of the transactions, in block order, on `k`
+//! workers with the measured per-transaction times: each starts when a worker is free and
+//! its predecessors have finished. Block-STM cannot beat it on the same machine except by
+//! noise; it tells how far the engine is from what the block allows.
+
+use std::time::Instant;
+
+use alloy_primitives::map::HashMap;
+use alloy_primitives::{Address, U256};
+use parevm::revm::context::{BlockEnv, CfgEnv, Context, Journal, TxEnv};
+use parevm::revm::{Database, ExecuteEvm, MainBuilder};
+use parevm::{BlockDb, BlockInput, ExecutionError, Storage};
+
+/// A state location, for dependency tracking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Key {
+    Account(Address),
+    Slot(Address, U256),
+}
+
+/// The dependency structure of one block.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Analysis {
+    /// Number of transactions.
+    pub transactions: usize,
+    /// Gas used by each transaction.
+    pub gas: Vec<u64>,
+    /// Measured sequential execution time of each transaction, in seconds.
+    pub times: Vec<f64>,
+    /// For each transaction, the transactions it depends on.
+    pub predecessors: Vec<Vec<usize>>,
+}
+
+impl Analysis {
+    /// The longest dependency chain, in transactions.
+    pub fn longest_chain(&self) -> usize {
+        self.chain(|_| 1.0) as usize
+    }
+
+    /// The longest dependency chain, weighted by gas.
+    pub fn longest_chain_gas(&self) -> u64 {
+        self.chain(|i| self.gas[i] as f64) as u64
+    }
+
+    fn chain(&self, weight: impl Fn(usize) -> f64) -> f64 {
+        let mut depth = vec![0.0f64; self.transactions];
+        for j in 0..self.transactions {
+            let before = self.predecessors[j].iter().map(|&i| depth[i]).fold(0.0, f64::max);
+            depth[j] = before + weight(j);
+        }
+        depth.into_iter().fold(0.0, f64::max)
+    }
+
+    /// Share of transactions that depend on no other.
+    pub fn independent_share(&self) -> f64 {
+        if self.transactions == 0 {
+            return 1.0;
+        }
+        let free = self.predecessors.iter().filter(|p| p.is_empty()).count();
+        free as f64 / self.transactions as f64
+    }
+
+    /// The list-scheduling bound on the speedup with `threads` workers.
+    pub fn ideal_speedup(&self, threads: usize) -> f64 {
+        let total: f64 = self.times.iter().sum();
+        if total == 0.0 {
+            return 1.0;
+        }
+        let mut free = vec![0.0f64; threads.max(1)];
+        let mut finish = vec![0.0f64; self.transactions];
+        for j in 0..self.transactions {
+            let ready = self.predecessors[j].iter().map(|&i| finish[i]).fold(0.0, f64::max);
+            let (worker, at) = free
+                .iter()
+                .copied()
+                .enumerate()
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .expect("at least one worker");
+            finish[j] = at.max(ready) + self.times[j];
+            free[worker] = finish[j];
+        }
+        total / finish.into_iter().fold(0.0, f64::max)
+    }
+}
+
+/// Executes `block` sequentially on `storage`, recording read and write sets and times.
+/// (The block's system calls and rewards are left out: they run outside the parallel phase.)
+pub fn analyze<S: Storage>(storage: &S, block: &BlockInput) -> Result<Analysis, ExecutionError> {
+    let mut evm =
+        Context::<BlockEnv, TxEnv, CfgEnv, BlockDb<'_, S>, Journal<BlockDb<'_, S>>, ()>::new(
+            BlockDb::new(storage),
+            block.spec,
+        )
+        .with_cfg(block.cfg())
+        .with_block(block.env.clone())
+        .build_mainnet();
+    let beneficiary = block.env.beneficiary;
+    let n = block.transactions.len();
+    let mut last_writer: HashMap<Key, usize> = HashMap::default();
+    let mut analysis = Analysis {
+        transactions: n,
+        gas: Vec::with_capacity(n),
+        times: Vec::with_capacity(n),
+        predecessors: Vec::with_capacity(n),
+    };
+    for (index, tx) in block.transactions.iter().enumerate() {
+        let start = Instant::now();
+        let result = evm.transact_one(tx.clone());
+        let state = evm.finalize();
+        analysis.times.push(start.elapsed().as_secs_f64());
+        let result = result.map_err(|e| match e {
+            parevm::revm::context::result::EVMError::Transaction(reason) => {
+                ExecutionError::InvalidTransaction { index, reason }
+            }
+            parevm::revm::context::result::EVMError::Database(e) => ExecutionError::Storage(e),
+            other => ExecutionError::Evm { index, message: other.to_string() },
+        })?;
+        analysis.gas.push(result.tx_gas_used());
+
+        let db = &mut evm.ctx.journaled_state.database;
+        let mut reads = Vec::new();
+        let mut writes = Vec::new();
+        for (address, account) in &state {
+            let involved = *address == tx.caller || tx.kind.to() == Some(address);
+            if *address != beneficiary || involved {
+                reads.push(Key::Account(*address));
+                let before = db.basic(*address)?.unwrap_or_default();
+                let after = &account.info;
+                if account.is_touched()
+                    && (before.balance != after.balance
+                        || before.nonce != after.nonce
+                        || before.code_hash != after.code_hash
+                        || account.is_selfdestructed())
+                {
+                    writes.push(Key::Account(*address));
+                }
+            }
+            for (slot, value) in &account.storage {
+                reads.push(Key::Slot(*address, *slot));
+                if value.is_changed() {
+                    writes.push(Key::Slot(*address, *slot));
+                }
+            }
+        }
+        let mut predecessors: Vec<usize> =
+            reads.iter().filter_map(|key| last_writer.get(key).copied()).collect();
+        predecessors.sort_unstable();
+        predecessors.dedup();
+        analysis.predecessors.push(predecessors);
+        for key in writes {
+            last_writer.insert(key, index);
+        }
+        db.changes.commit_tx(state);
+    }
+    Ok(analysis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain_of(predecessors: Vec<Vec<usize>>) -> Analysis {
+        let n = predecessors.len();
+        Analysis { transactions: n, gas: vec![10; n], times: vec![1.0; n], predecessors }
+    }
+
+    #[test]
+    fn bounds_of_known_graphs() {
+        let independent = chain_of(vec![vec![]; 8]);
+        assert_eq!(independent.longest_chain(), 1);
+        assert_eq!(independent.ideal_speedup(2), 2.0);
+        assert_eq!(independent.ideal_speedup(32), 8.0);
+        assert_eq!(independent.independent_share(), 1.0);
+        let serial = chain_of((0..8).map(|i| if i == 0 { vec![] } else { vec![i - 1] }).collect());
+        assert_eq!(serial.longest_chain(), 8);
+        assert_eq!(serial.longest_chain_gas(), 80);
+        assert_eq!(serial.ideal_speedup(4), 1.0);
+        // Two chains of four: two workers run them side by side.
+        let two = chain_of((0..8).map(|i| if i < 2 { vec![] } else { vec![i - 2] }).collect());
+        assert_eq!(two.longest_chain(), 4);
+        assert_eq!(two.ideal_speedup(2), 2.0);
+        assert_eq!(two.ideal_speedup(8), 2.0);
+    }
+}
