@@ -306,42 +306,44 @@ fn plot(path: &Path, rows: &[Row], threads: usize) -> Result<(), Box<dyn std::er
     let root = SVGBackend::new(path, (width, 480)).into_drawing_area();
     root.fill(&WHITE)?;
     let top = rows.iter().map(|r| r.speedup).fold(1.0, f64::max) * 1.15;
+    let n = rows.len();
     let mut chart = ChartBuilder::on(&root)
         .caption(
             format!("parevm: parallel speedup over sequential, {threads} threads"),
             ("sans-serif", 20),
         )
         .margin(15)
-        .x_label_area_size(90)
+        .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d(0f64..rows.len() as f64, 0f64..top)?;
+        .build_cartesian_2d((0..n.saturating_sub(1)).into_segmented(), 0f64..top)?;
     chart
         .configure_mesh()
         .disable_x_mesh()
-        .x_labels(rows.len() + 1)
-        .x_label_formatter(&|x| {
-            let i = x.floor() as usize;
-            if (x - x.floor() - 0.5).abs() < 0.01 && i < rows.len() {
-                rows[i].name.clone()
-            } else {
-                String::new()
-            }
+        .x_labels(n)
+        .x_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(i) => rows.get(*i).map_or(String::new(), |r| r.name.clone()),
+            _ => String::new(),
         })
         .y_desc("speedup (x)")
         .draw()?;
     chart.draw_series(rows.iter().enumerate().map(|(i, r)| {
         let colour = if r.speedup >= 1.0 { RGBColor(46, 125, 50) } else { RGBColor(198, 40, 40) };
-        Rectangle::new([(i as f64 + 0.15, 0.0), (i as f64 + 0.85, r.speedup)], colour.filled())
+        let mut bar = Rectangle::new(
+            [(SegmentValue::Exact(i), 0.0), (SegmentValue::Exact(i + 1), r.speedup)],
+            colour.filled(),
+        );
+        bar.set_margin(0, 0, 12, 12);
+        bar
     }))?;
     chart.draw_series(rows.iter().enumerate().map(|(i, r)| {
         Text::new(
             format!("{:.2}x", r.speedup),
-            (i as f64 + 0.3, r.speedup + top * 0.02),
-            ("sans-serif", 14),
+            (SegmentValue::CenterOf(i), r.speedup + top * 0.03),
+            ("sans-serif", 14).into_font().color(&BLACK),
         )
     }))?;
     chart.draw_series(LineSeries::new(
-        [(0.0, 1.0), (rows.len() as f64, 1.0)],
+        [(SegmentValue::Exact(0), 1.0), (SegmentValue::Last, 1.0)],
         BLACK.stroke_width(1),
     ))?;
     root.present()?;
