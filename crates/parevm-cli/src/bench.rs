@@ -31,6 +31,10 @@ pub struct BenchArgs {
     /// Benchmark these snapshot folders (or folders of them) instead of the synthetic suite.
     #[arg(long, value_name = "PATH", num_args = 1..)]
     blocks: Vec<PathBuf>,
+    /// Run only these workloads of the suite (`transfers`, `erc20`, `swaps`, `mixed`,
+    /// `gated`) [default: all].
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    workloads: Vec<String>,
     /// Worker threads for the parallel executor [default: available cores].
     #[arg(long)]
     threads: Option<NonZeroUsize>,
@@ -99,9 +103,23 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 
 /// The synthetic suite: every workload kind, plus the swap block with the compliance hook
 /// on (no pool gated: the hook's pure cost) and the gated block with it off.
-fn suite(args: &WorkloadArgs, progress: &ProgressBar) -> Result<Vec<Case>, String> {
+fn suite(
+    args: &WorkloadArgs,
+    only: &[String],
+    progress: &ProgressBar,
+) -> Result<Vec<Case>, String> {
+    if let Some(unknown) =
+        only.iter().find(|name| !WorkloadKind::ALL.iter().any(|k| k.name() == name.as_str()))
+    {
+        return Err(format!(
+            "unknown workload `{unknown}` (transfers, erc20, swaps, mixed, gated)"
+        ));
+    }
     let mut cases = Vec::new();
     for kind in WorkloadKind::ALL {
+        if !only.is_empty() && !only.iter().any(|name| name == kind.name()) {
+            continue;
+        }
         progress.set_message(format!("generating {}", kind.name()));
         let mut workload = args.workload(kind, 0)?;
         if args.txs.is_none() && args.gas.is_none() {
@@ -229,7 +247,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         ProgressStyle::with_template("{spinner} {pos}/{len} {msg}").expect("static template"),
     );
     let cases = if args.blocks.is_empty() {
-        suite(&args.workload, &progress)?
+        suite(&args.workload, &args.workloads, &progress)?
     } else {
         snapshots(&args.blocks)?
     };

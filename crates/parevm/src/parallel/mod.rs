@@ -407,7 +407,7 @@ fn execute_parallel_inner<S: Storage>(
         block,
         hook: compliance.map(|c| &*c.hook),
         base: Base { storage, changes: &pre },
-        mv: MvMemory::new(block.spec),
+        mv: MvMemory::new(block.spec, n),
         scheduler: Scheduler::new(n),
         records: (0..n).map(|_| Mutex::new(TxRecord::default())).collect(),
         committed: Mutex::new(Committed {
@@ -429,6 +429,8 @@ fn execute_parallel_inner<S: Storage>(
         #[cfg(feature = "perturb")]
         workers_started: AtomicUsize::new(0),
     };
+    // Every transaction that pays a fee writes the beneficiary's credit: one allocation.
+    shared.mv.reserve(Location::Credit(block.env.beneficiary), n);
     {
         let _span = debug_span!("block_stm").entered();
         match workers {

@@ -16,6 +16,9 @@
 //!   account without depending on each other. A full read of the account folds the credits
 //!   between the last full write (at its `Basic` location) and the reader onto that write.
 
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use alloy_primitives::map::DefaultHashBuilder;
 use alloy_primitives::{Address, U256};
 use dashmap::DashMap;
@@ -116,23 +119,72 @@ fn position(entries: &Entries, tx: TxIdx) -> usize {
 }
 
 /// The multi-version store.
+///
+/// Most reads are of locations no transaction of the block writes (contract code accounts,
+/// untouched slots). A filter with one bit per hash bucket, set before a location's first
+/// entry is inserted and never cleared, answers those without touching the map: a shard's
+/// read lock is an atomic write to a cache line both cores share, which costs more than the
+/// read itself when every transaction reads the same few contracts.
 pub(crate) struct MvMemory {
     data: DashMap<Location, Entries, DefaultHashBuilder>,
+    /// Bit `h(location) mod bits` is set once any entry for the location may exist.
+    written: Box<[AtomicU64]>,
+    /// `bits - 1` (bits is a power of two).
+    mask: u64,
+    hasher: DefaultHashBuilder,
     spec: SpecId,
 }
 
 impl MvMemory {
-    pub(crate) fn new(spec: SpecId) -> Self {
+    /// A store for a block of `transactions` transactions (sizes the filter).
+    pub(crate) fn new(spec: SpecId, transactions: usize) -> Self {
+        // About 64 bits per transaction: a block's transactions write a few locations each,
+        // so the filter stays sparse.
+        let bits = (transactions.saturating_mul(64)).next_power_of_two().clamp(1 << 12, 1 << 26);
         Self {
             data: DashMap::with_hasher_and_shard_amount(DefaultHashBuilder::default(), 128),
+            written: (0..bits / 64).map(|_| AtomicU64::new(0)).collect(),
+            mask: bits as u64 - 1,
+            hasher: DefaultHashBuilder::default(),
             spec,
         }
+    }
+
+    /// The filter word and bit of `location`.
+    #[inline]
+    fn filter_bit(&self, location: &Location) -> (&AtomicU64, u64) {
+        let bit = self.hasher.hash_one(location) & self.mask;
+        (&self.written[(bit >> 6) as usize], 1 << (bit & 63))
+    }
+
+    /// Whether `location` may have entries. A `false` is final for every reader that
+    /// synchronised with the writers it must see (through the scheduler), as the bit is set
+    /// before the entry is inserted.
+    #[inline]
+    fn may_have_entries(&self, location: &Location) -> bool {
+        let (word, bit) = self.filter_bit(location);
+        word.load(Ordering::Acquire) & bit != 0
+    }
+
+    /// Reserves room for `entries` entries at `location` (one allocation instead of many, for
+    /// a location every transaction writes, such as the beneficiary's fee credit).
+    pub(crate) fn reserve(&self, location: Location, entries: usize) {
+        self.data.entry(location).or_default().reserve_exact(entries);
     }
 
     /// Records `value` as transaction `tx`'s write to `location`.
     pub(crate) fn write(&self, location: Location, tx: TxIdx, incarnation: u32, value: Value) {
         let entry = Entry { incarnation, value: Some(value) };
+        let (word, bit) = self.filter_bit(&location);
+        if word.load(Ordering::Relaxed) & bit == 0 {
+            word.fetch_or(bit, Ordering::Release);
+        }
         let mut entries = self.data.entry(location).or_default();
+        // Transactions mostly finish in order: appending needs no search.
+        if entries.last().is_none_or(|(idx, _)| *idx < tx) {
+            entries.push((tx, entry));
+            return;
+        }
         let at = position(&entries, tx);
         match entries.get_mut(at) {
             Some((idx, existing)) if *idx == tx => *existing = entry,
@@ -164,6 +216,9 @@ impl MvMemory {
 
     /// The value of `location` as transaction `tx` must see it.
     pub(crate) fn read(&self, location: &Location, tx: TxIdx) -> Read {
+        if !self.may_have_entries(location) {
+            return Read::PreState;
+        }
         let Some(entries) = self.data.get(location) else {
             return Read::PreState;
         };
@@ -184,7 +239,11 @@ impl MvMemory {
         after: Option<TxIdx>,
         tx: TxIdx,
     ) -> Result<Vec<U256>, TxIdx> {
-        let Some(entries) = self.data.get(&Location::Credit(address)) else {
+        let location = Location::Credit(address);
+        if !self.may_have_entries(&location) {
+            return Ok(Vec::new());
+        }
+        let Some(entries) = self.data.get(&location) else {
             return Ok(Vec::new());
         };
         let from = after.map_or(0, |a| a + 1);
@@ -223,7 +282,7 @@ mod tests {
 
     #[test]
     fn reads_see_the_highest_lower_write() {
-        let mv = MvMemory::new(SpecId::CANCUN);
+        let mv = MvMemory::new(SpecId::CANCUN, 10);
         let loc = Location::Storage(A, U256::from(1));
         assert!(matches!(mv.read(&loc, 5), Read::PreState));
         mv.write(loc, 2, 0, Value::Storage(U256::from(20)));
@@ -237,11 +296,21 @@ mod tests {
         assert!(matches!(mv.read(&loc, 9), Read::Blocked(4)));
         mv.remove(&loc, 4);
         assert!(matches!(mv.read(&loc, 9), Read::Value(_, 2, 0)));
+        // Out of order: 7 first, then 3 goes before it.
+        mv.write(loc, 7, 0, Value::Storage(U256::from(70)));
+        mv.write(loc, 3, 2, Value::Storage(U256::from(30)));
+        assert!(matches!(mv.read(&loc, 5), Read::Value(_, 3, 2)));
+        assert!(matches!(mv.read(&loc, 8), Read::Value(_, 7, 0)));
+        // A location reserved but never written reads the pre-state.
+        let reserved = Location::Credit(A);
+        mv.reserve(reserved, 100);
+        assert!(matches!(mv.read(&reserved, 50), Read::PreState));
+        assert_eq!(mv.credits(A, None, 50), Ok(Vec::new()));
     }
 
     #[test]
     fn credits_between_full_writes() {
-        let mv = MvMemory::new(SpecId::CANCUN);
+        let mv = MvMemory::new(SpecId::CANCUN, 10);
         let credit_at = Location::Credit(A);
         mv.write(credit_at, 0, 0, Value::Credit(U256::from(1)));
         mv.write(Location::Basic(A), 1, 0, Value::Basic(account(100)));
