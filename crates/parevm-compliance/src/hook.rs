@@ -60,13 +60,38 @@ impl RegistryHook {
     }
 }
 
+/// Entries [`cached_policy_slot`] keeps per thread before starting over.
+const POLICY_SLOT_CACHE: usize = 4096;
+
+thread_local! {
+    /// `pool_policy_slot` of recently called addresses: the hook runs on every call, and the
+    /// slot is a keccak of the address. A pure function's results, so sharing them across
+    /// hooks and blocks is safe.
+    static POLICY_SLOTS: std::cell::RefCell<alloy_primitives::map::AddressMap<U256>> =
+        Default::default();
+}
+
+/// [`pool_policy_slot`], memoised per thread.
+fn cached_policy_slot(pool: Address) -> U256 {
+    POLICY_SLOTS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some(slot) = cache.get(&pool) {
+            return *slot;
+        }
+        if cache.len() >= POLICY_SLOT_CACHE {
+            cache.clear();
+        }
+        *cache.entry(pool).or_insert_with(|| pool_policy_slot(pool))
+    })
+}
+
 impl ComplianceHook for RegistryHook {
     fn check(
         &self,
         call: &GatedCall,
         state: &mut dyn StateView,
     ) -> Result<Option<Rejection>, ReadError> {
-        let required = state.storage(self.registry, pool_policy_slot(call.pool))?;
+        let required = state.storage(self.registry, cached_policy_slot(call.pool))?;
         if required.is_zero() {
             return Ok(None);
         }
@@ -81,5 +106,21 @@ impl ComplianceHook for RegistryHook {
             }
         }
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cached_slot_is_the_slot() {
+        for i in 0..(POLICY_SLOT_CACHE as u64 + 10) {
+            let mut bytes = [0u8; 20];
+            bytes[12..].copy_from_slice(&i.to_be_bytes());
+            let pool = Address::from(bytes);
+            assert_eq!(cached_policy_slot(pool), pool_policy_slot(pool));
+            assert_eq!(cached_policy_slot(pool), pool_policy_slot(pool));
+        }
     }
 }

@@ -14,8 +14,8 @@ use parevm_compliance::layout::{Credential, RegistryState};
 use parevm_compliance::{Claim, ComplianceFile};
 use parevm_fixtures::both_paths_with;
 use parevm_fixtures::defi::{
-    allowance_slot, balance_slot, delegation_designator, gated_pair_storage, Artifact, IForwarder,
-    IPair, IRegistry, IRouter, IToken,
+    allowance_slot, balance_slot, delegation_designator, gated_pair_storage, Artifact, IBatch,
+    IForwarder, IPair, IRegistry, IRouter, IToken,
 };
 use parevm_fixtures::synthetic::{account, ether, BlockBuilder};
 
@@ -465,4 +465,41 @@ fn without_compliance_the_pool_is_open_and_nothing_changes() {
     let plain = parevm::execute_sequential(&storage, &block).unwrap();
     assert!(plain.excluded.is_empty());
     assert!(plain.transactions[0].is_success());
+}
+
+#[test]
+fn the_check_sees_the_transactions_own_registry_writes() {
+    // A contract issuer credentials the sender and swaps for it in one transaction: the
+    // check must see the credential written earlier in the same transaction. Another issues,
+    // revokes and swaps: rejected as revoked (not as missing).
+    let batch = Address::repeat_byte(0xba);
+    let mut b = world(|s| s.issuer(batch, Claim::mask(&Claim::ALL), true));
+    b.contract(batch, Artifact::Batch.runtime(), []);
+    let issue = |subject: Address| -> Bytes {
+        IRegistry::issueCall { subject, claim: Claim::Kyc.id(), expiresAt: NOW + 100 }
+            .abi_encode()
+            .into()
+    };
+    let revoke = |subject: Address| -> Bytes {
+        IRegistry::revokeCall { subject, claim: Claim::Kyc.id() }.abi_encode().into()
+    };
+    let run = |targets: Vec<Address>, data: Vec<Bytes>| -> Bytes {
+        IBatch::runCall { targets, data }.abi_encode().into()
+    };
+    b.call(
+        account(3),
+        batch,
+        run(vec![REGISTRY, POOL], vec![issue(account(3)), direct_swap(account(3))]),
+    );
+    b.call(
+        account(4),
+        batch,
+        run(
+            vec![REGISTRY, REGISTRY, POOL],
+            vec![issue(account(4)), revoke(account(4)), direct_swap(account(4))],
+        ),
+    );
+    let output = exclude(b);
+    assert_eq!(outcome(&output, 0), Ok(true));
+    assert_eq!(outcome(&output, 1), rejected(Claim::Kyc, RejectionReason::Revoked));
 }

@@ -39,6 +39,11 @@ sol! {
         function setPoolPolicy(address pool, uint256 requiredClaims) external;
     }
 
+    /// `Batch`: several calls in one transaction.
+    interface IBatch {
+        function run(address[] targets, bytes[] data) external;
+    }
+
     /// `Forwarder` (the implementation behind `Proxy`, and EIP-7702 delegate code).
     interface IForwarder {
         function forward(address target, bytes data) external payable returns (bytes);
@@ -64,6 +69,8 @@ pub enum Artifact {
     Proxy,
     /// Contract whose constructor makes a call.
     CallOnDeploy,
+    /// Several calls in one transaction.
+    Batch,
 }
 
 impl Artifact {
@@ -82,6 +89,7 @@ impl Artifact {
             Self::Forwarder => build!("Forwarder"),
             Self::Proxy => build!("Proxy"),
             Self::CallOnDeploy => build!("CallOnDeploy"),
+            Self::Batch => build!("Batch"),
         }
     }
 
@@ -179,6 +187,7 @@ mod tests {
             Artifact::Forwarder,
             Artifact::Proxy,
             Artifact::CallOnDeploy,
+            Artifact::Batch,
         ] {
             assert!(artifact.runtime().len() > 20, "{artifact:?}");
             assert!(artifact.creation().len() > artifact.runtime().len(), "{artifact:?}");
