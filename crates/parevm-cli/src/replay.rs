@@ -429,6 +429,14 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         seq_total / 1e3,
         args.repeat
     );
+    let gated: Vec<&Record> = records.iter().filter(|r| r.compliance.is_some()).collect();
+    if !gated.is_empty() {
+        println!(
+            "compliance: {} blocks with a hook, {} transactions excluded (per-transaction outcomes in --json)",
+            gated.len(),
+            gated.iter().map(|r| r.excluded).sum::<usize>()
+        );
+    }
     if !args.sequential {
         let par_total: f64 = records.iter().filter_map(|r| r.parallel_us).sum();
         let speedups: Vec<f64> = records.iter().filter_map(|r| r.speedup).collect();

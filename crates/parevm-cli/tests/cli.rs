@@ -62,3 +62,93 @@ fn a_path_without_snapshots_is_an_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/parevm"));
 }
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("parevm-cli-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn a_generated_gated_block_replays_with_its_compliance_file() {
+    let dir = scratch("gated");
+    let out = parevm()
+        .args(["gen", "--kind", "gated", "--txs", "300", "--accounts", "40", "--pools", "4"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(dir.join("compliance.json").is_file());
+    let json = dir.join("out.json");
+    let out = parevm()
+        .args(["replay", "--mode", "parallel", "--threads", "2", "--json"])
+        .arg(&json)
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("compliance: 1 blocks with a hook"), "{stdout}");
+    let records: serde_json::Value = serde_json::from_slice(&fs::read(&json).unwrap()).unwrap();
+    let record = &records[0];
+    assert_eq!(record["compliance"], "exclude");
+    assert_eq!(record["verified"], true);
+    let outcomes = record["outcomes"].as_array().unwrap();
+    assert_eq!(outcomes.len(), 300);
+    let excluded: Vec<_> = outcomes.iter().filter(|o| o["status"] == "excluded").collect();
+    assert_eq!(excluded.len() as u64, record["excluded"].as_u64().unwrap());
+    assert!(!excluded.is_empty());
+    for o in &excluded {
+        assert!(o["pool"].is_string() && o["claim"] == "kyc", "{o}");
+        assert!(
+            ["missing", "revoked", "nonce-gap"].contains(&o["reason"].as_str().unwrap()),
+            "{o}"
+        );
+    }
+
+    // An explicit configuration wins; a broken one is an error naming the file.
+    let bad = dir.join("bad.json");
+    fs::write(&bad, r#"{"registry": "0x12", "mode": "exclude"}"#).unwrap();
+    let out = parevm().arg("replay").arg("--compliance").arg(&bad).arg(&dir).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.json: invalid at `registry`"));
+}
+
+#[test]
+fn bench_writes_json_and_a_chart() {
+    let dir = scratch("bench");
+    fs::create_dir_all(&dir).unwrap();
+    let (json, svg) = (dir.join("bench.json"), dir.join("bench.svg"));
+    let out = parevm()
+        .args(["bench", "--gas", "2000000", "--repeat", "1", "--threads", "2", "--json"])
+        .arg(&json)
+        .arg("--plot")
+        .arg(&svg)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("peak RSS"), "{stdout}");
+    let report: serde_json::Value = serde_json::from_slice(&fs::read(&json).unwrap()).unwrap();
+    let names: Vec<&str> =
+        report["results"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["transfers", "erc20", "swaps", "swaps, hook on", "mixed", "gated, hook off", "gated"]
+    );
+    assert!(report["results"].as_array().unwrap().iter().all(|r| r["matches_sequential"] == true));
+    let chart = fs::read_to_string(&svg).unwrap();
+    assert!(chart.starts_with("<svg") && chart.contains("swaps, hook on"), "{chart}");
+    let out = parevm().args(["bench", "--workloads", "nft"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown workload `nft`"));
+}
+
+#[test]
+fn analyze_reports_chains_and_bounds() {
+    let out = parevm().arg("analyze").arg(sample()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("ideal 2t") && stdout.contains("synthetic-mixed"), "{stdout}");
+    assert!(stdout.contains("1 blocks with transactions"), "{stdout}");
+}
