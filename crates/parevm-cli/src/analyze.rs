@@ -1,8 +1,6 @@
 //! `parevm analyze`: what each block allows — its dependency graph from the actual read and
 //! write sets of a sequential run, the longest chain, and the ideal speedups.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -11,6 +9,7 @@ use parevm_fixtures::analysis::analyze;
 use parevm_fixtures::{discover_snapshots, load_snapshot};
 use serde::Serialize;
 
+use crate::json::write_json;
 use crate::table::Table;
 
 /// Thread counts the ideal speedup is reported for.
@@ -103,11 +102,7 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         );
     }
     if let Some(path) = &args.json {
-        let file = File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut out = BufWriter::new(file);
-        serde_json::to_writer_pretty(&mut out, &records)?;
-        out.write_all(b"\n")?;
-        out.flush()?;
+        write_json(path, &records)?;
     }
     Ok(ExitCode::SUCCESS)
 }

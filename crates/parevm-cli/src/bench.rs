@@ -2,8 +2,6 @@
 //! generated in memory) or on snapshot folders, with a table, JSON, an SVG chart and the
 //! run's peak memory.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -13,8 +11,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use parevm::{
-    execute_sequential_with, BlockInput, Compliance, ComplianceMode, Config, ExecutionMode,
-    Executor, InMemoryStorage,
+    execute_sequential_with, BlockInput, Compliance, ComplianceMode, Executor, InMemoryStorage,
 };
 use parevm_compliance::{ComplianceFile, RegistryHook};
 use parevm_fixtures::workload::{generate, Size, WorkloadKind, REGISTRY};
@@ -22,6 +19,7 @@ use parevm_fixtures::{discover_snapshots, load_snapshot, LatencyStorage};
 use serde::Serialize;
 
 use crate::gen::WorkloadArgs;
+use crate::json::write_json;
 use crate::replay::Mode;
 use crate::table::Table;
 
@@ -233,14 +231,7 @@ fn bench_case(
 
 /// Runs `parevm bench`.
 pub fn run(args: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let mut config = Config::default();
-    if let Some(threads) = args.threads {
-        config.threads = threads;
-    }
-    config.mode = match args.mode {
-        Mode::Auto => ExecutionMode::Auto,
-        Mode::Parallel => ExecutionMode::Parallel,
-    };
+    let config = args.mode.config(args.threads);
     let threads = config.threads.get();
     let mut executor = Executor::new(config)?;
     let progress = ProgressBar::new_spinner().with_style(
@@ -300,11 +291,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             peak_rss_bytes: peak,
             results: &rows,
         };
-        let file = File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut out = BufWriter::new(file);
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        out.write_all(b"\n")?;
-        out.flush()?;
+        write_json(path, &report)?;
     }
     if let Some(path) = &args.plot {
         plot(path, &rows, threads).map_err(|e| format!("{}: {e}", path.display()))?;

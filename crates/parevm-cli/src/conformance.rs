@@ -1,8 +1,6 @@
 //! `parevm conformance`: the Ethereum consensus tests through both execution paths.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -13,6 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use parevm_fixtures::conformance::{discover, run_files, Counts, FileReport};
 use serde::Serialize;
 
+use crate::json::write_json;
 use crate::table::Table;
 
 /// Options of `parevm conformance`.
@@ -117,14 +116,7 @@ pub fn run(args: ConformanceArgs) -> Result<ExitCode, Box<dyn std::error::Error>
     );
 
     if let Some(path) = &args.json {
-        let file = File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut out = BufWriter::new(file);
-        serde_json::to_writer_pretty(
-            &mut out,
-            &JsonReport { total, by_folder: &by_folder, files: &reports },
-        )?;
-        out.write_all(b"\n")?;
-        out.flush()?;
+        write_json(path, &JsonReport { total, by_folder: &by_folder, files: &reports })?;
     }
     Ok(if total.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -11,6 +11,7 @@ mod analyze;
 mod bench;
 mod conformance;
 mod gen;
+mod json;
 mod replay;
 mod table;
 

@@ -1,8 +1,6 @@
 //! `parevm replay`: execute snapshots with the sequential and the parallel executor, check
 //! that they agree exactly, verify against the header, and report times.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,6 +16,7 @@ use parevm_compliance::{Claim, ComplianceFile, ModeName};
 use parevm_fixtures::{discover_snapshots, load_snapshot, parse_snapshot, HeaderCheck, Snapshot};
 use serde::Serialize;
 
+use crate::json::write_json;
 use crate::table::Table;
 
 /// How the parallel side of `replay` chooses its executor.
@@ -28,6 +27,21 @@ pub enum Mode {
     Auto,
     /// Block-STM for every block.
     Parallel,
+}
+
+impl Mode {
+    /// The engine configuration for this mode on `threads` threads (default: all cores).
+    pub fn config(self, threads: Option<NonZeroUsize>) -> Config {
+        let mut config = Config::default();
+        if let Some(threads) = threads {
+            config.threads = threads;
+        }
+        config.mode = match self {
+            Mode::Auto => ExecutionMode::Auto,
+            Mode::Parallel => ExecutionMode::Parallel,
+        };
+        config
+    }
 }
 
 /// Options of `parevm replay`.
@@ -378,14 +392,7 @@ fn geomean(values: impl Iterator<Item = f64>) -> Option<f64> {
 
 /// Runs `parevm replay`.
 pub fn run(args: ReplayArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let mut config = Config::default();
-    if let Some(threads) = args.threads {
-        config.threads = threads;
-    }
-    config.mode = match args.mode {
-        Mode::Auto => ExecutionMode::Auto,
-        Mode::Parallel => ExecutionMode::Parallel,
-    };
+    let config = args.mode.config(args.threads);
     let threads = config.threads;
     let mut executor = Executor::new(config)?;
     if let Some(rounds) = args.stress {
@@ -453,11 +460,7 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     }
 
     if let Some(path) = &args.json {
-        let file = File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut out = BufWriter::new(file);
-        serde_json::to_writer_pretty(&mut out, &records)?;
-        out.write_all(b"\n")?;
-        out.flush()?;
+        write_json(path, &records)?;
     }
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
