@@ -124,40 +124,36 @@ fn suite(
             workload.size = Size::Gas(1_000_000_000);
         }
         let generated = generate(&workload);
-        let compliance = generated.compliance.map(|c| c.compliance());
-        if kind == WorkloadKind::Swaps {
-            let hook = Compliance {
-                hook: Arc::new(RegistryHook::new(REGISTRY)),
-                mode: ComplianceMode::Exclude,
-            };
-            cases.push(Case {
-                name: "swaps, hook on".into(),
-                storage: generated.storage.clone(),
-                block: generated.block.clone(),
-                compliance: Some(hook),
-            });
-        }
-        if kind == WorkloadKind::Gated {
-            cases.push(Case {
-                name: "gated, hook off".into(),
-                storage: generated.storage.clone(),
-                block: generated.block.clone(),
-                compliance: None,
-            });
-        }
-        cases.push(Case {
+        let plain = Case {
             name: kind.name().into(),
+            compliance: generated.compliance.map(|c| c.compliance()),
             storage: generated.storage,
             block: generated.block,
+        };
+        // The swap block with the hook on (no pool gated) and the gated block with it off,
+        // each beside its plain row, hook off first.
+        let other = |name: &str, compliance| Case {
+            name: name.into(),
+            storage: plain.storage.clone(),
+            block: plain.block.clone(),
             compliance,
-        });
+        };
+        match kind {
+            WorkloadKind::Swaps => {
+                let hook = Compliance {
+                    hook: Arc::new(RegistryHook::new(REGISTRY)),
+                    mode: ComplianceMode::Exclude,
+                };
+                let on = other("swaps, hook on", Some(hook));
+                cases.extend([plain, on]);
+            }
+            WorkloadKind::Gated => {
+                let off = other("gated, hook off", None);
+                cases.extend([off, plain]);
+            }
+            _ => cases.push(plain),
+        }
     }
-    // Keep each pair of on/off rows together: the hook-on row right after its plain one.
-    cases.sort_by_key(|c| {
-        let base = c.name.split(',').next().unwrap_or_default().to_string();
-        let order = WorkloadKind::ALL.iter().position(|k| k.name() == base).unwrap_or(usize::MAX);
-        (order, c.name.contains("hook on"))
-    });
     Ok(cases)
 }
 

@@ -23,7 +23,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::defi::{
-    allowance_slot, balance_slot, gated_pair_storage, Artifact, IRegistry, IRouter, IToken,
+    allowance_slot, balance_slot, gated_pair_storage, pair_storage, Artifact, IRegistry, IRouter,
+    IToken,
 };
 use crate::synthetic::{contracts, ether, Asm, BASE_FEE, GAS_PRICE, PRIORITY_FEE};
 use crate::MAINNET_CHAIN_ID;
@@ -422,34 +423,27 @@ pub fn generate(workload: &Workload) -> GeneratedBlock {
     if !matches!(kind, WorkloadKind::Transfers) {
         // Every sender holds both tokens and lets the router spend them; every pool holds
         // its reserves.
-        let token = |_: Address| {
-            let mut slots = Vec::with_capacity(2 * accounts + pools);
-            for sender in &senders[..accounts] {
-                slots.push((balance_slot(*sender), U256::from(USER_TOKENS)));
-                slots.push((allowance_slot(*sender, ROUTER), U256::MAX));
-            }
-            if kind != WorkloadKind::Erc20 {
-                slots.extend(
-                    (0..pools).map(|i| (balance_slot(pool_address(i)), U256::from(RESERVE))),
-                );
-            }
-            slots
-        };
-        storage.insert_account(TOKEN_A, U256::ZERO, 1, Artifact::Token.runtime(), token(TOKEN_A));
-        storage.insert_account(TOKEN_B, U256::ZERO, 1, Artifact::Token.runtime(), token(TOKEN_B));
+        let mut slots = Vec::with_capacity(2 * accounts + pools);
+        for sender in &senders[..accounts] {
+            slots.push((balance_slot(*sender), U256::from(USER_TOKENS)));
+            slots.push((allowance_slot(*sender, ROUTER), U256::MAX));
+        }
+        if kind != WorkloadKind::Erc20 {
+            slots.extend((0..pools).map(|i| (balance_slot(pool_address(i)), U256::from(RESERVE))));
+        }
+        let code = Artifact::Token.runtime();
+        storage.insert_account(TOKEN_A, U256::ZERO, 1, code.clone(), slots.clone());
+        storage.insert_account(TOKEN_B, U256::ZERO, 1, code, slots);
     }
     if matches!(kind, WorkloadKind::Swaps | WorkloadKind::Mixed | WorkloadKind::Gated) {
         storage.insert_account(ROUTER, U256::ZERO, 1, Artifact::Router.runtime(), []);
-        let (code, registry) = if gated {
-            (Artifact::GatedPair.runtime(), REGISTRY)
-        } else {
-            (Artifact::Pair.runtime(), Address::ZERO)
-        };
+        let code = if gated { Artifact::GatedPair.runtime() } else { Artifact::Pair.runtime() };
         for i in 0..pools {
-            let mut slots = gated_pair_storage(TOKEN_A, TOKEN_B, RESERVE, RESERVE, registry);
-            if !gated {
-                slots.truncate(3);
-            }
+            let slots = if gated {
+                gated_pair_storage(TOKEN_A, TOKEN_B, RESERVE, RESERVE, REGISTRY)
+            } else {
+                pair_storage(TOKEN_A, TOKEN_B, RESERVE, RESERVE)
+            };
             storage.insert_account(pool_address(i), U256::ZERO, 1, code.clone(), slots);
         }
     }
