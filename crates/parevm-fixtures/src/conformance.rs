@@ -19,7 +19,6 @@ use std::path::{Path, PathBuf};
 use alloy_eips::eip4895::Withdrawal;
 use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
 use parevm::revm::context::CfgEnv;
-use parevm::revm::context_interface::block::BlobExcessGasAndPrice;
 use parevm::revm::primitives::hardfork::SpecId;
 use parevm::{AccountBasic, BlockInput, ExecutionError, InMemoryStorage, Ommer, Storage};
 use rayon::prelude::*;
@@ -597,7 +596,10 @@ fn run_blocks(
         let spec = fork_spec(test.network, number, timestamp)?;
         let mut cfg = CfgEnv::new().with_chain_id(1).with_spec_and_mainnet_gas_params(spec);
         let blob = header.excess_blob_gas.map(|excess| {
-            BlobExcessGasAndPrice::new(excess.saturating_to(), cfg.blob_base_fee_update_fraction())
+            parevm::blob_excess_gas_and_price(
+                excess.saturating_to(),
+                cfg.blob_base_fee_update_fraction(),
+            )
         });
         cfg.set_max_blobs_per_tx(6);
         let mut transactions = Vec::new();

@@ -97,3 +97,19 @@ fn missing_prestate_is_an_io_error_naming_the_file() {
     assert!(matches!(error, SnapshotError::Io { .. }), "{error}");
     assert!(error.to_string().contains("prestate.json"));
 }
+
+#[test]
+fn an_absurd_excess_blob_gas_loads_at_once_with_a_saturated_price() {
+    // Found by the snapshot_parse fuzzer: revm's blob price loop ran for hours on it.
+    let dir = scratch("excess-blob-gas");
+    let block = fs::read_to_string(dir.join("block.json")).unwrap();
+    assert!(block.contains("\"excessBlobGas\": \"0x0\""));
+    let block =
+        block.replace("\"excessBlobGas\": \"0x0\"", "\"excessBlobGas\": \"0xffffffffffffffff\"");
+    fs::write(dir.join("block.json"), block).unwrap();
+    let start = std::time::Instant::now();
+    let snapshot = load_snapshot(&dir).unwrap();
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    let blob = snapshot.block.env.blob_excess_gas_and_price.unwrap();
+    assert_eq!((blob.excess_blob_gas, blob.blob_gasprice), (u64::MAX, u128::MAX));
+}

@@ -32,7 +32,7 @@ pub use config::{
     execute_block, BlockExecution, BlockShape, Config, ExecutionMode, Executor,
     AUTO_MAX_PLAIN_TRANSFER_SHARE, AUTO_MIN_AVERAGE_GAS, AUTO_MIN_GAS, AUTO_MIN_TXS_PER_THREAD,
 };
-pub use convert::{block_env, tx_env};
+pub use convert::{blob_excess_gas_and_price, block_env, tx_env};
 pub use error::{ExecutionError, Location, StorageError};
 pub use output::{BlockOutput, ExecutionStats, TxOutcome};
 pub use parallel::execute_parallel;
