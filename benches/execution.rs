@@ -40,6 +40,7 @@ fn bench_block(
         threads: threads(),
         mode: ExecutionMode::Parallel,
         compliance: compliance.clone(),
+        ..Config::default()
     })
     .expect("worker threads start");
     let parallel = executor.execute(storage, block).expect("parallel execution");

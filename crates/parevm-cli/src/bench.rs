@@ -6,7 +6,7 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use crate::gen::WorkloadArgs;
 use crate::json::write_json;
+use crate::measure::{breakdown, render_breakdowns, timed, Breakdown, Paired};
 use crate::replay::Mode;
 use crate::table::Table;
 
@@ -51,6 +52,10 @@ pub struct BenchArgs {
     /// Draw the speedup of each workload or block as an SVG chart into this file.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
+    /// Also print where Block-STM's time goes (EVM, reads, recording, validation, commit,
+    /// scheduling, idle) per worker, from separate runs with phase timers on.
+    #[arg(long)]
+    phases: bool,
     /// Size and shape of the synthetic workloads [default size: --gas 1000000000 each].
     #[command(flatten)]
     workload: WorkloadArgs,
@@ -76,11 +81,17 @@ struct Row {
     sequential_ms: f64,
     parallel_ms: f64,
     speedup: f64,
+    /// First and third quartiles of the per-round ratios sequential / parallel.
+    speedup_q1: f64,
+    speedup_q3: f64,
     /// Gas per second of the parallel side.
     gas_per_second: f64,
     re_executions: u64,
     validation_aborts: u64,
     matches_sequential: bool,
+    /// Block-STM's phases (with `--phases`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phases: Option<Breakdown>,
 }
 
 /// The whole run, as written to `--json`.
@@ -92,11 +103,6 @@ struct Report<'a> {
     latency_us: u64,
     peak_rss_bytes: Option<u64>,
     results: &'a [Row],
-}
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort_unstable();
-    samples[samples.len() / 2]
 }
 
 /// The synthetic suite: every workload kind, plus the swap block with the compliance hook
@@ -194,20 +200,28 @@ fn bench_case(
     storage.reset();
     let mut last = executor.execute(&storage, &case.block)?;
     let mut matches = last.output == reference;
-    let (mut seq, mut par) = (Vec::new(), Vec::new());
+    let mut paired = Paired::default();
     for _ in 0..args.repeat {
         storage.reset();
-        let start = Instant::now();
-        let output = execute_sequential_with(&storage, &case.block, compliance)?;
-        seq.push(start.elapsed());
-        matches &= output == reference;
+        let (output, time) = timed(|| execute_sequential_with(&storage, &case.block, compliance));
+        paired.sequential(time);
+        matches &= output? == reference;
         storage.reset();
-        let start = Instant::now();
-        last = executor.execute(&storage, &case.block)?;
-        par.push(start.elapsed());
+        let (execution, time) = timed(|| executor.execute(&storage, &case.block));
+        paired.parallel(time);
+        // The previous run's output is dropped outside the timed region, as the sequential
+        // one is.
+        last = execution?;
         matches &= last.output == reference;
     }
-    let (seq, par) = (median(seq).as_secs_f64(), median(par).as_secs_f64());
+    let spread = paired.spread().expect("at least one parallel run");
+    let (seq, par) = (spread.sequential_us / 1e6, spread.parallel_us / 1e6);
+    let phases = if args.phases && last.parallel {
+        storage.reset();
+        breakdown(executor.config(), &storage, &case.block, args.repeat)?
+    } else {
+        None
+    };
     Ok(Row {
         name: case.name.clone(),
         txs: case.block.transactions.len(),
@@ -217,11 +231,14 @@ fn bench_case(
         parallel_path: last.parallel,
         sequential_ms: seq * 1e3,
         parallel_ms: par * 1e3,
-        speedup: seq / par.max(f64::MIN_POSITIVE),
+        speedup: spread.speedup,
+        speedup_q1: spread.ratio_q1,
+        speedup_q3: spread.ratio_q3,
         gas_per_second: reference.gas_used as f64 / par.max(f64::MIN_POSITIVE),
         re_executions: last.stats.re_executions,
         validation_aborts: last.stats.validation_aborts,
         matches_sequential: matches,
+        phases,
     })
 }
 
@@ -251,8 +268,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let peak = peak_rss();
 
     let mut table = Table::new(&[
-        "workload", "txs", "included", "gas", "seq (ms)", "par (ms)", "speedup", "Mgas/s", "path",
-        "re-exec", "= seq",
+        "workload", "txs", "included", "gas", "seq (ms)", "par (ms)", "speedup", "q1–q3", "Mgas/s",
+        "path", "re-exec", "= seq",
     ]);
     for r in &rows {
         table.row(vec![
@@ -263,6 +280,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             format!("{:.2}", r.sequential_ms),
             format!("{:.2}", r.parallel_ms),
             format!("{:.2}x", r.speedup),
+            format!("{:.2}–{:.2}", r.speedup_q1, r.speedup_q3),
             format!("{:.0}", r.gas_per_second / 1e6),
             if r.parallel_path { "par" } else { "seq" }.into(),
             r.re_executions.to_string(),
@@ -277,6 +295,10 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         args.latency_us,
         peak.map_or("unknown".into(), |b| format!("{:.0} MiB", b as f64 / (1 << 20) as f64))
     );
+    if args.phases {
+        let phased = rows.iter().filter_map(|r| r.phases.as_ref().map(|p| (r.name.as_str(), p)));
+        print!("{}", render_breakdowns(phased));
+    }
 
     if let Some(path) = &args.json {
         let report = Report {

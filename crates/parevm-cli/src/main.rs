@@ -12,6 +12,7 @@ mod bench;
 mod conformance;
 mod gen;
 mod json;
+mod measure;
 mod replay;
 mod table;
 

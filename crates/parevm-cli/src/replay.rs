@@ -4,7 +4,7 @@
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -17,6 +17,7 @@ use parevm_fixtures::{discover_snapshots, load_snapshot, parse_snapshot, HeaderC
 use serde::Serialize;
 
 use crate::json::write_json;
+use crate::measure::{breakdown, render_breakdowns, timed, Breakdown, Paired};
 use crate::table::Table;
 
 /// How the parallel side of `replay` chooses its executor.
@@ -74,6 +75,10 @@ pub struct ReplayArgs {
     /// Write a JSON array with one record per block to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Also print where Block-STM's time goes per worker (EVM, reads, recording, validation,
+    /// commit, scheduling, idle), from separate runs with phase timers on.
+    #[arg(long)]
+    phases: bool,
     /// Compliance configuration (`{"registry": "0x…", "mode": "exclude" | "fail-block"}`)
     /// for every block [default: each snapshot folder's own `compliance.json`, if any].
     #[arg(long, value_name = "FILE")]
@@ -148,6 +153,9 @@ struct Record {
     sequential_us: Option<f64>,
     parallel_us: Option<f64>,
     speedup: Option<f64>,
+    /// First and third quartiles of the per-round ratios sequential / parallel.
+    speedup_q1: Option<f64>,
+    speedup_q3: Option<f64>,
     executions: u64,
     re_executions: u64,
     validation_aborts: u64,
@@ -160,12 +168,10 @@ struct Record {
     /// Every transaction's fate, when a compliance hook was configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     outcomes: Option<Vec<OutcomeRecord>>,
+    /// Block-STM's phases (with `--phases`, where it ran).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phases: Option<Breakdown>,
     error: Option<String>,
-}
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort_unstable();
-    samples[samples.len() / 2]
 }
 
 fn us(d: Duration) -> f64 {
@@ -279,37 +285,39 @@ fn replay_snapshot(
     let mut mismatch = None;
     let mut last_parallel =
         if args.sequential { None } else { Some(executor.execute(storage, block)?) };
-    let (mut seq_samples, mut par_samples) = (Vec::new(), Vec::new());
+    let mut paired = Paired::default();
     for _ in 0..args.repeat {
-        let start = Instant::now();
-        let sequential = execute_sequential_with(storage, block, compliance)?;
-        seq_samples.push(start.elapsed());
-        if sequential != reference {
+        let (sequential, time) = timed(|| execute_sequential_with(storage, block, compliance));
+        paired.sequential(time);
+        if sequential? != reference {
             problems.push("the sequential path is not deterministic".into());
         }
         if args.sequential {
             continue;
         }
-        let start = Instant::now();
-        let parallel = executor.execute(storage, block)?;
-        par_samples.push(start.elapsed());
+        let (parallel, time) = timed(|| executor.execute(storage, block));
+        paired.parallel(time);
+        let parallel = parallel?;
         if parallel.output != reference && mismatch.is_none() {
             mismatch = Some(first_difference(&reference, &parallel.output));
         }
         last_parallel = Some(parallel);
     }
-    let seq_time = median(seq_samples);
-    record.sequential_us = Some(us(seq_time));
+    record.sequential_us = Some(us(paired.sequential_median()));
     if let Some(rounds) = args.stress {
         if let Err(divergence) = stress(snapshot, &reference, compliance, rounds, args.stress_seed)
         {
             problems.push(divergence);
         }
     }
-    if let Some(parallel) = last_parallel {
-        let par_time = median(par_samples);
-        record.parallel_us = Some(us(par_time));
-        record.speedup = Some(us(seq_time) / us(par_time).max(f64::MIN_POSITIVE));
+    if let (Some(parallel), Some(spread)) = (last_parallel, paired.spread()) {
+        record.parallel_us = Some(spread.parallel_us);
+        record.speedup = Some(spread.speedup);
+        record.speedup_q1 = Some(spread.ratio_q1);
+        record.speedup_q3 = Some(spread.ratio_q3);
+        if args.phases && parallel.parallel {
+            record.phases = breakdown(executor.config(), storage, block, args.repeat)?;
+        }
         record.parallel_path = Some(parallel.parallel);
         record.executions = parallel.stats.executions;
         record.re_executions = parallel.stats.re_executions;
@@ -361,7 +369,12 @@ fn stress(
         let result = parevm::execute_block(
             &snapshot.storage,
             &snapshot.block,
-            &Config { threads, mode: ExecutionMode::Parallel, compliance: compliance.cloned() },
+            &Config {
+                threads,
+                mode: ExecutionMode::Parallel,
+                compliance: compliance.cloned(),
+                ..Config::default()
+            },
         )
         .map(|execution| execution.output);
         let divergence = match result {
@@ -425,6 +438,11 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     progress.finish_and_clear();
 
     print!("{}", render(&records, args.sequential));
+    if args.phases {
+        let phased =
+            records.iter().filter_map(|r| r.phases.as_ref().map(|p| (r.block.as_str(), p)));
+        print!("{}", render_breakdowns(phased));
+    }
     let ok = |r: &Record| r.error.is_none() && r.verified && r.matches_sequential != Some(false);
     let failed = records.iter().filter(|r| !ok(r)).count();
     let seq_total: f64 = records.iter().filter_map(|r| r.sequential_us).sum();
@@ -482,8 +500,8 @@ fn render(records: &[Record], sequential_only: bool) -> String {
         return table.render();
     }
     let mut table = Table::new(&[
-        "block", "txs", "gas", "seq (ms)", "par (ms)", "speedup", "path", "re-exec", "verified",
-        "= seq",
+        "block", "txs", "gas", "seq (ms)", "par (ms)", "speedup", "q1–q3", "path", "re-exec",
+        "verified", "= seq",
     ]);
     for r in records {
         table.row(vec![
@@ -493,6 +511,10 @@ fn render(records: &[Record], sequential_only: bool) -> String {
             ms(r.sequential_us),
             ms(r.parallel_us),
             r.speedup.map_or("-".into(), |s| format!("{s:.2}x")),
+            match (r.speedup_q1, r.speedup_q3) {
+                (Some(q1), Some(q3)) => format!("{q1:.2}–{q3:.2}"),
+                _ => "-".into(),
+            },
             match r.parallel_path {
                 Some(true) => "par".into(),
                 Some(false) => "seq".into(),

@@ -29,6 +29,7 @@ fn gated_block_is_deterministic_across_thread_counts() {
                 threads: NonZeroUsize::new(threads).unwrap(),
                 mode: ExecutionMode::Parallel,
                 compliance: Some(compliance.clone()),
+                ..Config::default()
             };
             let parallel = execute_block(&generated.storage, &generated.block, &config).unwrap();
             if let Some(difference) = reference.first_difference(&parallel.output) {

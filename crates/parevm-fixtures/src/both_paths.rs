@@ -27,7 +27,7 @@ pub fn both_paths_with<S: Storage>(
     compliance: Option<&Compliance>,
 ) -> Result<Result<BlockOutput, ExecutionError>, String> {
     let run = |mode| {
-        let config = Config { threads, mode, compliance: compliance.cloned() };
+        let config = Config { threads, mode, compliance: compliance.cloned(), ..Config::default() };
         execute_block(storage, block, &config).map(|execution| execution.output)
     };
     let sequential = run(ExecutionMode::Sequential);

@@ -3,6 +3,7 @@
 use std::num::NonZeroUsize;
 
 use crate::output::{BlockOutput, ExecutionStats};
+use crate::parallel::phases::PhaseTimes;
 use crate::parallel::{execute_parallel_with, Workers};
 use crate::sequential::execute_sequential_with;
 use crate::{BlockInput, Compliance, ExecutionError, Storage};
@@ -30,6 +31,9 @@ pub struct Config {
     /// The compliance hook for gated pools, if any. Without one, execution is plain revm
     /// and costs nothing extra.
     pub compliance: Option<Compliance>,
+    /// Time the parallel executor's phases per worker ([`BlockExecution::phases`]). Off by
+    /// default: timing costs two clock reads per phase and per state read.
+    pub phase_timers: bool,
 }
 
 impl Default for Config {
@@ -39,6 +43,7 @@ impl Default for Config {
             threads: std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
             mode: ExecutionMode::Auto,
             compliance: None,
+            phase_timers: false,
         }
     }
 }
@@ -52,6 +57,8 @@ pub struct BlockExecution {
     pub stats: ExecutionStats,
     /// Whether the parallel executor ran.
     pub parallel: bool,
+    /// Where the parallel executor's time went, with [`Config::phase_timers`].
+    pub phases: Option<PhaseTimes>,
 }
 
 /// [`ExecutionMode::Auto`] runs a block sequentially if its transactions' total gas limit
@@ -198,12 +205,15 @@ impl Executor {
                 None => Workers::Spawn(self.config.threads),
             };
             let compliance = self.config.compliance.as_ref();
-            let (output, stats) = execute_parallel_with(storage, block, workers, compliance)?;
-            Ok(BlockExecution { output, stats, parallel: true })
+            let timed = self.config.phase_timers;
+            let (output, stats, phases) =
+                execute_parallel_with(storage, block, workers, compliance, timed)?;
+            Ok(BlockExecution { output, stats, parallel: true, phases })
         } else {
             let output =
                 execute_sequential_guarded(storage, block, self.config.compliance.as_ref())?;
-            Ok(BlockExecution { output, stats: ExecutionStats::default(), parallel: false })
+            let stats = ExecutionStats::default();
+            Ok(BlockExecution { output, stats, parallel: false, phases: None })
         }
     }
 }

@@ -38,6 +38,7 @@ pub use output::{BlockOutput, ExecutionStats, TxOutcome};
 pub use parallel::execute_parallel;
 #[cfg(feature = "perturb")]
 pub use parallel::execute_parallel_perturbed;
+pub use parallel::phases::{PhaseTimes, WorkerPhases};
 pub use sequential::{execute_sequential, execute_sequential_with};
 pub use state_changes::{AccountChange, StateChanges};
 pub use storage::{

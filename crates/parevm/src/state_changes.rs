@@ -114,9 +114,7 @@ impl StateChanges {
     }
 
     /// Credits `amount` to `address`, whose account is `current` before the credit, exactly
-    /// as committing revm's state after `incr_balance` would: the account is touched, so
-    /// from Spurious Dragon on an account left empty is removed; before it, a missing
-    /// account is created empty and an existing empty one left alone.
+    /// as committing revm's state after `incr_balance` would (see [`Credited`]).
     pub fn credit(
         &mut self,
         address: Address,
@@ -124,21 +122,21 @@ impl StateChanges {
         amount: U256,
         spec: SpecId,
     ) {
-        let mut info = current.unwrap_or_default();
-        info.balance = info.balance.saturating_add(amount);
-        if !info.is_empty() {
-            self.accounts.entry(address).or_default().info = Some(info);
-        } else if spec.is_enabled_in(SpecId::SPURIOUS_DRAGON) {
-            let change = self.accounts.entry(address).or_default();
-            change.info = None;
-            change.storage_cleared = true;
-            change.storage.clear();
-        } else if current.is_none() {
-            // revm's journal materialises it as a created account.
-            let change = self.accounts.entry(address).or_default();
-            change.info = Some(info);
-            change.storage_cleared = true;
-            change.storage.clear();
+        match Credited::of(current, amount, spec) {
+            Credited::Unchanged => {}
+            Credited::Account(info) => self.accounts.entry(address).or_default().info = Some(info),
+            Credited::Created(info) => {
+                let change = self.accounts.entry(address).or_default();
+                change.info = Some(info);
+                change.storage_cleared = true;
+                change.storage.clear();
+            }
+            Credited::Removed => {
+                let change = self.accounts.entry(address).or_default();
+                change.info = None;
+                change.storage_cleared = true;
+                change.storage.clear();
+            }
         }
     }
 
@@ -152,6 +150,49 @@ impl StateChanges {
     /// Code deployed in this block with hash `hash`, if any.
     pub fn code(&self, hash: &B256) -> Option<&Bytecode> {
         self.contracts.get(hash)
+    }
+}
+
+/// What a balance credit does to an account: the EIP-161 rule, written once for the block's
+/// output ([`StateChanges::credit`]) and for the parallel executor's folding of pending
+/// credits. It is the effect of revm's `incr_balance` (which touches the account) followed by
+/// a commit: from Spurious Dragon on an account left empty is removed; before it a missing
+/// account is created empty and an existing empty one is left alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Credited {
+    /// The account exists with this balance, nonce and code hash.
+    Account(AccountBasic),
+    /// A missing account was created (empty storage) with these.
+    Created(AccountBasic),
+    /// The account was left empty and removed (EIP-161).
+    Removed,
+    /// Nothing changed (an existing empty account credited nothing before Spurious Dragon).
+    Unchanged,
+}
+
+impl Credited {
+    /// Crediting `amount` to an account that is `current` (`None`: it does not exist).
+    pub(crate) fn of(current: Option<AccountBasic>, amount: U256, spec: SpecId) -> Self {
+        let mut info = current.unwrap_or_default();
+        info.balance = info.balance.saturating_add(amount);
+        if !info.is_empty() {
+            Self::Account(info)
+        } else if spec.is_enabled_in(SpecId::SPURIOUS_DRAGON) {
+            Self::Removed
+        } else if current.is_none() {
+            Self::Created(info)
+        } else {
+            Self::Unchanged
+        }
+    }
+
+    /// The account afterwards, given that it was `current` before.
+    pub(crate) fn account(self, current: Option<AccountBasic>) -> Option<AccountBasic> {
+        match self {
+            Self::Account(info) | Self::Created(info) => Some(info),
+            Self::Removed => None,
+            Self::Unchanged => current,
+        }
     }
 }
 
@@ -199,11 +240,13 @@ mod tests {
                 for amount in [U256::ZERO, U256::from(7)] {
                     let mut changes = StateChanges::default();
                     changes.credit(address, current, amount, spec);
-                    assert_eq!(
-                        changes,
-                        via_revm(current, amount, spec),
-                        "{spec:?} {current:?} {amount}"
-                    );
+                    let expected = via_revm(current, amount, spec);
+                    assert_eq!(changes, expected, "{spec:?} {current:?} {amount}");
+                    // The parallel executor folds credits with the same rule: the account it
+                    // reads afterwards is the one the output holds.
+                    let after = Credited::of(current, amount, spec).account(current);
+                    let committed = expected.account(&address).unwrap_or(current);
+                    assert_eq!(after, committed, "{spec:?} {current:?} {amount}");
                 }
             }
         }

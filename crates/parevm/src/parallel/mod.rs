@@ -10,6 +10,7 @@
 mod mv_memory;
 mod observe;
 mod perturb;
+pub(crate) mod phases;
 mod scheduler;
 mod vm;
 
@@ -26,6 +27,7 @@ use revm::primitives::KECCAK_EMPTY;
 use tracing::debug_span;
 
 use self::mv_memory::{Location, MvMemory, Read, ReadOrigin};
+use self::phases::{Clock, Phase, PhaseTimes, WorkerPhases};
 use self::scheduler::{Scheduler, Task, Version};
 use self::vm::{
     resolve_account, resolve_full_write, Base, ExecuteError, Incarnation, TxOutput, Vm, VmError,
@@ -125,6 +127,10 @@ struct Shared<'a, S> {
     executions: AtomicU64,
     validation_aborts: AtomicU64,
     dependency_waits: AtomicU64,
+    /// Whether workers time their phases ([`crate::Config::phase_timers`]).
+    timed: bool,
+    /// Each worker's phase times, the calling thread's first.
+    phases: Mutex<Vec<WorkerPhases>>,
     /// Seed of the scheduling perturbation of stress runs (feature `perturb`), 0 for none.
     #[cfg(feature = "perturb")]
     perturb_seed: u64,
@@ -144,8 +150,13 @@ impl<S: Storage> Shared<'_, S> {
     }
 
     /// Stores an incarnation's writes and read set; returns whether it wrote a location the
-    /// previous incarnation did not.
-    fn record(&self, version: Version, incarnation: Incarnation) -> bool {
+    /// previous incarnation did not. An incarnation that started with every lower
+    /// transaction committed (`final_on_start`) read only final values: its read set is
+    /// dropped, so that validating it is free.
+    fn record(&self, version: Version, mut incarnation: Incarnation, final_on_start: bool) -> bool {
+        if final_on_start {
+            incarnation.reads.clear();
+        }
         let locations: Vec<Location> = incarnation.writes.iter().map(|(l, _)| *l).collect();
         for (location, value) in incarnation.writes {
             self.mv.write(location, version.tx, version.incarnation, value);
@@ -199,23 +210,40 @@ impl<S: Storage> Shared<'_, S> {
         resolve(&self.mv, &self.base, *address, tx).ok()
     }
 
-    fn try_execute(&self, vm: &mut Vm<'_, S>, version: Version) -> Option<Task> {
+    fn try_execute(&self, vm: &mut Vm<'_, S>, clock: &mut Clock, version: Version) -> Option<Task> {
         if let Some(previous) = self.previous_of_sender[version.tx] {
             if self.scheduler.add_dependency(version.tx, previous) {
                 self.dependency_waits.fetch_add(1, Ordering::Relaxed);
+                clock.lap(Phase::Schedule);
                 return None;
             }
         }
         loop {
             self.executions.fetch_add(1, Ordering::Relaxed);
-            match vm.execute(version.tx) {
+            // With every lower transaction committed, the entries below this one are final:
+            // so is what it reads, and it cannot be invalidated.
+            let final_on_start = self.committed_upto.load(Ordering::Acquire) == version.tx;
+            clock.lap(Phase::Schedule);
+            let executed = vm.execute(version.tx);
+            clock.lap_execution(vm.take_read_time());
+            match executed {
                 Ok(incarnation) => {
-                    let wrote_new = self.record(version, incarnation);
-                    return self.scheduler.finish_execution(version, wrote_new);
+                    let wrote_new = self.record(version, incarnation, final_on_start);
+                    clock.lap(Phase::Record);
+                    let next = self.scheduler.finish_execution(version, wrote_new);
+                    clock.lap(Phase::Schedule);
+                    if final_on_start {
+                        // Final already: commit it (and whatever became final above it) now,
+                        // without a validation.
+                        self.commit_final(Some(version));
+                        clock.lap(Phase::Commit);
+                    }
+                    return next;
                 }
                 Err(ExecuteError::Blocked(blocking)) => {
                     self.dependency_waits.fetch_add(1, Ordering::Relaxed);
                     if self.scheduler.add_dependency(version.tx, blocking) {
+                        clock.lap(Phase::Schedule);
                         return None;
                     }
                     // The blocking transaction finished meanwhile: execute again.
@@ -228,14 +256,17 @@ impl<S: Storage> Shared<'_, S> {
         }
     }
 
-    fn needs_reexecution(&self, version: Version) -> Option<Task> {
+    fn needs_reexecution(&self, clock: &mut Clock, version: Version) -> Option<Task> {
         // If every lower transaction is final, a successful validation makes this one final.
         let lower_final = self.committed_upto.load(Ordering::Acquire) == version.tx;
         perturb::point();
+        clock.lap(Phase::Schedule);
         let valid = self.validate(version.tx);
+        clock.lap(Phase::Validate);
         perturb::point();
         if valid && lower_final {
             self.commit_final(Some(version));
+            clock.lap(Phase::Commit);
         }
         let aborted = !valid && self.scheduler.try_validation_abort(version);
         if aborted {
@@ -245,7 +276,9 @@ impl<S: Storage> Shared<'_, S> {
                 self.mv.mark_estimate(location, version.tx);
             }
         }
-        self.scheduler.finish_validation(version.tx, aborted)
+        let next = self.scheduler.finish_validation(version.tx, aborted);
+        clock.lap(Phase::Schedule);
+        next
     }
 
     /// Commits transactions in order while they are final. `validated` is an incarnation
@@ -282,8 +315,9 @@ impl<S: Storage> Shared<'_, S> {
         }
     }
 
-    /// A worker's loop: take tasks until the scheduler is done.
-    fn work(&self) {
+    /// A worker's loop: take tasks until the scheduler is done. `first` is the calling
+    /// thread.
+    fn work(&self, first: bool) {
         #[cfg(feature = "perturb")]
         {
             let worker = self.workers_started.fetch_add(1, Ordering::Relaxed) as u64;
@@ -294,18 +328,28 @@ impl<S: Storage> Shared<'_, S> {
                 seed ^ (worker + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
             });
         }
-        let mut vm = Vm::new(self.block, &self.base, &self.mv, &self.new_code, self.hook);
+        let mut clock = Clock::new(self.timed);
+        let mut vm =
+            Vm::new(self.block, &self.base, &self.mv, &self.new_code, self.hook, self.timed);
+        clock.lap(Phase::Schedule);
         let mut task = None;
         let mut idle = 0u32;
         while !self.scheduler.done() {
             perturb::point();
             task = match task {
-                Some(Task::Execute(version)) => self.try_execute(&mut vm, version),
-                Some(Task::Validate(version)) => self.needs_reexecution(version),
+                Some(Task::Execute(version)) => self.try_execute(&mut vm, &mut clock, version),
+                Some(Task::Validate(version)) => self.needs_reexecution(&mut clock, version),
                 None => {
+                    // Between tasks, advance the commits: a transaction validated while a
+                    // lower one was not yet committed becomes final only now.
+                    if self.committed_upto.load(Ordering::Acquire) < self.records.len() {
+                        self.commit_final(None);
+                        clock.lap(Phase::Commit);
+                    }
                     let next = self.scheduler.next_task();
                     if next.is_some() {
                         idle = 0;
+                        clock.lap(Phase::Schedule);
                     } else {
                         idle += 1;
                         if idle > 64 {
@@ -313,16 +357,22 @@ impl<S: Storage> Shared<'_, S> {
                         } else {
                             std::hint::spin_loop();
                         }
+                        clock.lap(Phase::Idle);
                     }
                     next
                 }
             };
         }
+        if self.timed {
+            let mut phases = self.phases.lock();
+            let at = if first { 0 } else { phases.len() };
+            phases.insert(at, clock.phases);
+        }
     }
 
     /// Runs [`Self::work`], turning a panic into a fatal error that stops the others.
-    fn work_guarded(&self) {
-        let outcome = catch_unwind(AssertUnwindSafe(|| self.work()));
+    fn work_guarded(&self, first: bool) {
+        let outcome = catch_unwind(AssertUnwindSafe(|| self.work(first)));
         #[cfg(feature = "perturb")]
         perturb::seed(0);
         if let Err(panic) = outcome {
@@ -361,7 +411,9 @@ pub fn execute_parallel<S: Storage>(
     block: &BlockInput,
     threads: NonZeroUsize,
 ) -> Result<(BlockOutput, ExecutionStats), ExecutionError> {
-    execute_parallel_with(storage, block, Workers::Spawn(threads), None)
+    let (output, stats, _) =
+        execute_parallel_with(storage, block, Workers::Spawn(threads), None, false)?;
+    Ok((output, stats))
 }
 
 /// [`execute_parallel`] with random pauses at the workers' race windows, seeded by `seed`
@@ -374,7 +426,10 @@ pub fn execute_parallel_perturbed<S: Storage>(
     compliance: Option<&Compliance>,
     seed: u64,
 ) -> Result<(BlockOutput, ExecutionStats), ExecutionError> {
-    execute_parallel_inner(storage, block, Workers::Spawn(threads), compliance, seed.max(1))
+    let workers = Workers::Spawn(threads);
+    let (output, stats, _) =
+        execute_parallel_inner(storage, block, workers, compliance, false, seed.max(1))?;
+    Ok((output, stats))
 }
 
 pub(crate) fn execute_parallel_with<S: Storage>(
@@ -382,8 +437,9 @@ pub(crate) fn execute_parallel_with<S: Storage>(
     block: &BlockInput,
     workers: Workers<'_>,
     compliance: Option<&Compliance>,
-) -> Result<(BlockOutput, ExecutionStats), ExecutionError> {
-    execute_parallel_inner(storage, block, workers, compliance, 0)
+    timed: bool,
+) -> Result<(BlockOutput, ExecutionStats, Option<PhaseTimes>), ExecutionError> {
+    execute_parallel_inner(storage, block, workers, compliance, timed, 0)
 }
 
 fn execute_parallel_inner<S: Storage>(
@@ -391,8 +447,10 @@ fn execute_parallel_inner<S: Storage>(
     block: &BlockInput,
     workers: Workers<'_>,
     compliance: Option<&Compliance>,
+    timed: bool,
     #[cfg_attr(not(feature = "perturb"), allow(unused_variables))] perturb_seed: u64,
-) -> Result<(BlockOutput, ExecutionStats), ExecutionError> {
+) -> Result<(BlockOutput, ExecutionStats, Option<PhaseTimes>), ExecutionError> {
+    let started = std::time::Instant::now();
     let n = block.transactions.len();
     let _span = debug_span!("execute_parallel", txs = n).entered();
 
@@ -424,6 +482,8 @@ fn execute_parallel_inner<S: Storage>(
         executions: AtomicU64::new(0),
         validation_aborts: AtomicU64::new(0),
         dependency_waits: AtomicU64::new(0),
+        timed,
+        phases: Mutex::new(Vec::new()),
         #[cfg(feature = "perturb")]
         perturb_seed,
         #[cfg(feature = "perturb")]
@@ -431,20 +491,21 @@ fn execute_parallel_inner<S: Storage>(
     };
     // Every transaction that pays a fee writes the beneficiary's credit: one allocation.
     shared.mv.reserve(Location::Credit(block.env.beneficiary), n);
+    let setup = started.elapsed();
     {
         let _span = debug_span!("block_stm").entered();
         match workers {
             Workers::Spawn(threads) => std::thread::scope(|scope| {
                 for _ in 1..threads.get().min(n.max(1)) {
-                    scope.spawn(|| shared.work_guarded());
+                    scope.spawn(|| shared.work_guarded(false));
                 }
-                shared.work_guarded();
+                shared.work_guarded(true);
             }),
             Workers::Pool(pool) => pool.in_place_scope(|scope| {
                 for _ in 0..pool.current_num_threads().min(n.saturating_sub(1)) {
-                    scope.spawn(|_| shared.work_guarded());
+                    scope.spawn(|_| shared.work_guarded(false));
                 }
-                shared.work_guarded();
+                shared.work_guarded(true);
             }),
         }
     }
@@ -460,11 +521,13 @@ fn execute_parallel_inner<S: Storage>(
 
     // Every transaction's last incarnation is executed and validated: commit the ones the
     // workers did not.
+    let finishing = std::time::Instant::now();
     let _span = debug_span!("commit").entered();
     shared.commit_final(None);
     if let Some(error) = shared.fatal.lock().take() {
         return Err(error);
     }
+    let workers = std::mem::take(&mut *shared.phases.lock());
     let Committed { next, ledger, changes, transactions, gas_used } = shared.committed.into_inner();
     if next != n {
         return Err(ExecutionError::Panic(format!("transaction {next} did not become final")));
@@ -475,5 +538,7 @@ fn execute_parallel_inner<S: Storage>(
     let mut state = std::mem::take(&mut evm.ctx.journaled_state.database.changes);
     drop(evm);
     post_block_balances(&mut state, storage, block)?;
-    Ok((BlockOutput { transactions, excluded: ledger.into_excluded(), state, gas_used }, stats))
+    let output = BlockOutput { transactions, excluded: ledger.into_excluded(), state, gas_used };
+    let phases = timed.then(|| PhaseTimes { setup, workers, finish: finishing.elapsed() });
+    Ok((output, stats, phases))
 }

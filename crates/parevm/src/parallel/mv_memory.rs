@@ -26,6 +26,7 @@ use revm::primitives::hardfork::SpecId;
 use smallvec::SmallVec;
 
 use super::TxIdx;
+use crate::state_changes::Credited;
 use crate::storage::AccountBasic;
 
 /// A state location tracked separately for conflict detection.
@@ -89,25 +90,6 @@ pub(crate) enum Read {
     Blocked(TxIdx),
 }
 
-/// Applies one credit the way revm's `incr_balance` does: the account is touched, so after
-/// Spurious Dragon an account left empty is removed, and before it a missing one created.
-///
-/// An account removed this way also loses its storage in the sequential result; credits only
-/// go to accounts without code (plain-transfer recipients, fee recipients), which have none.
-pub(crate) fn credit(
-    account: Option<AccountBasic>,
-    amount: U256,
-    spec: SpecId,
-) -> Option<AccountBasic> {
-    let mut info = account.unwrap_or_default();
-    info.balance = info.balance.saturating_add(amount);
-    if spec.is_enabled_in(SpecId::SPURIOUS_DRAGON) && info.is_empty() {
-        None
-    } else {
-        Some(info)
-    }
-}
-
 /// The entries of one location, sorted by transaction index. Most locations are written by
 /// one transaction, so one entry is kept inline.
 type Entries = SmallVec<[(TxIdx, Entry); 1]>;
@@ -142,7 +124,13 @@ impl MvMemory {
         // so the filter stays sparse.
         let bits = (transactions.saturating_mul(64)).next_power_of_two().clamp(1 << 12, 1 << 26);
         Self {
-            data: DashMap::with_hasher_and_shard_amount(DefaultHashBuilder::default(), 128),
+            // Most transactions write two or three locations: sized for that, the map rarely
+            // grows (growing rehashes a shard under its lock while the other workers wait).
+            data: DashMap::with_capacity_and_hasher_and_shard_amount(
+                transactions.saturating_mul(2),
+                DefaultHashBuilder::default(),
+                128,
+            ),
             written: (0..bits / 64).map(|_| AtomicU64::new(0)).collect(),
             mask: bits as u64 - 1,
             hasher: DefaultHashBuilder::default(),
@@ -265,7 +253,9 @@ impl MvMemory {
         base: Option<AccountBasic>,
         credits: &[U256],
     ) -> Option<AccountBasic> {
-        credits.iter().fold(base, |account, amount| credit(account, *amount, self.spec))
+        credits.iter().fold(base, |account, amount| {
+            Credited::of(account, *amount, self.spec).account(account)
+        })
     }
 }
 
@@ -323,13 +313,5 @@ mod tests {
         assert_eq!(mv.credits(A, Some(3), 4).unwrap(), Vec::<U256>::new());
         mv.mark_estimate(&credit_at, 2);
         assert_eq!(mv.credits(A, Some(1), 4), Err(2));
-    }
-
-    #[test]
-    fn credit_follows_eip161() {
-        assert_eq!(credit(None, U256::ZERO, SpecId::CANCUN), None);
-        assert_eq!(credit(None, U256::ZERO, SpecId::HOMESTEAD), Some(AccountBasic::default()));
-        assert_eq!(credit(account(0), U256::ZERO, SpecId::CANCUN), None);
-        assert_eq!(credit(None, U256::from(3), SpecId::CANCUN), account(3));
     }
 }

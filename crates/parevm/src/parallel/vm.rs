@@ -21,6 +21,7 @@ use revm::{Database, ExecuteEvm, MainBuilder};
 
 use super::mv_memory::{Location, MvMemory, Read, ReadOrigin, Value};
 use super::observe::{self, WorkerContext};
+use super::phases::Stopwatch;
 use super::TxIdx;
 use crate::block_db::{account_info, read_basic, read_block_hash, read_code, read_storage};
 use crate::compliance::gate::{self, Gate, GatedDb};
@@ -81,6 +82,8 @@ pub(crate) struct VmDb<'a, S> {
     force_full: alloy_primitives::map::AddressSet,
     /// The compliance gate, if configured.
     gate: Option<Gate<'a>>,
+    /// Times the reads, with [`crate::Config::phase_timers`].
+    stopwatch: Stopwatch,
 }
 
 impl<'a, S: Storage> GatedDb<'a> for VmDb<'a, S> {
@@ -176,7 +179,38 @@ impl<'a, S: Storage> VmDb<'a, S> {
 impl<S: Storage> Database for VmDb<'_, S> {
     type Error = VmError;
 
+    #[inline]
     fn basic(&mut self, address: Address) -> Result<Option<AccountInfo>, VmError> {
+        let start = self.stopwatch.start();
+        let out = self.read_basic(address);
+        self.stopwatch.stop(start);
+        out
+    }
+
+    #[inline]
+    fn code_by_hash(&mut self, code_hash: B256) -> Result<Bytecode, VmError> {
+        let start = self.stopwatch.start();
+        let out = self.read_code(code_hash);
+        self.stopwatch.stop(start);
+        out
+    }
+
+    #[inline]
+    fn storage(&mut self, address: Address, index: StorageKey) -> Result<StorageValue, VmError> {
+        let start = self.stopwatch.start();
+        let out = self.read_storage(address, index);
+        self.stopwatch.stop(start);
+        out
+    }
+
+    fn block_hash(&mut self, number: u64) -> Result<B256, VmError> {
+        Ok(read_block_hash(self.base.storage, number)?)
+    }
+}
+
+/// The reads of [`VmDb`]'s `Database` implementation, untimed.
+impl<S: Storage> VmDb<'_, S> {
+    fn read_basic(&mut self, address: Address) -> Result<Option<AccountInfo>, VmError> {
         let location = Location::Basic(address);
         if self.lazy_recipient == Some(address) {
             // A plain transfer's recipient: if it has no code, only that matters, and the
@@ -210,7 +244,7 @@ impl<S: Storage> Database for VmDb<'_, S> {
         Ok(value.map(account_info))
     }
 
-    fn code_by_hash(&mut self, code_hash: B256) -> Result<Bytecode, VmError> {
+    fn read_code(&mut self, code_hash: B256) -> Result<Bytecode, VmError> {
         // Code is addressed by its hash, so it needs no versioning.
         if let Some(code) = self.new_code.get(&code_hash) {
             return Ok(code.clone());
@@ -218,7 +252,11 @@ impl<S: Storage> Database for VmDb<'_, S> {
         Ok(read_code(self.base.storage, self.base.changes, code_hash)?)
     }
 
-    fn storage(&mut self, address: Address, index: StorageKey) -> Result<StorageValue, VmError> {
+    fn read_storage(
+        &mut self,
+        address: Address,
+        index: StorageKey,
+    ) -> Result<StorageValue, VmError> {
         let wiped = self.wiped_at(address)?;
         let location = Location::Storage(address, index);
         let (value, origin) = match self.mv.read(&location, self.tx) {
@@ -240,10 +278,6 @@ impl<S: Storage> Database for VmDb<'_, S> {
         };
         self.reads.push((location, origin));
         Ok(value)
-    }
-
-    fn block_hash(&mut self, number: u64) -> Result<B256, VmError> {
-        Ok(read_block_hash(self.base.storage, number)?)
     }
 }
 
@@ -345,6 +379,7 @@ impl<'a, S: Storage> Vm<'a, S> {
         mv: &'a MvMemory,
         new_code: &'a DashMap<B256, Bytecode, alloy_primitives::map::DefaultHashBuilder>,
         hook: Option<&'a dyn ComplianceHook>,
+        timed: bool,
     ) -> Self {
         let db = VmDb {
             gate: hook.map(Gate::new),
@@ -362,6 +397,7 @@ impl<'a, S: Storage> Vm<'a, S> {
             lazy_accounts: AddressMap::default(),
             observed: Default::default(),
             force_full: Default::default(),
+            stopwatch: Stopwatch::new(timed),
         };
         let mut evm = WorkerContext::<'a, S>::new(db, block.spec)
             .with_cfg(block.cfg())
@@ -369,6 +405,11 @@ impl<'a, S: Storage> Vm<'a, S> {
             .build_mainnet();
         observe::install(&mut evm.instruction);
         Self { evm, txs: &block.transactions, beneficiary: block.env.beneficiary }
+    }
+
+    /// The time spent reading state since the last call (with phase timers on).
+    pub(crate) fn take_read_time(&mut self) -> std::time::Duration {
+        self.evm.ctx.journaled_state.database.stopwatch.take()
     }
 
     /// Executes transaction `tx` on the current contents of the multi-version store.

@@ -1,0 +1,228 @@
+//! What `replay` and `bench` measure: paired sequential/parallel timings with their spread,
+//! and the parallel executor's per-phase breakdown (`--phases`).
+
+use std::time::{Duration, Instant};
+
+use parevm::{BlockInput, Config, ExecutionError, Executor, PhaseTimes, Storage, WorkerPhases};
+use serde::Serialize;
+
+use crate::table::Table;
+
+/// Timings of alternating sequential and parallel runs of one block, in pairs.
+#[derive(Default)]
+pub struct Paired {
+    sequential: Vec<Duration>,
+    parallel: Vec<Duration>,
+}
+
+/// The summary of [`Paired`] timings.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Spread {
+    /// Median of the sequential runs, in µs.
+    pub sequential_us: f64,
+    /// Median of the parallel runs, in µs.
+    pub parallel_us: f64,
+    /// `sequential_us / parallel_us`.
+    pub speedup: f64,
+    /// First and third quartiles of the per-pair ratios (sequential / parallel of the same
+    /// round): the spread that noise gives the speedup.
+    pub ratio_q1: f64,
+    pub ratio_q3: f64,
+}
+
+impl Paired {
+    /// Records one sequential run.
+    pub fn sequential(&mut self, time: Duration) {
+        self.sequential.push(time);
+    }
+
+    /// Records one parallel run (paired with the sequential run of the same round).
+    pub fn parallel(&mut self, time: Duration) {
+        self.parallel.push(time);
+    }
+
+    /// Median of the sequential runs (there must be at least one).
+    pub fn sequential_median(&self) -> Duration {
+        median(&self.sequential)
+    }
+
+    /// Medians and the spread of the paired ratios; `None` without parallel runs.
+    pub fn spread(&self) -> Option<Spread> {
+        if self.parallel.is_empty() {
+            return None;
+        }
+        let (seq, par) = (median(&self.sequential), median(&self.parallel));
+        let mut ratios: Vec<f64> = self
+            .sequential
+            .iter()
+            .zip(&self.parallel)
+            .map(|(s, p)| s.as_secs_f64() / p.as_secs_f64().max(f64::MIN_POSITIVE))
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        Some(Spread {
+            sequential_us: seq.as_secs_f64() * 1e6,
+            parallel_us: par.as_secs_f64() * 1e6,
+            speedup: seq.as_secs_f64() / par.as_secs_f64().max(f64::MIN_POSITIVE),
+            ratio_q1: quantile(&ratios, 0.25),
+            ratio_q3: quantile(&ratios, 0.75),
+        })
+    }
+}
+
+/// The median of `samples` (the upper one of an even count).
+pub fn median(samples: &[Duration]) -> Duration {
+    let mut sorted = samples.to_vec();
+    sorted.sort_unstable();
+    sorted[sorted.len() / 2]
+}
+
+/// The `q` quantile of sorted `values`, interpolating linearly.
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let at = q * (sorted.len() - 1) as f64;
+    let (lo, hi) = (at.floor() as usize, at.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (at - lo as f64)
+}
+
+/// Times one closure.
+pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let start = Instant::now();
+    let out = f();
+    (out, start.elapsed())
+}
+
+/// One worker's phases in µs per transaction of the block, as written to `--json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct WorkerBreakdown {
+    pub evm: f64,
+    pub reads: f64,
+    pub record: f64,
+    pub validate: f64,
+    pub commit: f64,
+    pub schedule: f64,
+    pub idle: f64,
+}
+
+/// The parallel executor's phases for one block, averaged over runs.
+#[derive(Clone, Debug, Serialize)]
+pub struct Breakdown {
+    pub threads: usize,
+    /// Setup and finish of the block, µs per transaction.
+    pub setup: f64,
+    pub finish: f64,
+    /// One per worker, the calling thread first.
+    pub workers: Vec<WorkerBreakdown>,
+}
+
+/// Runs `block` `runs` times with Block-STM and phase timers on (separately from the timed
+/// runs, whose times the timers would inflate) and averages the phases.
+pub fn breakdown<S: Storage>(
+    config: &Config,
+    storage: &S,
+    block: &BlockInput,
+    runs: u32,
+) -> Result<Option<Breakdown>, ExecutionError> {
+    let config = Config { phase_timers: true, ..config.clone() };
+    let threads = config.threads.get();
+    let executor = Executor::new(config)?;
+    let mut all: Vec<PhaseTimes> = Vec::new();
+    for _ in 0..runs.max(1) {
+        let execution = executor.execute(storage, block)?;
+        match execution.phases {
+            Some(phases) => all.push(phases),
+            None => return Ok(None),
+        }
+    }
+    let per_tx = |d: Duration| {
+        d.as_secs_f64() * 1e6 / all.len() as f64 / block.transactions.len().max(1) as f64
+    };
+    let workers = all.iter().map(|p| p.workers.len()).max().unwrap_or(0);
+    let sum = |pick: &dyn Fn(&WorkerPhases) -> Duration, w: usize| {
+        per_tx(all.iter().filter_map(|p| p.workers.get(w)).map(pick).sum())
+    };
+    Ok(Some(Breakdown {
+        threads,
+        setup: per_tx(all.iter().map(|p| p.setup).sum()),
+        finish: per_tx(all.iter().map(|p| p.finish).sum()),
+        workers: (0..workers)
+            .map(|w| WorkerBreakdown {
+                evm: sum(&|p| p.evm, w),
+                reads: sum(&|p| p.reads, w),
+                record: sum(&|p| p.record, w),
+                validate: sum(&|p| p.validate, w),
+                commit: sum(&|p| p.commit, w),
+                schedule: sum(&|p| p.schedule, w),
+                idle: sum(&|p| p.idle, w),
+            })
+            .collect(),
+    }))
+}
+
+/// Renders the breakdowns of named blocks, one row per worker, in µs per transaction.
+pub fn render_breakdowns<'a>(rows: impl Iterator<Item = (&'a str, &'a Breakdown)>) -> String {
+    let mut table = Table::new(&[
+        "block",
+        "worker",
+        "evm",
+        "reads",
+        "record",
+        "validate",
+        "commit",
+        "schedule",
+        "idle",
+        "total",
+        "setup+finish",
+    ]);
+    let f = |v: f64| format!("{v:.2}");
+    for (name, b) in rows {
+        for (i, w) in b.workers.iter().enumerate() {
+            let total = w.evm + w.reads + w.record + w.validate + w.commit + w.schedule + w.idle;
+            table.row(vec![
+                if i == 0 { name.to_string() } else { String::new() },
+                format!("{}/{}", i + 1, b.threads),
+                f(w.evm),
+                f(w.reads),
+                f(w.record),
+                f(w.validate),
+                f(w.commit),
+                f(w.schedule),
+                f(w.idle),
+                f(total),
+                if i == 0 { f(b.setup + b.finish) } else { String::new() },
+            ]);
+        }
+    }
+    let mut out = String::from(
+        "Block-STM phases, µs per transaction of the block, per worker (mean of the runs; \
+         timers on, separate from the timed runs):\n",
+    );
+    out.push_str(&table.render());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_of_paired_ratios() {
+        let mut paired = Paired::default();
+        for (s, p) in [(10, 5), (10, 10), (12, 6), (9, 3), (10, 4)] {
+            paired.sequential(Duration::from_millis(s));
+            paired.parallel(Duration::from_millis(p));
+        }
+        let spread = paired.spread().unwrap();
+        // Ratios 2, 1, 2, 3, 2.5 → sorted 1, 2, 2, 2.5, 3.
+        assert_eq!(spread.ratio_q1, 2.0);
+        assert_eq!(spread.ratio_q3, 2.5);
+        assert_eq!(spread.sequential_us, 10_000.0);
+        assert_eq!(spread.parallel_us, 5_000.0);
+        assert_eq!(spread.speedup, 2.0);
+        assert!(Paired::default().spread().is_none());
+    }
+
+    #[test]
+    fn quantiles_interpolate() {
+        assert_eq!(quantile(&[1.0, 2.0], 0.5), 1.5);
+        assert_eq!(quantile(&[4.0], 0.25), 4.0);
+    }
+}
