@@ -281,6 +281,12 @@ impl<S: Storage> Shared<'_, S> {
         next
     }
 
+    /// Whether the next transaction to commit has finished executing.
+    fn next_commit_executed(&self) -> bool {
+        let next = self.committed_upto.load(Ordering::Acquire);
+        next < self.records.len() && self.scheduler.executed_incarnation(next).is_some()
+    }
+
     /// Commits transactions in order while they are final. `validated` is an incarnation
     /// just validated with every lower transaction final, which needs no second validation.
     fn commit_final(&self, validated: Option<Version>) {
@@ -340,9 +346,10 @@ impl<S: Storage> Shared<'_, S> {
                 Some(Task::Execute(version)) => self.try_execute(&mut vm, &mut clock, version),
                 Some(Task::Validate(version)) => self.needs_reexecution(&mut clock, version),
                 None => {
-                    // Between tasks, advance the commits: a transaction validated while a
-                    // lower one was not yet committed becomes final only now.
-                    if self.committed_upto.load(Ordering::Acquire) < self.records.len() {
+                    // After a task, advance the commits: a transaction validated while a
+                    // lower one was not yet committed becomes final only now. (Not while
+                    // idle: that would take the lock from the worker that needs it.)
+                    if idle == 0 && self.next_commit_executed() {
                         self.commit_final(None);
                         clock.lap(Phase::Commit);
                     }

@@ -9,8 +9,23 @@
 //!   (made ready, with `execution_idx` lowered to it) when the other finishes executing.
 //! - `done` is set only when both counters are past the block, no task is active, and no
 //!   counter was lowered while that was being checked (`decrease_cnt`).
+//!
+//! A transaction's status, packed with its incarnation number in one atomic word:
+//!
+//! ```text
+//!                     try_incarnate (CAS, one winner)
+//!   ReadyToExecute(i) ───────────────────────────────► Executing(i)
+//!          ▲                                               │        │ add_dependency
+//!          │ set_ready_status                 finish_      │        ▼ (it read an estimate)
+//!          │ (i + 1)                          execution    │     Aborting(i)
+//!          │                                               ▼        │
+//!     Aborting(i) ◄──────────────────────────────────── Executed(i) │
+//!          ▲        try_validation_abort (CAS, one winner)          │
+//!          └────────────────────────────────────────────────────────┘
+//!                  resumed when the blocking transaction finishes executing
+//! ```
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
@@ -32,10 +47,51 @@ pub(crate) enum Task {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Status {
-    ReadyToExecute,
-    Executing,
-    Executed,
-    Aborting,
+    ReadyToExecute = 0,
+    Executing = 1,
+    Executed = 2,
+    Aborting = 3,
+}
+
+/// A status and incarnation packed into one word: `incarnation << 2 | status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Word(u64);
+
+impl Word {
+    fn new(incarnation: u32, status: Status) -> Self {
+        Self((incarnation as u64) << 2 | status as u64)
+    }
+
+    fn incarnation(self) -> u32 {
+        (self.0 >> 2) as u32
+    }
+
+    fn status(self) -> Status {
+        match self.0 & 3 {
+            0 => Status::ReadyToExecute,
+            1 => Status::Executing,
+            2 => Status::Executed,
+            _ => Status::Aborting,
+        }
+    }
+}
+
+/// One transaction's status word.
+struct TxStatus(AtomicU64);
+
+impl TxStatus {
+    fn load(&self) -> Word {
+        Word(self.0.load(Ordering::SeqCst))
+    }
+
+    fn store(&self, word: Word) {
+        self.0.store(word.0, Ordering::SeqCst);
+    }
+
+    /// Moves `from` to `to`; `false` if the status was not `from`.
+    fn transition(&self, from: Word, to: Word) -> bool {
+        self.0.compare_exchange(from.0, to.0, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+    }
 }
 
 pub(crate) struct Scheduler {
@@ -46,7 +102,7 @@ pub(crate) struct Scheduler {
     num_active_tasks: AtomicUsize,
     done_marker: AtomicBool,
     dependencies: Vec<Mutex<Vec<TxIdx>>>,
-    status: Vec<Mutex<(u32, Status)>>,
+    status: Vec<TxStatus>,
 }
 
 impl Scheduler {
@@ -59,7 +115,9 @@ impl Scheduler {
             num_active_tasks: AtomicUsize::new(0),
             done_marker: AtomicBool::new(block_size == 0),
             dependencies: (0..block_size).map(|_| Mutex::new(Vec::new())).collect(),
-            status: (0..block_size).map(|_| Mutex::new((0, Status::ReadyToExecute))).collect(),
+            status: (0..block_size)
+                .map(|_| TxStatus(AtomicU64::new(Word::new(0, Status::ReadyToExecute).0)))
+                .collect(),
         }
     }
 
@@ -96,10 +154,13 @@ impl Scheduler {
 
     fn try_incarnate(&self, tx: TxIdx) -> Option<Version> {
         if tx < self.block_size {
-            let mut status = self.status[tx].lock();
-            if status.1 == Status::ReadyToExecute {
-                status.1 = Status::Executing;
-                return Some(Version { tx, incarnation: status.0 });
+            let word = self.status[tx].load();
+            if word.status() == Status::ReadyToExecute {
+                let incarnation = word.incarnation();
+                let executing = Word::new(incarnation, Status::Executing);
+                if self.status[tx].transition(word, executing) {
+                    return Some(Version { tx, incarnation });
+                }
             }
         }
         self.num_active_tasks.fetch_sub(1, Ordering::SeqCst);
@@ -123,11 +184,8 @@ impl Scheduler {
         }
         self.num_active_tasks.fetch_add(1, Ordering::SeqCst);
         let idx = self.validation_idx.fetch_add(1, Ordering::SeqCst);
-        if idx < self.block_size {
-            let status = self.status[idx].lock();
-            if status.1 == Status::Executed {
-                return Some(Version { tx: idx, incarnation: status.0 });
-            }
+        if let Some(version) = self.executed_incarnation(idx) {
+            return Some(version);
         }
         self.num_active_tasks.fetch_sub(1, Ordering::SeqCst);
         None
@@ -145,20 +203,27 @@ impl Scheduler {
     /// Records that `tx` must wait for `blocking`. Returns `false` if `blocking` has
     /// already finished executing (the caller should simply retry).
     pub(crate) fn add_dependency(&self, tx: TxIdx, blocking: TxIdx) -> bool {
+        // `finish_execution` marks `blocking` executed before it takes its dependants under
+        // this lock: either it is seen executed here, or it will resume `tx`.
         let mut dependents = self.dependencies[blocking].lock();
-        if self.status[blocking].lock().1 == Status::Executed {
+        if self.status[blocking].load().status() == Status::Executed {
             return false;
         }
-        self.status[tx].lock().1 = Status::Aborting;
+        let word = self.status[tx].load();
+        debug_assert_eq!(word.status(), Status::Executing);
+        self.status[tx].store(Word::new(word.incarnation(), Status::Aborting));
         dependents.push(tx);
         drop(dependents);
         self.num_active_tasks.fetch_sub(1, Ordering::SeqCst);
         true
     }
 
+    /// Makes an aborting transaction ready for its next incarnation (only the thread that
+    /// aborted it calls this).
     fn set_ready_status(&self, tx: TxIdx) {
-        let mut status = self.status[tx].lock();
-        *status = (status.0 + 1, Status::ReadyToExecute);
+        let word = self.status[tx].load();
+        debug_assert_eq!(word.status(), Status::Aborting);
+        self.status[tx].store(Word::new(word.incarnation() + 1, Status::ReadyToExecute));
     }
 
     /// Marks `version` executed; returns a validation task for it if that can be done now.
@@ -167,7 +232,7 @@ impl Scheduler {
         version: Version,
         wrote_new_location: bool,
     ) -> Option<Task> {
-        self.status[version.tx].lock().1 = Status::Executed;
+        self.status[version.tx].store(Word::new(version.incarnation, Status::Executed));
         let dependents = std::mem::take(&mut *self.dependencies[version.tx].lock());
         if let Some(&min) = dependents.iter().min() {
             for &dependent in &dependents {
@@ -188,24 +253,22 @@ impl Scheduler {
 
     /// Whether `version` is the executed, not aborted, incarnation of its transaction.
     pub(crate) fn is_executed(&self, version: Version) -> bool {
-        *self.status[version.tx].lock() == (version.incarnation, Status::Executed)
+        self.status[version.tx].load() == Word::new(version.incarnation, Status::Executed)
     }
 
     /// The incarnation of `tx` if it has finished executing and is not being aborted.
     pub(crate) fn executed_incarnation(&self, tx: TxIdx) -> Option<Version> {
-        let status = self.status[tx].lock();
-        (status.1 == Status::Executed).then_some(Version { tx, incarnation: status.0 })
+        let word = self.status.get(tx)?.load();
+        (word.status() == Status::Executed)
+            .then_some(Version { tx, incarnation: word.incarnation() })
     }
 
     /// Claims the abort of `version` after a failed validation; only one thread succeeds.
     pub(crate) fn try_validation_abort(&self, version: Version) -> bool {
-        let mut status = self.status[version.tx].lock();
-        if *status == (version.incarnation, Status::Executed) {
-            status.1 = Status::Aborting;
-            true
-        } else {
-            false
-        }
+        self.status[version.tx].transition(
+            Word::new(version.incarnation, Status::Executed),
+            Word::new(version.incarnation, Status::Aborting),
+        )
     }
 
     /// Ends a validation task; after an abort, returns the re-execution if it can start now.
@@ -219,5 +282,124 @@ impl Scheduler {
         }
         self.num_active_tasks.fetch_sub(1, Ordering::SeqCst);
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The scheduler against a mock executor (no EVM): transaction `k` "reads" what
+    //! transaction `k - stride` wrote, waits for it if that one is not executed, and fails
+    //! its first validation when `k % 5 == 0`.
+
+    use std::sync::atomic::AtomicU32;
+
+    use super::*;
+
+    /// Runs a block of `n` mock transactions on `threads` threads; returns each
+    /// transaction's executions, its final incarnation, and the incarnation of its
+    /// dependency that its final incarnation saw executed.
+    fn run(n: usize, threads: usize, stride: usize) -> (Vec<u32>, Vec<u32>, Vec<Option<u32>>) {
+        let scheduler = Scheduler::new(n);
+        let executions: Vec<AtomicU32> = (0..n).map(|_| AtomicU32::new(0)).collect();
+        let validations_failed: Vec<AtomicBool> = (0..n).map(|_| AtomicBool::new(false)).collect();
+        let seen: Vec<Mutex<Option<u32>>> = (0..n).map(|_| Mutex::new(None)).collect();
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    let mut task = None;
+                    while !scheduler.done() {
+                        task = match task {
+                            Some(Task::Execute(version)) => {
+                                // `Err`: suspended until the dependency finishes executing.
+                                let read = match version.tx.checked_sub(stride) {
+                                    None => Ok(None),
+                                    Some(d) => loop {
+                                        if let Some(v) = scheduler.executed_incarnation(d) {
+                                            break Ok(Some(v.incarnation));
+                                        }
+                                        if scheduler.add_dependency(version.tx, d) {
+                                            break Err(());
+                                        }
+                                    },
+                                };
+                                match read {
+                                    Err(()) => None,
+                                    Ok(read) => {
+                                        executions[version.tx].fetch_add(1, Ordering::SeqCst);
+                                        *seen[version.tx].lock() = read;
+                                        scheduler.finish_execution(version, false)
+                                    }
+                                }
+                            }
+                            Some(Task::Validate(version)) => {
+                                let tx = version.tx;
+                                let stale = tx.checked_sub(stride).is_some_and(|d| {
+                                    scheduler.executed_incarnation(d).map(|v| v.incarnation)
+                                        != *seen[tx].lock()
+                                });
+                                let fail = stale
+                                    || (tx % 5 == 0
+                                        && !validations_failed[tx].swap(true, Ordering::SeqCst));
+                                let aborted = fail && scheduler.try_validation_abort(version);
+                                scheduler.finish_validation(tx, aborted)
+                            }
+                            None => scheduler.next_task(),
+                        };
+                    }
+                });
+            }
+        });
+        let executions = executions.iter().map(|e| e.load(Ordering::SeqCst)).collect();
+        let finals = (0..n)
+            .map(|tx| {
+                let version = scheduler.executed_incarnation(tx);
+                version.unwrap_or_else(|| panic!("tx {tx} is not executed at the end")).incarnation
+            })
+            .collect();
+        let seen = seen.iter().map(|s| *s.lock()).collect();
+        (executions, finals, seen)
+    }
+
+    #[test]
+    fn every_transaction_ends_executed_on_its_dependencys_final_incarnation() {
+        for threads in [1, 2, 4] {
+            for stride in [1, 3] {
+                for _ in 0..200 {
+                    let n = 60;
+                    let (executions, finals, seen) = run(n, threads, stride);
+                    for tx in 0..n {
+                        assert!(executions[tx] >= 1, "tx {tx} never executed");
+                        if tx % 5 == 0 {
+                            assert!(
+                                executions[tx] >= 2,
+                                "tx {tx}: the failed validation re-ran it"
+                            );
+                        }
+                        if tx >= stride {
+                            // Its final execution saw its dependency's final incarnation.
+                            let final_dependency = finals[tx - stride];
+                            assert_eq!(
+                                seen[tx],
+                                Some(final_dependency),
+                                "tx {tx}, {threads} threads"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn status_words_round_trip() {
+        for status in
+            [Status::ReadyToExecute, Status::Executing, Status::Executed, Status::Aborting]
+        {
+            let word = Word::new(7, status);
+            assert_eq!((word.incarnation(), word.status()), (7, status));
+        }
+        let empty = Scheduler::new(0);
+        assert!(empty.done());
+        assert_eq!(empty.next_task(), None);
     }
 }
