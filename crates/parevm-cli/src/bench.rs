@@ -218,7 +218,7 @@ fn bench_case(
     let (seq, par) = (spread.sequential_us / 1e6, spread.parallel_us / 1e6);
     let phases = if args.phases && last.parallel {
         storage.reset();
-        breakdown(executor.config(), &storage, &case.block, args.repeat)?
+        breakdown(executor, &storage, &case.block, args.repeat)?
     } else {
         None
     };

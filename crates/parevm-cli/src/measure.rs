@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use parevm::{BlockInput, Config, ExecutionError, Executor, PhaseTimes, Storage, WorkerPhases};
+use parevm::{BlockInput, ExecutionError, Executor, PhaseTimes, Storage, WorkerPhases};
 use serde::Serialize;
 
 use crate::table::Table;
@@ -100,6 +100,24 @@ pub struct WorkerBreakdown {
     pub commit: f64,
     pub schedule: f64,
     pub idle: f64,
+    pub total: f64,
+}
+
+impl WorkerBreakdown {
+    /// `phases` (summed over runs) in µs per run and transaction, `per` being runs × txs.
+    fn new(phases: &WorkerPhases, per: f64) -> Self {
+        let us = |d: Duration| d.as_secs_f64() * 1e6 / per;
+        Self {
+            evm: us(phases.evm),
+            reads: us(phases.reads),
+            record: us(phases.record),
+            validate: us(phases.validate),
+            commit: us(phases.commit),
+            schedule: us(phases.schedule),
+            idle: us(phases.idle),
+            total: us(phases.total()),
+        }
+    }
 }
 
 /// The parallel executor's phases for one block, averaged over runs.
@@ -113,47 +131,36 @@ pub struct Breakdown {
     pub workers: Vec<WorkerBreakdown>,
 }
 
-/// Runs `block` `runs` times with Block-STM and phase timers on (separately from the timed
-/// runs, whose times the timers would inflate) and averages the phases.
+/// Runs `block` `runs` times on `executor` with phase timers on (separately from the timed
+/// runs, whose times the timers would inflate) and averages the phases; `None` if the
+/// executor ran it sequentially.
 pub fn breakdown<S: Storage>(
-    config: &Config,
+    executor: &mut Executor,
     storage: &S,
     block: &BlockInput,
     runs: u32,
 ) -> Result<Option<Breakdown>, ExecutionError> {
-    let config = Config { phase_timers: true, ..config.clone() };
-    let threads = config.threads.get();
-    let executor = Executor::new(config)?;
-    let mut all: Vec<PhaseTimes> = Vec::new();
-    for _ in 0..runs.max(1) {
-        let execution = executor.execute(storage, block)?;
-        match execution.phases {
-            Some(phases) => all.push(phases),
-            None => return Ok(None),
+    executor.set_phase_timers(true);
+    let executions: Result<Vec<Option<PhaseTimes>>, _> =
+        (0..runs.max(1)).map(|_| executor.execute(storage, block).map(|e| e.phases)).collect();
+    executor.set_phase_timers(false);
+    let Some(all) = executions?.into_iter().collect::<Option<Vec<PhaseTimes>>>() else {
+        return Ok(None);
+    };
+    let per = (all.len() * block.transactions.len().max(1)) as f64;
+    let mut workers: Vec<WorkerPhases> = Vec::new();
+    for phases in &all {
+        workers.resize(workers.len().max(phases.workers.len()), WorkerPhases::default());
+        for (sum, worker) in workers.iter_mut().zip(&phases.workers) {
+            *sum += worker;
         }
     }
-    let per_tx = |d: Duration| {
-        d.as_secs_f64() * 1e6 / all.len() as f64 / block.transactions.len().max(1) as f64
-    };
-    let workers = all.iter().map(|p| p.workers.len()).max().unwrap_or(0);
-    let sum = |pick: &dyn Fn(&WorkerPhases) -> Duration, w: usize| {
-        per_tx(all.iter().filter_map(|p| p.workers.get(w)).map(pick).sum())
-    };
+    let us = |d: Duration| d.as_secs_f64() * 1e6 / per;
     Ok(Some(Breakdown {
-        threads,
-        setup: per_tx(all.iter().map(|p| p.setup).sum()),
-        finish: per_tx(all.iter().map(|p| p.finish).sum()),
-        workers: (0..workers)
-            .map(|w| WorkerBreakdown {
-                evm: sum(&|p| p.evm, w),
-                reads: sum(&|p| p.reads, w),
-                record: sum(&|p| p.record, w),
-                validate: sum(&|p| p.validate, w),
-                commit: sum(&|p| p.commit, w),
-                schedule: sum(&|p| p.schedule, w),
-                idle: sum(&|p| p.idle, w),
-            })
-            .collect(),
+        threads: executor.config().threads.get(),
+        setup: us(all.iter().map(|p| p.setup).sum()),
+        finish: us(all.iter().map(|p| p.finish).sum()),
+        workers: workers.iter().map(|w| WorkerBreakdown::new(w, per)).collect(),
     }))
 }
 
@@ -175,7 +182,6 @@ pub fn render_breakdowns<'a>(rows: impl Iterator<Item = (&'a str, &'a Breakdown)
     let f = |v: f64| format!("{v:.2}");
     for (name, b) in rows {
         for (i, w) in b.workers.iter().enumerate() {
-            let total = w.evm + w.reads + w.record + w.validate + w.commit + w.schedule + w.idle;
             table.row(vec![
                 if i == 0 { name.to_string() } else { String::new() },
                 format!("{}/{}", i + 1, b.threads),
@@ -186,7 +192,7 @@ pub fn render_breakdowns<'a>(rows: impl Iterator<Item = (&'a str, &'a Breakdown)
                 f(w.commit),
                 f(w.schedule),
                 f(w.idle),
-                f(total),
+                f(w.total),
                 if i == 0 { f(b.setup + b.finish) } else { String::new() },
             ]);
         }

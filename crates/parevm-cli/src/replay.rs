@@ -266,7 +266,7 @@ fn replay_one(source: &Source, args: &ReplayArgs, executor: &mut Executor) -> Re
 fn replay_snapshot(
     snapshot: &Snapshot,
     args: &ReplayArgs,
-    executor: &Executor,
+    executor: &mut Executor,
     record: &mut Record,
 ) -> Result<(), ExecutionError> {
     let (storage, block) = (&snapshot.storage, &snapshot.block);
@@ -316,7 +316,7 @@ fn replay_snapshot(
         record.speedup_q1 = Some(spread.ratio_q1);
         record.speedup_q3 = Some(spread.ratio_q3);
         if args.phases && parallel.parallel {
-            record.phases = breakdown(executor.config(), storage, block, args.repeat)?;
+            record.phases = breakdown(executor, storage, block, args.repeat)?;
         }
         record.parallel_path = Some(parallel.parallel);
         record.executions = parallel.stats.executions;

@@ -192,6 +192,12 @@ impl Executor {
         self.config.compliance = compliance;
     }
 
+    /// Turns the phase timers on or off ([`Config::phase_timers`]; the worker threads are
+    /// kept).
+    pub fn set_phase_timers(&mut self, on: bool) {
+        self.config.phase_timers = on;
+    }
+
     /// Executes `block` on `storage`. The output is the same bit for bit whichever
     /// executor runs.
     pub fn execute<S: Storage>(

@@ -63,6 +63,18 @@ impl WorkerPhases {
     }
 }
 
+impl std::ops::AddAssign<&WorkerPhases> for WorkerPhases {
+    fn add_assign(&mut self, other: &WorkerPhases) {
+        self.evm += other.evm;
+        self.reads += other.reads;
+        self.record += other.record;
+        self.validate += other.validate;
+        self.commit += other.commit;
+        self.schedule += other.schedule;
+        self.idle += other.idle;
+    }
+}
+
 /// Where a block's time went in the parallel executor.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PhaseTimes {
@@ -71,7 +83,7 @@ pub struct PhaseTimes {
     /// One entry per worker, the calling thread first.
     pub workers: Vec<WorkerPhases>,
     /// After the workers stop: the commits they left, post-block system calls, rewards
-    /// and withdrawals, freeing the store.
+    /// and withdrawals.
     pub finish: Duration,
 }
 
