@@ -100,6 +100,7 @@ pub struct WorkerBreakdown {
     pub commit: f64,
     pub schedule: f64,
     pub idle: f64,
+    pub state: f64,
     pub total: f64,
 }
 
@@ -115,6 +116,7 @@ impl WorkerBreakdown {
             commit: us(phases.commit),
             schedule: us(phases.schedule),
             idle: us(phases.idle),
+            state: us(phases.state),
             total: us(phases.total()),
         }
     }
@@ -124,8 +126,10 @@ impl WorkerBreakdown {
 #[derive(Clone, Debug, Serialize)]
 pub struct Breakdown {
     pub threads: usize,
-    /// Setup and finish of the block, µs per transaction.
+    /// Setup of the block, merging the workers' shares of its state changes, and the rest
+    /// of its finish, µs per transaction.
     pub setup: f64,
+    pub merge: f64,
     pub finish: f64,
     /// One per worker, the calling thread first.
     pub workers: Vec<WorkerBreakdown>,
@@ -159,6 +163,7 @@ pub fn breakdown<S: Storage>(
     Ok(Some(Breakdown {
         threads: executor.config().threads.get(),
         setup: us(all.iter().map(|p| p.setup).sum()),
+        merge: us(all.iter().map(|p| p.merge).sum()),
         finish: us(all.iter().map(|p| p.finish).sum()),
         workers: workers.iter().map(|w| WorkerBreakdown::new(w, per)).collect(),
     }))
@@ -176,7 +181,9 @@ pub fn render_breakdowns<'a>(rows: impl Iterator<Item = (&'a str, &'a Breakdown)
         "commit",
         "schedule",
         "idle",
+        "state",
         "total",
+        "merge",
         "setup+finish",
     ]);
     let f = |v: f64| format!("{v:.2}");
@@ -192,7 +199,9 @@ pub fn render_breakdowns<'a>(rows: impl Iterator<Item = (&'a str, &'a Breakdown)
                 f(w.commit),
                 f(w.schedule),
                 f(w.idle),
+                f(w.state),
                 f(w.total),
+                if i == 0 { f(b.merge) } else { String::new() },
                 if i == 0 { f(b.setup + b.finish) } else { String::new() },
             ]);
         }

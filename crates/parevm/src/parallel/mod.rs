@@ -7,6 +7,7 @@
 //! read exactly what it would have read in block order, so committing their states in order
 //! gives the sequential result.
 
+mod final_state;
 mod mv_memory;
 mod observe;
 mod perturb;
@@ -16,10 +17,11 @@ mod vm;
 
 use std::num::NonZeroUsize;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use alloy_primitives::map::{AddressMap, DefaultHashBuilder};
 use alloy_primitives::{Address, B256};
+use crossbeam::utils::CachePadded;
 use dashmap::DashMap;
 use parking_lot::Mutex;
 use revm::bytecode::Bytecode;
@@ -32,7 +34,6 @@ use self::scheduler::{Scheduler, Task, Version};
 use self::vm::{
     resolve_account, resolve_full_write, Base, ExecuteError, Incarnation, TxOutput, Vm, VmError,
 };
-use crate::block_db::read_basic;
 use crate::compliance::Ledger;
 use crate::output::{BlockOutput, ExecutionStats, TxOutcome};
 use crate::sequential::check_gas_available;
@@ -43,6 +44,20 @@ use crate::{
 
 /// Index of a transaction in the block.
 pub(crate) type TxIdx = usize;
+
+/// A value alone on a 64-byte cache line: for per-transaction state that the workers
+/// running neighbouring transactions write at the same time. (crossbeam's `CachePadded`
+/// takes 128 bytes on x86-64, too much for one per transaction.)
+#[derive(Debug, Default)]
+#[repr(align(64))]
+pub(crate) struct CacheLine<T>(pub(crate) T);
+
+impl<T> std::ops::Deref for CacheLine<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
 
 /// Per-transaction record of the last finished incarnation.
 #[derive(Default)]
@@ -55,25 +70,29 @@ struct TxRecord {
     output: Option<TxOutput>,
 }
 
-/// The block's output so far: transactions `0..next` are final and committed.
+/// The block's outcome so far: transactions `0..next` are final and committed.
 ///
 /// A transaction is final once every lower one is committed and its read set validates:
-/// the entries below it can no longer change, so neither can its validation. Workers commit
-/// as soon as that holds, overlapping the (sequential) commit with execution.
+/// the entries below it can no longer change, so neither can its validation. Committing is
+/// cheap and in order: the block gas check, the compliance ledger and the receipt. The
+/// block's state changes are built once at the end, from the store's final entries
+/// ([`final_state`]).
 struct Committed {
     next: TxIdx,
     ledger: Ledger,
-    changes: StateChanges,
     transactions: Vec<TxOutcome>,
     gas_used: u64,
+    /// Accounts the included transactions touched without writing them.
+    touched: Vec<Address>,
+    /// Code the included transactions created.
+    created: Vec<(B256, Bytecode)>,
 }
 
 impl Committed {
     /// Commits transaction `index`'s output, with the same checks as the sequential path.
-    fn commit<S: Storage>(
+    fn commit(
         &mut self,
         block: &BlockInput,
-        storage: &S,
         index: TxIdx,
         output: TxOutput,
     ) -> Result<(), ExecutionError> {
@@ -83,18 +102,8 @@ impl Committed {
         let Some(result) = self.ledger.decide(index, tx.caller, output.result)? else {
             return Ok(());
         };
-        for (address, amount) in output.credits {
-            let current = read_basic(storage, &self.changes, address)?;
-            self.changes.credit(address, current, amount, block.spec);
-        }
-        let mut state = output.state;
-        for (address, delta) in output.balance_deltas {
-            let current = read_basic(storage, &self.changes, address)?;
-            if let Some(account) = state.get_mut(&address) {
-                account.info.balance = current.unwrap_or_default().balance + delta;
-            }
-        }
-        self.changes.commit_tx(state);
+        self.touched.extend(output.touched);
+        self.created.extend(output.created);
         self.gas_used += result.tx_gas_used();
         self.transactions.push(TxOutcome {
             index,
@@ -117,26 +126,28 @@ struct Shared<'a, S> {
     records: Vec<Mutex<TxRecord>>,
     committed: Mutex<Committed>,
     /// Mirrors `committed.next`, readable without the lock.
-    committed_upto: AtomicUsize,
+    committed_upto: CachePadded<AtomicUsize>,
     /// For each transaction, the previous transaction of the same sender: it cannot be
     /// valid before that one has executed (its nonce depends on it), so it waits for it
     /// instead of executing speculatively.
     previous_of_sender: Vec<Option<TxIdx>>,
     new_code: DashMap<B256, Bytecode, DefaultHashBuilder>,
     fatal: Mutex<Option<ExecutionError>>,
-    executions: AtomicU64,
-    validation_aborts: AtomicU64,
-    dependency_waits: AtomicU64,
+    /// The workers' counters, each added once when the worker stops (a shared counter
+    /// bumped per transaction would be one more cache line the workers fight over).
+    stats: Mutex<ExecutionStats>,
     /// Whether workers time their phases ([`crate::Config::phase_timers`]).
     timed: bool,
     /// Each worker's phase times, the calling thread's first.
     phases: Mutex<Vec<WorkerPhases>>,
+    /// How many workers run the block, and the number the next one to start takes.
+    workers: usize,
+    workers_started: AtomicUsize,
+    /// The workers' shares of the block's state changes.
+    shares: Mutex<Vec<final_state::Share>>,
     /// Seed of the scheduling perturbation of stress runs (feature `perturb`), 0 for none.
     #[cfg(feature = "perturb")]
     perturb_seed: u64,
-    /// Numbers the workers (for their perturbation seeds).
-    #[cfg(feature = "perturb")]
-    workers_started: AtomicUsize,
 }
 
 /// Resolves an account read of `location` by `tx` with `resolve`.
@@ -210,16 +221,22 @@ impl<S: Storage> Shared<'_, S> {
         resolve(&self.mv, &self.base, *address, tx).ok()
     }
 
-    fn try_execute(&self, vm: &mut Vm<'_, S>, clock: &mut Clock, version: Version) -> Option<Task> {
+    fn try_execute(
+        &self,
+        vm: &mut Vm<'_, S>,
+        clock: &mut Clock,
+        stats: &mut ExecutionStats,
+        version: Version,
+    ) -> Option<Task> {
         if let Some(previous) = self.previous_of_sender[version.tx] {
             if self.scheduler.add_dependency(version.tx, previous) {
-                self.dependency_waits.fetch_add(1, Ordering::Relaxed);
+                stats.dependency_waits += 1;
                 clock.lap(Phase::Schedule);
                 return None;
             }
         }
         loop {
-            self.executions.fetch_add(1, Ordering::Relaxed);
+            stats.executions += 1;
             // With every lower transaction committed, the entries below this one are final:
             // so is what it reads, and it cannot be invalidated.
             let final_on_start = self.committed_upto.load(Ordering::Acquire) == version.tx;
@@ -241,7 +258,7 @@ impl<S: Storage> Shared<'_, S> {
                     return next;
                 }
                 Err(ExecuteError::Blocked(blocking)) => {
-                    self.dependency_waits.fetch_add(1, Ordering::Relaxed);
+                    stats.dependency_waits += 1;
                     if self.scheduler.add_dependency(version.tx, blocking) {
                         clock.lap(Phase::Schedule);
                         return None;
@@ -256,7 +273,12 @@ impl<S: Storage> Shared<'_, S> {
         }
     }
 
-    fn needs_reexecution(&self, clock: &mut Clock, version: Version) -> Option<Task> {
+    fn needs_reexecution(
+        &self,
+        clock: &mut Clock,
+        stats: &mut ExecutionStats,
+        version: Version,
+    ) -> Option<Task> {
         // If every lower transaction is final, a successful validation makes this one final.
         let lower_final = self.committed_upto.load(Ordering::Acquire) == version.tx;
         perturb::point();
@@ -270,7 +292,7 @@ impl<S: Storage> Shared<'_, S> {
         }
         let aborted = !valid && self.scheduler.try_validation_abort(version);
         if aborted {
-            self.validation_aborts.fetch_add(1, Ordering::Relaxed);
+            stats.validation_aborts += 1;
             let record = self.records[version.tx].lock();
             for location in &record.written {
                 self.mv.mark_estimate(location, version.tx);
@@ -313,7 +335,7 @@ impl<S: Storage> Shared<'_, S> {
                 self.fail(ExecutionError::Panic(format!("transaction {tx} has no output")));
                 return;
             };
-            if let Err(error) = committed.commit(self.block, self.base.storage, tx, output) {
+            if let Err(error) = committed.commit(self.block, tx, output) {
                 self.fail(error);
                 return;
             }
@@ -324,9 +346,10 @@ impl<S: Storage> Shared<'_, S> {
     /// A worker's loop: take tasks until the scheduler is done. `first` is the calling
     /// thread.
     fn work(&self, first: bool) {
+        let worker = self.workers_started.fetch_add(1, Ordering::Relaxed);
         #[cfg(feature = "perturb")]
         {
-            let worker = self.workers_started.fetch_add(1, Ordering::Relaxed) as u64;
+            let worker = worker as u64;
             let seed = self.perturb_seed;
             perturb::seed(if seed == 0 {
                 0
@@ -338,13 +361,18 @@ impl<S: Storage> Shared<'_, S> {
         let mut vm =
             Vm::new(self.block, &self.base, &self.mv, &self.new_code, self.hook, self.timed);
         clock.lap(Phase::Schedule);
+        let mut stats = ExecutionStats::default();
         let mut task = None;
         let mut idle = 0u32;
         while !self.scheduler.done() {
             perturb::point();
             task = match task {
-                Some(Task::Execute(version)) => self.try_execute(&mut vm, &mut clock, version),
-                Some(Task::Validate(version)) => self.needs_reexecution(&mut clock, version),
+                Some(Task::Execute(version)) => {
+                    self.try_execute(&mut vm, &mut clock, &mut stats, version)
+                }
+                Some(Task::Validate(version)) => {
+                    self.needs_reexecution(&mut clock, &mut stats, version)
+                }
                 None => {
                     // After a task, advance the commits: a transaction validated while a
                     // lower one was not yet committed becomes final only now. (Not while
@@ -369,6 +397,26 @@ impl<S: Storage> Shared<'_, S> {
                     next
                 }
             };
+        }
+        {
+            let mut total = self.stats.lock();
+            total.executions += stats.executions;
+            total.validation_aborts += stats.validation_aborts;
+            total.dependency_waits += stats.dependency_waits;
+        }
+        if self.fatal.lock().is_none() {
+            // Every transaction is executed and validated: the store's entries are final.
+            match final_state::build_share(
+                &self.base,
+                &self.mv,
+                worker % self.workers,
+                self.workers,
+                self.block.spec,
+            ) {
+                Ok(share) => self.shares.lock().push(share),
+                Err(error) => self.fail(error),
+            }
+            clock.lap(Phase::State);
         }
         if self.timed {
             let mut phases = self.phases.lock();
@@ -472,32 +520,33 @@ fn execute_parallel_inner<S: Storage>(
         block,
         hook: compliance.map(|c| &*c.hook),
         base: Base { storage, changes: &pre },
-        mv: MvMemory::new(block.spec, n),
+        mv: MvMemory::new(block.spec, block.env.beneficiary, n),
         scheduler: Scheduler::new(n),
         records: (0..n).map(|_| Mutex::new(TxRecord::default())).collect(),
         committed: Mutex::new(Committed {
             next: 0,
             ledger: Ledger::new(compliance.map(|c| c.mode).unwrap_or_default()),
-            changes: pre.clone(),
             transactions: Vec::with_capacity(n),
             gas_used: 0,
+            touched: Vec::new(),
+            created: Vec::new(),
         }),
-        committed_upto: AtomicUsize::new(0),
+        committed_upto: CachePadded::new(AtomicUsize::new(0)),
         previous_of_sender: previous_of_sender(block),
         new_code: DashMap::default(),
         fatal: Mutex::new(None),
-        executions: AtomicU64::new(0),
-        validation_aborts: AtomicU64::new(0),
-        dependency_waits: AtomicU64::new(0),
+        stats: Mutex::new(ExecutionStats::default()),
         timed,
         phases: Mutex::new(Vec::new()),
+        workers: match &workers {
+            Workers::Spawn(threads) => threads.get().min(n.max(1)),
+            Workers::Pool(pool) => 1 + pool.current_num_threads().min(n.saturating_sub(1)),
+        },
+        workers_started: AtomicUsize::new(0),
+        shares: Mutex::new(Vec::new()),
         #[cfg(feature = "perturb")]
         perturb_seed,
-        #[cfg(feature = "perturb")]
-        workers_started: AtomicUsize::new(0),
     };
-    // Every transaction that pays a fee writes the beneficiary's credit: one allocation.
-    shared.mv.reserve(Location::Credit(block.env.beneficiary), n);
     let setup = started.elapsed();
     {
         let _span = debug_span!("block_stm").entered();
@@ -519,12 +568,8 @@ fn execute_parallel_inner<S: Storage>(
     if let Some(error) = shared.fatal.lock().take() {
         return Err(error);
     }
-    let stats = ExecutionStats {
-        executions: shared.executions.load(Ordering::Relaxed),
-        re_executions: shared.executions.load(Ordering::Relaxed).saturating_sub(n as u64),
-        validation_aborts: shared.validation_aborts.load(Ordering::Relaxed),
-        dependency_waits: shared.dependency_waits.load(Ordering::Relaxed),
-    };
+    let mut stats = *shared.stats.lock();
+    stats.re_executions = stats.executions.saturating_sub(n as u64);
 
     // Every transaction's last incarnation is executed and validated: commit the ones the
     // workers did not.
@@ -535,10 +580,22 @@ fn execute_parallel_inner<S: Storage>(
         return Err(error);
     }
     let workers = std::mem::take(&mut *shared.phases.lock());
-    let Committed { next, ledger, changes, transactions, gas_used } = shared.committed.into_inner();
+    let Shared { base, committed, shares, workers: started, .. } = shared;
+    let Committed { next, ledger, transactions, gas_used, touched, created } =
+        committed.into_inner();
     if next != n {
         return Err(ExecutionError::Panic(format!("transaction {next} did not become final")));
     }
+    let shares = shares.into_inner();
+    if shares.len() != started {
+        return Err(ExecutionError::Panic(format!(
+            "{} of {started} workers built their share of the state changes",
+            shares.len()
+        )));
+    }
+    let merging = std::time::Instant::now();
+    let changes = final_state::merge(&base, shares, &touched, created)?;
+    let merge = merging.elapsed();
 
     let mut evm = block_evm(storage, block, changes);
     post_block_calls(&mut evm, block)?;
@@ -546,6 +603,7 @@ fn execute_parallel_inner<S: Storage>(
     drop(evm);
     post_block_balances(&mut state, storage, block)?;
     let output = BlockOutput { transactions, excluded: ledger.into_excluded(), state, gas_used };
-    let phases = timed.then(|| PhaseTimes { setup, workers, finish: finishing.elapsed() });
+    let finish = finishing.elapsed().saturating_sub(merge);
+    let phases = timed.then_some(PhaseTimes { setup, workers, merge, finish });
     Ok((output, stats, phases))
 }

@@ -12,9 +12,16 @@
 //!   hold entries for it (stale entries of earlier incarnations are removed).
 //! - Balance increases that did not depend on the account's previous balance (the
 //!   beneficiary's fee, the value paid to the recipient of a plain transfer) are kept apart,
-//!   at `Credit` locations. Credits commute with each other, so many transactions can pay one
-//!   account without depending on each other. A full read of the account folds the credits
-//!   between the last full write (at its `Basic` location) and the reader onto that write.
+//!   as credits. Credits commute with each other, so many transactions can pay one account
+//!   without depending on each other. A full read of the account folds the credits between
+//!   the last full write (at its `Basic` location) and the reader onto that write.
+//!
+//! Layout: one entry per account holds its full writes, credits and wipes together (a read
+//! of an account needs the first two, and the block's state changes are built per account
+//! at the end: [`super::final_state`]); storage slots have a map of their own. The
+//! beneficiary's fees, which nearly every transaction pays, are not a shared entry list
+//! that every transaction appends to under one lock: each transaction has its own
+//! cache-line-sized slot, folded only when a transaction reads the beneficiary in full.
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,10 +29,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use alloy_primitives::map::DefaultHashBuilder;
 use alloy_primitives::{Address, U256};
 use dashmap::DashMap;
+use parking_lot::Mutex;
 use revm::primitives::hardfork::SpecId;
 use smallvec::SmallVec;
 
-use super::TxIdx;
+use super::{CacheLine, TxIdx};
 use crate::state_changes::Credited;
 use crate::storage::AccountBasic;
 
@@ -55,11 +63,12 @@ pub(crate) enum Value {
     Wipe,
 }
 
+/// One transaction's entry at a location.
 #[derive(Clone, Copy, Debug)]
-struct Entry {
+struct Entry<T> {
     incarnation: u32,
     /// `None`: an estimate.
-    value: Option<Value>,
+    value: Option<T>,
 }
 
 /// Where a read's value came from, recorded in the read set for validation.
@@ -92,23 +101,126 @@ pub(crate) enum Read {
 
 /// The entries of one location, sorted by transaction index. Most locations are written by
 /// one transaction, so one entry is kept inline.
-type Entries = SmallVec<[(TxIdx, Entry); 1]>;
+struct Versions<T>(SmallVec<[(TxIdx, Entry<T>); 1]>);
 
-/// The position of the first entry of `entries` at or above `tx`.
-#[inline]
-fn position(entries: &Entries, tx: TxIdx) -> usize {
-    entries.partition_point(|(idx, _)| *idx < tx)
+impl<T> Default for Versions<T> {
+    fn default() -> Self {
+        Self(SmallVec::new())
+    }
 }
+
+impl<T: Copy> Versions<T> {
+    /// The position of the first entry at or above `tx`.
+    #[inline]
+    fn position(&self, tx: TxIdx) -> usize {
+        self.0.partition_point(|(idx, _)| *idx < tx)
+    }
+
+    fn write(&mut self, tx: TxIdx, incarnation: u32, value: T) {
+        let entry = Entry { incarnation, value: Some(value) };
+        // Transactions mostly finish in order: appending needs no search.
+        if self.0.last().is_none_or(|(idx, _)| *idx < tx) {
+            self.0.push((tx, entry));
+            return;
+        }
+        let at = self.position(tx);
+        match self.0.get_mut(at) {
+            Some((idx, existing)) if *idx == tx => *existing = entry,
+            _ => self.0.insert(at, (tx, entry)),
+        }
+    }
+
+    fn remove(&mut self, tx: TxIdx) {
+        let at = self.position(tx);
+        if self.0.get(at).is_some_and(|(idx, _)| *idx == tx) {
+            self.0.remove(at);
+        }
+    }
+
+    fn mark_estimate(&mut self, tx: TxIdx) {
+        let at = self.position(tx);
+        if let Some((idx, entry)) = self.0.get_mut(at) {
+            if *idx == tx {
+                entry.value = None;
+            }
+        }
+    }
+
+    /// The last entry below `tx`, as a read.
+    #[inline]
+    fn read(&self, tx: TxIdx, wrap: impl FnOnce(T) -> Value) -> Read {
+        match self.0[..self.position(tx)].last() {
+            None => Read::PreState,
+            Some(&(idx, Entry { value: None, .. })) => Read::Blocked(idx),
+            Some(&(idx, Entry { value: Some(value), incarnation })) => {
+                Read::Value(wrap(value), idx, incarnation)
+            }
+        }
+    }
+
+    /// The entries from `from` up to (not including) `to`.
+    fn between(&self, from: TxIdx, to: TxIdx) -> &[(TxIdx, Entry<T>)] {
+        &self.0[self.position(from)..self.position(to)]
+    }
+
+    /// Every entry's value in block order; `Err` names a transaction with an estimate.
+    fn values(&self) -> impl Iterator<Item = Result<(TxIdx, T), TxIdx>> + '_ {
+        self.0.iter().map(|&(idx, entry)| entry.value.map(|v| (idx, v)).ok_or(idx))
+    }
+}
+
+/// Everything written to one account but its storage slots.
+#[derive(Default)]
+struct AccountEntries {
+    /// Full writes: the account, or `None` if it does not exist.
+    basic: Versions<Option<AccountBasic>>,
+    /// Balance credits.
+    credits: Versions<U256>,
+    /// Storage wipes.
+    wipes: Versions<()>,
+}
+
+/// One write of an account, as [`super::final_state`] replays them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AccountWrite {
+    /// Its storage was wiped.
+    Wipe,
+    /// A full write: the account, or `None` if it no longer exists.
+    Set(Option<AccountBasic>),
+    /// A balance credit.
+    Credit(U256),
+}
+
+impl AccountWrite {
+    /// The order of one transaction's writes of an account: a wipe before the full write
+    /// (a creation or destruction). A transaction never both writes an account fully and
+    /// credits it.
+    fn rank(&self) -> u8 {
+        match self {
+            Self::Wipe => 0,
+            Self::Set(_) => 1,
+            Self::Credit(_) => 2,
+        }
+    }
+}
+
+/// A transaction's fee to the beneficiary: `None` if it has none (not executed, or it read
+/// the beneficiary in full and paid it in its full write).
+type FeeSlot = CacheLine<Mutex<Option<Entry<U256>>>>;
 
 /// The multi-version store.
 ///
 /// Most reads are of locations no transaction of the block writes (contract code accounts,
 /// untouched slots). A filter with one bit per hash bucket, set before a location's first
-/// entry is inserted and never cleared, answers those without touching the map: a shard's
+/// entry is inserted and never cleared, answers those without touching the maps: a shard's
 /// read lock is an atomic write to a cache line both cores share, which costs more than the
 /// read itself when every transaction reads the same few contracts.
 pub(crate) struct MvMemory {
-    data: DashMap<Location, Entries, DefaultHashBuilder>,
+    accounts: DashMap<Address, AccountEntries, DefaultHashBuilder>,
+    storage: DashMap<(Address, U256), Versions<U256>, DefaultHashBuilder>,
+    /// The block's beneficiary and each transaction's fee to it.
+    beneficiary: Address,
+    fees: Box<[FeeSlot]>,
     /// Bit `h(location) mod bits` is set once any entry for the location may exist.
     written: Box<[AtomicU64]>,
     /// `bits - 1` (bits is a power of two).
@@ -118,19 +230,19 @@ pub(crate) struct MvMemory {
 }
 
 impl MvMemory {
-    /// A store for a block of `transactions` transactions (sizes the filter).
-    pub(crate) fn new(spec: SpecId, transactions: usize) -> Self {
+    /// A store for a block of `transactions` transactions whose fees go to `beneficiary`.
+    pub(crate) fn new(spec: SpecId, beneficiary: Address, transactions: usize) -> Self {
         // About 64 bits per transaction: a block's transactions write a few locations each,
         // so the filter stays sparse.
         let bits = (transactions.saturating_mul(64)).next_power_of_two().clamp(1 << 12, 1 << 26);
+        // Sized for what most transactions write (an account or two, a slot or two), the
+        // maps rarely grow (growing rehashes a shard under its lock while the other workers
+        // wait).
         Self {
-            // Most transactions write two or three locations: sized for that, the map rarely
-            // grows (growing rehashes a shard under its lock while the other workers wait).
-            data: DashMap::with_capacity_and_hasher_and_shard_amount(
-                transactions.saturating_mul(2),
-                DefaultHashBuilder::default(),
-                128,
-            ),
+            accounts: sized_map(transactions.saturating_mul(2)),
+            storage: sized_map(transactions),
+            beneficiary,
+            fees: (0..transactions).map(|_| FeeSlot::default()).collect(),
             written: (0..bits / 64).map(|_| AtomicU64::new(0)).collect(),
             mask: bits as u64 - 1,
             hasher: DefaultHashBuilder::default(),
@@ -154,52 +266,71 @@ impl MvMemory {
         word.load(Ordering::Acquire) & bit != 0
     }
 
-    /// Reserves room for `entries` entries at `location` (one allocation instead of many, for
-    /// a location every transaction writes, such as the beneficiary's fee credit).
-    pub(crate) fn reserve(&self, location: Location, entries: usize) {
-        self.data.entry(location).or_default().reserve_exact(entries);
+    /// Whether `location` holds the beneficiary's fees.
+    #[inline]
+    fn is_fee(&self, location: &Location) -> bool {
+        *location == Location::Credit(self.beneficiary)
     }
 
     /// Records `value` as transaction `tx`'s write to `location`.
     pub(crate) fn write(&self, location: Location, tx: TxIdx, incarnation: u32, value: Value) {
-        let entry = Entry { incarnation, value: Some(value) };
         let (word, bit) = self.filter_bit(&location);
         if word.load(Ordering::Relaxed) & bit == 0 {
             word.fetch_or(bit, Ordering::Release);
         }
-        let mut entries = self.data.entry(location).or_default();
-        // Transactions mostly finish in order: appending needs no search.
-        if entries.last().is_none_or(|(idx, _)| *idx < tx) {
-            entries.push((tx, entry));
-            return;
+        match (location, value) {
+            (Location::Storage(address, slot), Value::Storage(value)) => {
+                self.storage.entry((address, slot)).or_default().write(tx, incarnation, value)
+            }
+            (Location::Credit(_), Value::Credit(amount)) if self.is_fee(&location) => {
+                *self.fees[tx].lock() = Some(Entry { incarnation, value: Some(amount) });
+            }
+            (Location::Credit(address), Value::Credit(amount)) => {
+                self.accounts.entry(address).or_default().credits.write(tx, incarnation, amount)
+            }
+            (Location::Basic(address), Value::Basic(account)) => {
+                self.accounts.entry(address).or_default().basic.write(tx, incarnation, account)
+            }
+            (Location::Wipe(address), Value::Wipe) => {
+                self.accounts.entry(address).or_default().wipes.write(tx, incarnation, ())
+            }
+            (location, value) => unreachable!("{value:?} written to {location:?}"),
         }
-        let at = position(&entries, tx);
-        match entries.get_mut(at) {
-            Some((idx, existing)) if *idx == tx => *existing = entry,
-            _ => entries.insert(at, (tx, entry)),
+    }
+
+    /// Applies `f` to the entries of `location` of transaction `tx`, if the location has
+    /// any.
+    fn with_entries(&self, location: &Location, tx: TxIdx, f: impl Fn(&mut dyn EntryOps)) {
+        match *location {
+            Location::Storage(address, slot) => {
+                if let Some(mut versions) = self.storage.get_mut(&(address, slot)) {
+                    f(&mut *versions);
+                }
+            }
+            Location::Credit(_) if self.is_fee(location) => {
+                let mut slot = self.fees[tx].lock();
+                f(&mut FeeOps(&mut slot));
+            }
+            Location::Basic(address) | Location::Credit(address) | Location::Wipe(address) => {
+                if let Some(mut entries) = self.accounts.get_mut(&address) {
+                    match location {
+                        Location::Basic(_) => f(&mut entries.basic),
+                        Location::Credit(_) => f(&mut entries.credits),
+                        _ => f(&mut entries.wipes),
+                    }
+                }
+            }
         }
     }
 
     /// Removes transaction `tx`'s entry at `location`.
     pub(crate) fn remove(&self, location: &Location, tx: TxIdx) {
-        if let Some(mut entries) = self.data.get_mut(location) {
-            let at = position(&entries, tx);
-            if entries.get(at).is_some_and(|(idx, _)| *idx == tx) {
-                entries.remove(at);
-            }
-        }
+        self.with_entries(location, tx, |entries| entries.remove(tx));
     }
 
     /// Turns transaction `tx`'s entry at `location` into an estimate.
     pub(crate) fn mark_estimate(&self, location: &Location, tx: TxIdx) {
-        if let Some(mut entries) = self.data.get_mut(location) {
-            let at = position(&entries, tx);
-            if let Some((idx, entry)) = entries.get_mut(at) {
-                if *idx == tx {
-                    entry.value = None;
-                }
-            }
-        }
+        self.with_entries(location, tx, |entries| entries.mark_estimate(tx));
     }
 
     /// The value of `location` as transaction `tx` must see it.
@@ -207,14 +338,30 @@ impl MvMemory {
         if !self.may_have_entries(location) {
             return Read::PreState;
         }
-        let Some(entries) = self.data.get(location) else {
-            return Read::PreState;
-        };
-        match entries[..position(&entries, tx)].last() {
-            None => Read::PreState,
-            Some(&(idx, Entry { value: None, .. })) => Read::Blocked(idx),
-            Some(&(idx, Entry { value: Some(value), incarnation })) => {
-                Read::Value(value, idx, incarnation)
+        match *location {
+            Location::Storage(address, slot) => match self.storage.get(&(address, slot)) {
+                Some(versions) => versions.read(tx, Value::Storage),
+                None => Read::PreState,
+            },
+            Location::Credit(_) if self.is_fee(location) => {
+                let last = (0..tx).rev().find_map(|idx| Some((idx, (*self.fees[idx].lock())?)));
+                match last {
+                    None => Read::PreState,
+                    Some((idx, Entry { value: None, .. })) => Read::Blocked(idx),
+                    Some((idx, Entry { value: Some(v), incarnation })) => {
+                        Read::Value(Value::Credit(v), idx, incarnation)
+                    }
+                }
+            }
+            Location::Basic(address) | Location::Credit(address) | Location::Wipe(address) => {
+                let Some(entries) = self.accounts.get(&address) else {
+                    return Read::PreState;
+                };
+                match location {
+                    Location::Basic(_) => entries.basic.read(tx, Value::Basic),
+                    Location::Credit(_) => entries.credits.read(tx, Value::Credit),
+                    _ => entries.wipes.read(tx, |()| Value::Wipe),
+                }
             }
         }
     }
@@ -227,24 +374,31 @@ impl MvMemory {
         after: Option<TxIdx>,
         tx: TxIdx,
     ) -> Result<Vec<U256>, TxIdx> {
-        let location = Location::Credit(address);
-        if !self.may_have_entries(&location) {
-            return Ok(Vec::new());
-        }
-        let Some(entries) = self.data.get(&location) else {
-            return Ok(Vec::new());
-        };
         let from = after.map_or(0, |a| a + 1);
         if from >= tx {
             return Ok(Vec::new());
         }
-        entries[position(&entries, from)..position(&entries, tx)]
-            .iter()
-            .map(|&(idx, entry)| match entry.value {
-                Some(Value::Credit(amount)) => Ok(amount),
-                _ => Err(idx),
-            })
-            .collect()
+        let location = Location::Credit(address);
+        let mut credits = Vec::new();
+        if self.may_have_entries(&location) {
+            if let Some(entries) = self.accounts.get(&address) {
+                for &(idx, entry) in entries.credits.between(from, tx) {
+                    credits.push((idx, entry.value.ok_or(idx)?));
+                }
+            }
+            if self.is_fee(&location) {
+                let regular = credits.len();
+                for (idx, slot) in self.fees[from..tx].iter().enumerate() {
+                    if let Some(entry) = *slot.lock() {
+                        credits.push((from + idx, entry.value.ok_or(from + idx)?));
+                    }
+                }
+                if regular > 0 {
+                    credits.sort_by_key(|(idx, _)| *idx);
+                }
+            }
+        }
+        Ok(credits.into_iter().map(|(_, amount)| amount).collect())
     }
 
     /// Applies `credits` in order onto `base`.
@@ -257,6 +411,131 @@ impl MvMemory {
             Credited::of(account, *amount, self.spec).account(account)
         })
     }
+
+    /// The worker of `workers` that builds `address`'s final state ([`super::final_state`]).
+    pub(crate) fn share_of(&self, address: &Address, workers: usize) -> usize {
+        (self.hasher.hash_one(address) % workers as u64) as usize
+    }
+
+    /// Once every transaction is final: calls `f` with each written account that `select`
+    /// takes and its writes in block order (see [`AccountWrite::rank`] within one
+    /// transaction). `estimate` makes the error for a transaction that left an estimate.
+    pub(crate) fn for_each_final_account<E>(
+        &self,
+        select: impl Fn(&Address) -> bool,
+        mut f: impl FnMut(Address, &AccountWrites) -> Result<(), E>,
+        estimate: impl Fn(TxIdx) -> E,
+    ) -> Result<(), E> {
+        let mut writes = AccountWrites::new();
+        let with_fees = select(&self.beneficiary);
+        let mut beneficiary_seen = false;
+        for item in self.accounts.iter() {
+            let (address, entries) = item.pair();
+            if !select(address) {
+                continue;
+            }
+            writes.clear();
+            for write in entries.wipes.values() {
+                writes.push(write.map(|(idx, ())| (idx, AccountWrite::Wipe)).map_err(&estimate)?);
+            }
+            for write in entries.basic.values() {
+                writes.push(write.map(|(idx, a)| (idx, AccountWrite::Set(a))).map_err(&estimate)?);
+            }
+            for write in entries.credits.values() {
+                let write = write.map(|(idx, a)| (idx, AccountWrite::Credit(a)));
+                writes.push(write.map_err(&estimate)?);
+            }
+            if *address == self.beneficiary {
+                beneficiary_seen = true;
+                self.final_fees(&mut writes).map_err(&estimate)?;
+            }
+            if writes.len() > 1 {
+                writes.sort_unstable_by_key(|(idx, write)| (*idx, write.rank()));
+            }
+            f(*address, &writes)?;
+        }
+        if with_fees && !beneficiary_seen {
+            writes.clear();
+            self.final_fees(&mut writes).map_err(&estimate)?;
+            if !writes.is_empty() {
+                f(self.beneficiary, &writes)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends the beneficiary's fees, in block order.
+    fn final_fees(&self, writes: &mut AccountWrites) -> Result<(), TxIdx> {
+        for (idx, slot) in self.fees.iter().enumerate() {
+            if let Some(entry) = *slot.lock() {
+                writes.push((idx, AccountWrite::Credit(entry.value.ok_or(idx)?)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Once every transaction is final: calls `f` with the last write of each written slot
+    /// whose account `select` takes: address, slot, transaction, value.
+    pub(crate) fn for_each_final_slot<E>(
+        &self,
+        select: impl Fn(&Address) -> bool,
+        mut f: impl FnMut(Address, U256, TxIdx, U256) -> Result<(), E>,
+        estimate: impl Fn(TxIdx) -> E,
+    ) -> Result<(), E> {
+        for item in self.storage.iter() {
+            let (&(address, slot), versions) = item.pair();
+            if !select(&address) {
+                continue;
+            }
+            let Some(&(idx, entry)) = versions.0.last() else { continue };
+            f(address, slot, idx, entry.value.ok_or_else(|| estimate(idx))?)?;
+        }
+        Ok(())
+    }
+}
+
+/// A map of the store, sharded for concurrent writers, with room for `capacity` entries.
+fn sized_map<K: Eq + std::hash::Hash, V>(capacity: usize) -> DashMap<K, V, DefaultHashBuilder> {
+    // Enough shards that two workers rarely want the same one; a small block does not pay
+    // for 128 of them.
+    let shards = (capacity / 4).next_power_of_two().clamp(4, 128);
+    DashMap::with_capacity_and_hasher_and_shard_amount(
+        capacity,
+        DefaultHashBuilder::default(),
+        shards,
+    )
+}
+
+/// One account's writes in block order.
+pub(crate) type AccountWrites = SmallVec<[(TxIdx, AccountWrite); 2]>;
+
+/// What [`MvMemory::remove`] and [`MvMemory::mark_estimate`] do to one location's entries.
+trait EntryOps {
+    fn remove(&mut self, tx: TxIdx);
+    fn mark_estimate(&mut self, tx: TxIdx);
+}
+
+impl<T: Copy> EntryOps for Versions<T> {
+    fn remove(&mut self, tx: TxIdx) {
+        Versions::remove(self, tx)
+    }
+    fn mark_estimate(&mut self, tx: TxIdx) {
+        Versions::mark_estimate(self, tx)
+    }
+}
+
+/// A fee slot, as the entries of its transaction.
+struct FeeOps<'a>(&'a mut Option<Entry<U256>>);
+
+impl EntryOps for FeeOps<'_> {
+    fn remove(&mut self, _: TxIdx) {
+        *self.0 = None;
+    }
+    fn mark_estimate(&mut self, _: TxIdx) {
+        if let Some(entry) = self.0 {
+            entry.value = None;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -265,14 +544,19 @@ mod tests {
     use alloy_primitives::address;
 
     const A: Address = address!("0x00000000000000000000000000000000000000aa");
+    const BENEFICIARY: Address = address!("0x00000000000000000000000000000000000000be");
 
     fn account(balance: u64) -> Option<AccountBasic> {
         Some(AccountBasic { balance: U256::from(balance), ..Default::default() })
     }
 
+    fn store() -> MvMemory {
+        MvMemory::new(SpecId::CANCUN, BENEFICIARY, 10)
+    }
+
     #[test]
     fn reads_see_the_highest_lower_write() {
-        let mv = MvMemory::new(SpecId::CANCUN, 10);
+        let mv = store();
         let loc = Location::Storage(A, U256::from(1));
         assert!(matches!(mv.read(&loc, 5), Read::PreState));
         mv.write(loc, 2, 0, Value::Storage(U256::from(20)));
@@ -291,16 +575,17 @@ mod tests {
         mv.write(loc, 3, 2, Value::Storage(U256::from(30)));
         assert!(matches!(mv.read(&loc, 5), Read::Value(_, 3, 2)));
         assert!(matches!(mv.read(&loc, 8), Read::Value(_, 7, 0)));
-        // A location reserved but never written reads the pre-state.
-        let reserved = Location::Credit(A);
-        mv.reserve(reserved, 100);
-        assert!(matches!(mv.read(&reserved, 50), Read::PreState));
-        assert_eq!(mv.credits(A, None, 50), Ok(Vec::new()));
+        // The account's locations are separate from its slots and from each other.
+        assert!(matches!(mv.read(&Location::Basic(A), 9), Read::PreState));
+        mv.write(Location::Wipe(A), 5, 0, Value::Wipe);
+        assert!(matches!(mv.read(&Location::Basic(A), 9), Read::PreState));
+        assert!(matches!(mv.read(&Location::Wipe(A), 9), Read::Value(Value::Wipe, 5, 0)));
+        assert_eq!(mv.credits(A, None, 9), Ok(Vec::new()));
     }
 
     #[test]
     fn credits_between_full_writes() {
-        let mv = MvMemory::new(SpecId::CANCUN, 10);
+        let mv = store();
         let credit_at = Location::Credit(A);
         mv.write(credit_at, 0, 0, Value::Credit(U256::from(1)));
         mv.write(Location::Basic(A), 1, 0, Value::Basic(account(100)));
@@ -313,5 +598,91 @@ mod tests {
         assert_eq!(mv.credits(A, Some(3), 4).unwrap(), Vec::<U256>::new());
         mv.mark_estimate(&credit_at, 2);
         assert_eq!(mv.credits(A, Some(1), 4), Err(2));
+    }
+
+    #[test]
+    fn fees_are_per_transaction_slots() {
+        let mv = store();
+        let fee = Location::Credit(BENEFICIARY);
+        assert_eq!(mv.credits(BENEFICIARY, None, 9), Ok(Vec::new()));
+        mv.write(fee, 1, 0, Value::Credit(U256::from(10)));
+        mv.write(fee, 3, 0, Value::Credit(U256::from(30)));
+        mv.write(fee, 6, 2, Value::Credit(U256::from(60)));
+        assert_eq!(mv.credits(BENEFICIARY, None, 6), Ok(vec![U256::from(10), U256::from(30)]));
+        assert_eq!(mv.credits(BENEFICIARY, Some(1), 9), Ok(vec![U256::from(30), U256::from(60)]));
+        assert!(matches!(mv.read(&fee, 9), Read::Value(Value::Credit(_), 6, 2)));
+        // A full write of the beneficiary ends the credits a reader folds.
+        mv.write(Location::Basic(BENEFICIARY), 4, 0, Value::Basic(account(1)));
+        assert!(matches!(mv.read(&Location::Basic(BENEFICIARY), 9), Read::Value(_, 4, 0)));
+        mv.mark_estimate(&fee, 3);
+        assert_eq!(mv.credits(BENEFICIARY, None, 9), Err(3));
+        assert_eq!(mv.credits(BENEFICIARY, Some(3), 9), Ok(vec![U256::from(60)]));
+        mv.remove(&fee, 3);
+        assert_eq!(mv.credits(BENEFICIARY, None, 9), Ok(vec![U256::from(10), U256::from(60)]));
+        // Other credits to the beneficiary (none come from the executor today) merge in order.
+        let mv = store();
+        mv.write(fee, 1, 0, Value::Credit(U256::from(10)));
+        mv.write(fee, 3, 0, Value::Credit(U256::from(30)));
+        mv.accounts.entry(BENEFICIARY).or_default().credits.write(2, 0, U256::from(20));
+        let all = mv.credits(BENEFICIARY, None, 9).unwrap();
+        assert_eq!(all, vec![U256::from(10), U256::from(20), U256::from(30)]);
+    }
+
+    #[test]
+    fn final_writes_in_block_order() {
+        let mv = store();
+        mv.write(Location::Credit(A), 4, 0, Value::Credit(U256::from(4)));
+        mv.write(Location::Basic(A), 2, 1, Value::Basic(account(2)));
+        mv.write(Location::Wipe(A), 2, 1, Value::Wipe);
+        mv.write(Location::Credit(BENEFICIARY), 0, 0, Value::Credit(U256::from(9)));
+        mv.write(Location::Storage(A, U256::from(1)), 1, 0, Value::Storage(U256::from(11)));
+        mv.write(Location::Storage(A, U256::from(1)), 3, 0, Value::Storage(U256::from(13)));
+        let all = |_: &Address| true;
+        let mut accounts = Vec::new();
+        mv.for_each_final_account(
+            all,
+            |address, writes| {
+                accounts.push((address, writes.to_vec()));
+                Ok::<_, TxIdx>(())
+            },
+            |tx| tx,
+        )
+        .unwrap();
+        accounts.sort_by_key(|(address, _)| *address);
+        assert_eq!(
+            accounts,
+            vec![
+                (
+                    A,
+                    vec![
+                        (2, AccountWrite::Wipe),
+                        (2, AccountWrite::Set(account(2))),
+                        (4, AccountWrite::Credit(U256::from(4)))
+                    ]
+                ),
+                (BENEFICIARY, vec![(0, AccountWrite::Credit(U256::from(9)))]),
+            ]
+        );
+        let mut slots = Vec::new();
+        mv.for_each_final_slot(
+            all,
+            |address, slot, tx, value| {
+                slots.push((address, slot, tx, value));
+                Ok::<_, TxIdx>(())
+            },
+            |tx| tx,
+        )
+        .unwrap();
+        assert_eq!(slots, vec![(A, U256::from(1), 3, U256::from(13))]);
+        // A selection takes only its accounts.
+        let none = |_: &Address| false;
+        mv.for_each_final_account(none, |_, _| Err(0), |tx| tx).unwrap();
+        mv.for_each_final_slot(none, |_, _, _, _| Err(0), |tx| tx).unwrap();
+
+        // An estimate left behind is reported, not folded.
+        let mv = store();
+        mv.write(Location::Credit(BENEFICIARY), 5, 0, Value::Credit(U256::from(9)));
+        mv.mark_estimate(&Location::Credit(BENEFICIARY), 5);
+        assert_eq!(mv.for_each_final_account(all, |_, _| Ok(()), |tx| tx), Err(5));
     }
 }

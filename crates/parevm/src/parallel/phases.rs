@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 /// [`Clock::lap_execution`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Phase {
+    State,
     Record,
     Validate,
     Commit,
@@ -38,6 +39,9 @@ pub struct WorkerPhases {
     pub schedule: Duration,
     /// Looking for work and finding none.
     pub idle: Duration,
+    /// After the scheduler is done: building this worker's share of the block's state
+    /// changes from the store's final entries.
+    pub state: Duration,
 }
 
 impl WorkerPhases {
@@ -50,6 +54,7 @@ impl WorkerPhases {
             + self.commit
             + self.schedule
             + self.idle
+            + self.state
     }
 
     fn slot(&mut self, phase: Phase) -> &mut Duration {
@@ -59,6 +64,7 @@ impl WorkerPhases {
             Phase::Commit => &mut self.commit,
             Phase::Schedule => &mut self.schedule,
             Phase::Idle => &mut self.idle,
+            Phase::State => &mut self.state,
         }
     }
 }
@@ -72,6 +78,7 @@ impl std::ops::AddAssign<&WorkerPhases> for WorkerPhases {
         self.commit += other.commit;
         self.schedule += other.schedule;
         self.idle += other.idle;
+        self.state += other.state;
     }
 }
 
@@ -82,8 +89,10 @@ pub struct PhaseTimes {
     pub setup: Duration,
     /// One entry per worker, the calling thread first.
     pub workers: Vec<WorkerPhases>,
-    /// After the workers stop: the commits they left, post-block system calls, rewards
-    /// and withdrawals.
+    /// After the workers stop: merging their shares of the block's state changes.
+    pub merge: Duration,
+    /// After that: the commits the workers left, post-block system calls, rewards and
+    /// withdrawals, freeing the store.
     pub finish: Duration,
 }
 

@@ -27,9 +27,10 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
+use crossbeam::utils::CachePadded;
 use parking_lot::Mutex;
 
-use super::TxIdx;
+use super::{CacheLine, TxIdx};
 
 /// A transaction incarnation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +80,13 @@ impl Word {
 /// One transaction's status word.
 struct TxStatus(AtomicU64);
 
+/// One transaction's scheduling state.
+struct TxSlot {
+    status: TxStatus,
+    /// Transactions waiting for this one to finish executing.
+    dependents: Mutex<Vec<TxIdx>>,
+}
+
 impl TxStatus {
     fn load(&self) -> Word {
         Word(self.0.load(Ordering::SeqCst))
@@ -94,29 +102,36 @@ impl TxStatus {
     }
 }
 
+/// The shared counters each sit on a cache line of their own: every task changes some of
+/// them, and a change should not evict the others from the other workers' caches.
 pub(crate) struct Scheduler {
     block_size: usize,
-    execution_idx: AtomicUsize,
-    validation_idx: AtomicUsize,
-    decrease_cnt: AtomicUsize,
-    num_active_tasks: AtomicUsize,
-    done_marker: AtomicBool,
-    dependencies: Vec<Mutex<Vec<TxIdx>>>,
-    status: Vec<TxStatus>,
+    execution_idx: CachePadded<AtomicUsize>,
+    validation_idx: CachePadded<AtomicUsize>,
+    decrease_cnt: CachePadded<AtomicUsize>,
+    num_active_tasks: CachePadded<AtomicUsize>,
+    done_marker: CachePadded<AtomicBool>,
+    /// Per transaction, on a cache line of its own: the workers run neighbouring
+    /// transactions at the same time.
+    txs: Vec<CacheLine<TxSlot>>,
 }
 
 impl Scheduler {
     pub(crate) fn new(block_size: usize) -> Self {
         Self {
             block_size,
-            execution_idx: AtomicUsize::new(0),
-            validation_idx: AtomicUsize::new(0),
-            decrease_cnt: AtomicUsize::new(0),
-            num_active_tasks: AtomicUsize::new(0),
-            done_marker: AtomicBool::new(block_size == 0),
-            dependencies: (0..block_size).map(|_| Mutex::new(Vec::new())).collect(),
-            status: (0..block_size)
-                .map(|_| TxStatus(AtomicU64::new(Word::new(0, Status::ReadyToExecute).0)))
+            execution_idx: CachePadded::new(AtomicUsize::new(0)),
+            validation_idx: CachePadded::new(AtomicUsize::new(0)),
+            decrease_cnt: CachePadded::new(AtomicUsize::new(0)),
+            num_active_tasks: CachePadded::new(AtomicUsize::new(0)),
+            done_marker: CachePadded::new(AtomicBool::new(block_size == 0)),
+            txs: (0..block_size)
+                .map(|_| {
+                    CacheLine(TxSlot {
+                        status: TxStatus(AtomicU64::new(Word::new(0, Status::ReadyToExecute).0)),
+                        dependents: Mutex::new(Vec::new()),
+                    })
+                })
                 .collect(),
         }
     }
@@ -154,11 +169,11 @@ impl Scheduler {
 
     fn try_incarnate(&self, tx: TxIdx) -> Option<Version> {
         if tx < self.block_size {
-            let word = self.status[tx].load();
+            let word = self.txs[tx].status.load();
             if word.status() == Status::ReadyToExecute {
                 let incarnation = word.incarnation();
                 let executing = Word::new(incarnation, Status::Executing);
-                if self.status[tx].transition(word, executing) {
+                if self.txs[tx].status.transition(word, executing) {
                     return Some(Version { tx, incarnation });
                 }
             }
@@ -205,13 +220,13 @@ impl Scheduler {
     pub(crate) fn add_dependency(&self, tx: TxIdx, blocking: TxIdx) -> bool {
         // `finish_execution` marks `blocking` executed before it takes its dependants under
         // this lock: either it is seen executed here, or it will resume `tx`.
-        let mut dependents = self.dependencies[blocking].lock();
-        if self.status[blocking].load().status() == Status::Executed {
+        let mut dependents = self.txs[blocking].dependents.lock();
+        if self.txs[blocking].status.load().status() == Status::Executed {
             return false;
         }
-        let word = self.status[tx].load();
+        let word = self.txs[tx].status.load();
         debug_assert_eq!(word.status(), Status::Executing);
-        self.status[tx].store(Word::new(word.incarnation(), Status::Aborting));
+        self.txs[tx].status.store(Word::new(word.incarnation(), Status::Aborting));
         dependents.push(tx);
         drop(dependents);
         self.num_active_tasks.fetch_sub(1, Ordering::SeqCst);
@@ -221,9 +236,9 @@ impl Scheduler {
     /// Makes an aborting transaction ready for its next incarnation (only the thread that
     /// aborted it calls this).
     fn set_ready_status(&self, tx: TxIdx) {
-        let word = self.status[tx].load();
+        let word = self.txs[tx].status.load();
         debug_assert_eq!(word.status(), Status::Aborting);
-        self.status[tx].store(Word::new(word.incarnation() + 1, Status::ReadyToExecute));
+        self.txs[tx].status.store(Word::new(word.incarnation() + 1, Status::ReadyToExecute));
     }
 
     /// Marks `version` executed; returns a validation task for it if that can be done now.
@@ -232,8 +247,8 @@ impl Scheduler {
         version: Version,
         wrote_new_location: bool,
     ) -> Option<Task> {
-        self.status[version.tx].store(Word::new(version.incarnation, Status::Executed));
-        let dependents = std::mem::take(&mut *self.dependencies[version.tx].lock());
+        self.txs[version.tx].status.store(Word::new(version.incarnation, Status::Executed));
+        let dependents = std::mem::take(&mut *self.txs[version.tx].dependents.lock());
         if let Some(&min) = dependents.iter().min() {
             for &dependent in &dependents {
                 self.set_ready_status(dependent);
@@ -253,19 +268,19 @@ impl Scheduler {
 
     /// Whether `version` is the executed, not aborted, incarnation of its transaction.
     pub(crate) fn is_executed(&self, version: Version) -> bool {
-        self.status[version.tx].load() == Word::new(version.incarnation, Status::Executed)
+        self.txs[version.tx].status.load() == Word::new(version.incarnation, Status::Executed)
     }
 
     /// The incarnation of `tx` if it has finished executing and is not being aborted.
     pub(crate) fn executed_incarnation(&self, tx: TxIdx) -> Option<Version> {
-        let word = self.status.get(tx)?.load();
+        let word = self.txs.get(tx)?.status.load();
         (word.status() == Status::Executed)
             .then_some(Version { tx, incarnation: word.incarnation() })
     }
 
     /// Claims the abort of `version` after a failed validation; only one thread succeeds.
     pub(crate) fn try_validation_abort(&self, version: Version) -> bool {
-        self.status[version.tx].transition(
+        self.txs[version.tx].status.transition(
             Word::new(version.incarnation, Status::Executed),
             Word::new(version.incarnation, Status::Aborting),
         )

@@ -16,7 +16,7 @@ use revm::handler::{
 };
 use revm::primitives::hardfork::SpecId;
 use revm::primitives::{StorageKey, StorageValue, KECCAK_EMPTY};
-use revm::state::{AccountInfo, EvmState};
+use revm::state::{Account, AccountInfo, EvmState};
 use revm::{Database, ExecuteEvm, MainBuilder};
 
 use super::mv_memory::{Location, MvMemory, Read, ReadOrigin, Value};
@@ -332,19 +332,16 @@ impl<'a, S: Storage> Handler for DeferredFeeHandler<'a, S> {
     }
 }
 
-/// What an incarnation produced for the block's output.
+/// What an incarnation produced for the block's output, besides its writes to the store
+/// (from which the block's state changes are built once every transaction is final).
 pub(crate) struct TxOutput {
     /// The transaction's result, or why it is invalid on the state it read or was rejected.
     pub(crate) result: Result<ExecutionResult<HaltReason>, TxFailure>,
-    /// revm's finalized state, without the accounts in `credits`.
-    pub(crate) state: EvmState,
-    /// Balance credits whose base was not read: the deferred fee to the beneficiary, and
-    /// the value a plain transfer paid its recipient. They are applied on commit to the
-    /// account as it is then.
-    pub(crate) credits: Vec<(Address, U256)>,
-    /// Contracts in `state` read without credits, with the balance the transaction added to
-    /// them: on commit their balance becomes the committed one plus that.
-    pub(crate) balance_deltas: Vec<(Address, U256)>,
+    /// Accounts the transaction touched without a full write of them: they appear in the
+    /// block's state changes (as in a sequential commit of revm's state) even if unchanged.
+    pub(crate) touched: Vec<Address>,
+    /// Code of the contracts the transaction created.
+    pub(crate) created: Vec<(B256, Bytecode)>,
 }
 
 /// What one incarnation produced.
@@ -514,33 +511,34 @@ impl<'a, S: Storage> Vm<'a, S> {
             }
         }
 
-        let mut credits = Vec::new();
         let mut writes = Vec::new();
+        let mut effects = Effects::default();
         if db.lazy_read {
             let recipient = lazy_recipient.expect("lazy reads only of the candidate");
             if result.is_err() || !is_plain_credit(&state, &db.basics, recipient) {
                 return Ok(Attempt::RecipientNotPlain);
             }
             // The transfer's outcome did not depend on the recipient's balance: the payment
-            // becomes a credit, applied on commit to the account as it is then.
+            // becomes a credit, applied to the account as it is when the block's state is
+            // built.
             let account = state.remove(&recipient).expect("checked by is_plain_credit");
             let before = db.basics[&recipient].map(|a| a.balance).unwrap_or_default();
-            credits.push((recipient, account.info.balance - before));
+            let paid = account.info.balance - before;
+            writes.push((Location::Credit(recipient), Value::Credit(paid)));
         }
         if result.is_ok() {
             if let Some(fee) = handler.deferred_fee.get() {
-                credits.push((self.beneficiary, fee));
+                writes.push((Location::Credit(self.beneficiary), Value::Credit(fee)));
             }
-            writes = write_set(&state, &db.basics, &balance_deltas, db.new_code);
-            writes.extend(
-                credits
-                    .iter()
-                    .chain(balance_deltas.iter().filter(|(_, delta)| !delta.is_zero()))
-                    .map(|(address, amount)| (Location::Credit(*address), Value::Credit(*amount))),
-            );
+            write_set(&state, &db.basics, &balance_deltas, db.new_code, &mut writes, &mut effects);
         }
+        // Hand revm's state map back to the journal: the next transaction reuses its
+        // allocation.
+        state.clear();
+        self.evm.ctx.journaled_state.inner.state = state;
+        let Effects { touched, created } = effects;
         Ok(Attempt::Done(Box::new(Incarnation {
-            output: TxOutput { result, state, credits, balance_deltas },
+            output: TxOutput { result, touched, created },
             reads,
             writes,
         })))
@@ -579,32 +577,39 @@ fn is_plain_credit(
         && after.balance >= before.balance
 }
 
-/// The locations an incarnation wrote, derived from revm's finalized state with the same
-/// rules [`StateChanges::commit_tx`] applies. An account is written only if it differs from
-/// what the incarnation read (revm touches accounts it does not change, for example the
-/// target of every call), so that unchanged accounts do not create conflicts.
+/// What an incarnation did besides its writes, for the block's state changes.
+#[derive(Default)]
+struct Effects {
+    touched: Vec<Address>,
+    created: Vec<(B256, Bytecode)>,
+}
+
+/// Appends the locations an incarnation wrote to `writes`, derived from revm's finalized
+/// state with the same rules [`StateChanges::commit_tx`] applies. An account is written only
+/// if it differs from what the incarnation read (revm touches accounts it does not change,
+/// for example the target of every call), so that unchanged accounts do not create
+/// conflicts; those are listed in `effects.touched` instead.
 fn write_set(
     state: &EvmState,
     read: &AddressMap<Option<AccountBasic>>,
     balance_deltas: &[(Address, U256)],
     new_code: &DashMap<B256, Bytecode, alloy_primitives::map::DefaultHashBuilder>,
-) -> Vec<(Location, Value)> {
-    let mut writes = Vec::new();
+    writes: &mut Vec<(Location, Value)>,
+    effects: &mut Effects,
+) {
     for (address, account) in state {
         if !account.is_touched() {
             continue;
         }
-        if balance_deltas.iter().any(|(a, _)| a == address) {
-            // Read without credits: only its storage is written here; its balance change
-            // is a credit.
-            for (slot, value) in &account.storage {
-                if value.is_changed() {
-                    writes.push((
-                        Location::Storage(*address, *slot),
-                        Value::Storage(value.present_value),
-                    ));
-                }
+        if let Some((_, delta)) = balance_deltas.iter().find(|(a, _)| a == address) {
+            // Read without credits: its balance change is a credit, and only its storage
+            // is written here.
+            if delta.is_zero() {
+                effects.touched.push(*address);
+            } else {
+                writes.push((Location::Credit(*address), Value::Credit(*delta)));
             }
+            push_storage(address, account, writes);
             continue;
         }
         let wiped = account.is_selfdestructed() || account.is_created() || account.is_empty();
@@ -619,22 +624,30 @@ fn write_set(
         }
         if wiped || read.get(address) != Some(&value) {
             writes.push((Location::Basic(*address), Value::Basic(value)));
+        } else {
+            effects.touched.push(*address);
         }
         if account.is_created() && account.info.code_hash != KECCAK_EMPTY {
             if let Some(code) = &account.info.code {
                 new_code.entry(account.info.code_hash).or_insert_with(|| code.clone());
-            }
-        }
-        if value.is_some() {
-            for (slot, value) in &account.storage {
-                if value.is_changed() {
-                    writes.push((
-                        Location::Storage(*address, *slot),
-                        Value::Storage(value.present_value),
-                    ));
+                if value.is_some() {
+                    // As in a sequential commit: a contract destroyed by the transaction
+                    // that created it leaves no code.
+                    effects.created.push((account.info.code_hash, code.clone()));
                 }
             }
         }
+        if value.is_some() {
+            push_storage(address, account, writes);
+        }
     }
-    writes
+}
+
+/// Appends the storage slots `account` changed.
+fn push_storage(address: &Address, account: &Account, writes: &mut Vec<(Location, Value)>) {
+    for (slot, value) in &account.storage {
+        if value.is_changed() {
+            writes.push((Location::Storage(*address, *slot), Value::Storage(value.present_value)));
+        }
+    }
 }
