@@ -49,6 +49,7 @@ pub(crate) fn build_share<S: Storage>(
 ) -> Result<Share, ExecutionError> {
     let mine = |address: &Address| mv.share_of(address, shares) == share;
     let mut changes = Share::default();
+    changes.reserve(mv.written_accounts() / shares + 16);
     // Accounts whose storage a transaction cleared, with the last one that did (rare).
     let mut cleared = AddressMap::<TxIdx>::default();
     mv.for_each_final_account(
@@ -128,14 +129,21 @@ pub(crate) fn merge<S: Storage>(
     touched: &[Address],
     created: Vec<(B256, Bytecode)>,
 ) -> Result<StateChanges, ExecutionError> {
-    let mut changes = base.changes.clone();
-    let mut accounts = std::mem::take(&mut changes.accounts);
-    let written: usize = shares.iter().map(|share| share.len()).sum();
-    accounts.reserve(written + touched.len());
+    // The largest share's map becomes the block's (no entry is moved twice); a share holds
+    // the pre-block change of each account it has, so pre-block changes go in only where no
+    // share has the account.
+    let mut shares = shares;
+    let largest = (0..shares.len()).max_by_key(|&i| shares[i].len());
+    let mut accounts = largest.map(|i| shares.swap_remove(i)).unwrap_or_default();
+    let others: usize = shares.iter().map(|share| share.len()).sum();
+    accounts.reserve(others + base.changes.accounts.len() + touched.len());
     for share in shares {
         accounts.extend(share);
     }
-    changes.accounts = accounts;
+    for (address, change) in &base.changes.accounts {
+        accounts.entry(*address).or_insert_with(|| change.clone());
+    }
+    let mut changes = StateChanges { accounts, contracts: base.changes.contracts.clone() };
     for address in touched {
         listed_change(&mut changes.accounts, base, *address)?;
     }

@@ -161,13 +161,10 @@ impl<S: Storage> Shared<'_, S> {
     }
 
     /// Stores an incarnation's writes and read set; returns whether it wrote a location the
-    /// previous incarnation did not. An incarnation that started with every lower
-    /// transaction committed (`final_on_start`) read only final values: its read set is
-    /// dropped, so that validating it is free.
-    fn record(&self, version: Version, mut incarnation: Incarnation, final_on_start: bool) -> bool {
-        if final_on_start {
-            incarnation.reads.clear();
-        }
+    /// previous incarnation did not. (An incarnation that started with every lower
+    /// transaction committed read only final values and kept no read set: validating it is
+    /// free.)
+    fn record(&self, version: Version, incarnation: Incarnation) -> bool {
         let locations: Vec<Location> = incarnation.writes.iter().map(|(l, _)| *l).collect();
         for (location, value) in incarnation.writes {
             self.mv.write(location, version.tx, version.incarnation, value);
@@ -194,6 +191,12 @@ impl<S: Storage> Shared<'_, S> {
                 self.mv.read(location, tx),
                 Read::Value(_, idx, inc) if idx == *i && inc == *n
             ),
+            ReadOrigin::PreStateBasic => self.no_full_write(location, tx),
+            ReadOrigin::PreStateAccount => {
+                self.no_full_write(location, tx)
+                    && matches!(location, Location::Basic(address)
+                        if self.mv.credits(*address, None, tx).is_ok_and(|c| c.is_empty()))
+            }
             ReadOrigin::Account(seen) => {
                 self.resolved(location, tx, resolve_account).is_some_and(|a| a == *seen)
             }
@@ -204,6 +207,12 @@ impl<S: Storage> Shared<'_, S> {
                 .resolved(location, tx, resolve_full_write)
                 .is_some_and(|a| a.is_some_and(|a| a.code_hash == *hash && a.nonce == *nonce)),
         })
+    }
+
+    /// Whether no transaction below `tx` wrote account `location` fully (so a read of it
+    /// still gets the pre-state, which cannot change).
+    fn no_full_write(&self, location: &Location, tx: TxIdx) -> bool {
+        matches!(self.mv.read(location, tx), Read::PreState)
     }
 
     /// The account a read of `location` by `tx` resolves to with `resolve`, or `None` if
@@ -241,11 +250,11 @@ impl<S: Storage> Shared<'_, S> {
             // so is what it reads, and it cannot be invalidated.
             let final_on_start = self.committed_upto.load(Ordering::Acquire) == version.tx;
             clock.lap(Phase::Schedule);
-            let executed = vm.execute(version.tx);
+            let executed = vm.execute(version.tx, final_on_start);
             clock.lap_execution(vm.take_read_time());
             match executed {
                 Ok(incarnation) => {
-                    let wrote_new = self.record(version, incarnation, final_on_start);
+                    let wrote_new = self.record(version, incarnation);
                     clock.lap(Phase::Record);
                     let next = self.scheduler.finish_execution(version, wrote_new);
                     clock.lap(Phase::Schedule);

@@ -86,6 +86,13 @@ pub(crate) enum ReadOrigin {
     /// A contract read without credits whose balance was not observed: its code hash and
     /// nonce; validated by comparing them with its last full write.
     Lazy(alloy_primitives::B256, u64),
+    /// A `CodeHash` or `Lazy` read that found no full write below the reader: the
+    /// pre-state's account, which cannot change; validated by finding none still (no
+    /// storage read).
+    PreStateBasic,
+    /// An `Account` read that found neither a full write nor a credit below the reader;
+    /// validated by finding neither still.
+    PreStateAccount,
 }
 
 /// The outcome of a read.
@@ -410,6 +417,11 @@ impl MvMemory {
         credits.iter().fold(base, |account, amount| {
             Credited::of(account, *amount, self.spec).account(account)
         })
+    }
+
+    /// How many accounts have entries (an upper bound while transactions still write).
+    pub(crate) fn written_accounts(&self) -> usize {
+        self.accounts.len() + 1
     }
 
     /// The worker of `workers` that builds `address`'s final state ([`super::final_state`]).

@@ -63,6 +63,9 @@ pub(crate) struct VmDb<'a, S> {
     tx: TxIdx,
     /// The read set of the current incarnation.
     reads: Vec<(Location, ReadOrigin)>,
+    /// Whether the incarnation keeps a read set: one that starts with every lower
+    /// transaction committed reads only final values and is never validated.
+    keep_reads: bool,
     /// Accounts as this incarnation read them, to write only what it changed.
     basics: AddressMap<Option<AccountBasic>>,
     /// For each account whose storage was read: the transaction that last wiped it.
@@ -107,6 +110,14 @@ impl<'a, S: Storage> GatedDb<'a> for VmDb<'a, S> {
 }
 
 impl<S> VmDb<'_, S> {
+    /// Adds a read to the read set, if this incarnation keeps one.
+    #[inline]
+    fn note_read(&mut self, location: Location, origin: ReadOrigin) {
+        if self.keep_reads {
+            self.reads.push((location, origin));
+        }
+    }
+
     /// Notes that the transaction observed `address`'s balance.
     pub(crate) fn observe(&mut self, address: Address) {
         self.observed.insert(address);
@@ -136,13 +147,25 @@ pub(crate) fn resolve_account<S: Storage>(
     address: Address,
     tx: TxIdx,
 ) -> Result<Option<AccountBasic>, VmError> {
+    Ok(account_with_origin(mv, base, address, tx)?.0)
+}
+
+/// [`resolve_account`], and whether the account is the pre-state's (no full write and no
+/// credit below `tx`).
+fn account_with_origin<S: Storage>(
+    mv: &MvMemory,
+    base: &Base<'_, S>,
+    address: Address,
+    tx: TxIdx,
+) -> Result<(Option<AccountBasic>, bool), VmError> {
     let write = last_full_write(mv, address, tx)?;
     let credits = mv.credits(address, write.map(|(_, idx)| idx), tx).map_err(VmError::Blocked)?;
+    let from_base = write.is_none() && credits.is_empty();
     let account = match write {
         Some((account, _)) => account,
         None => base.basic(address)?,
     };
-    Ok(mv.fold(account, &credits))
+    Ok((mv.fold(account, &credits), from_base))
 }
 
 /// The last full write of `address` below `tx` (or the pre-state), ignoring credits: right
@@ -153,9 +176,19 @@ pub(crate) fn resolve_full_write<S: Storage>(
     address: Address,
     tx: TxIdx,
 ) -> Result<Option<AccountBasic>, VmError> {
+    Ok(full_write_with_origin(mv, base, address, tx)?.0)
+}
+
+/// [`resolve_full_write`], and whether it is the pre-state's (no full write below `tx`).
+fn full_write_with_origin<S: Storage>(
+    mv: &MvMemory,
+    base: &Base<'_, S>,
+    address: Address,
+    tx: TxIdx,
+) -> Result<(Option<AccountBasic>, bool), VmError> {
     match last_full_write(mv, address, tx)? {
-        Some((account, _)) => Ok(account),
-        None => Ok(base.basic(address)?),
+        Some((account, _)) => Ok((account, false)),
+        None => Ok((base.basic(address)?, true)),
     }
 }
 
@@ -170,7 +203,7 @@ impl<'a, S: Storage> VmDb<'a, S> {
             Read::Value(_, idx, inc) => (Some(idx), ReadOrigin::Version(idx, inc)),
             Read::Blocked(idx) => return Err(VmError::Blocked(idx)),
         };
-        self.reads.push((location, origin));
+        self.note_read(location, origin);
         self.wipes.insert(address, wiped);
         Ok(wiped)
     }
@@ -215,10 +248,15 @@ impl<S: Storage> VmDb<'_, S> {
         if self.lazy_recipient == Some(address) {
             // A plain transfer's recipient: if it has no code, only that matters, and the
             // credits other transactions paid it need not be folded.
-            let value = resolve_full_write(self.mv, self.base, address, self.tx)?;
+            let (value, from_base) = full_write_with_origin(self.mv, self.base, address, self.tx)?;
             if value.is_none_or(|a| a.code_hash == KECCAK_EMPTY) {
                 self.lazy_read = true;
-                self.reads.push((location, ReadOrigin::CodeHash(KECCAK_EMPTY)));
+                let origin = if from_base {
+                    ReadOrigin::PreStateBasic
+                } else {
+                    ReadOrigin::CodeHash(KECCAK_EMPTY)
+                };
+                self.note_read(location, origin);
                 self.basics.insert(address, value);
                 return Ok(value.map(account_info));
             }
@@ -230,16 +268,23 @@ impl<S: Storage> VmDb<'_, S> {
             // A contract: most transactions that touch it never look at its balance, which
             // the credits of other transactions (ETH sent to it) change. Read it without
             // them; `Vm::execute_with` checks afterwards that the balance was not observed.
-            let view = resolve_full_write(self.mv, self.base, address, self.tx)?;
+            let (view, from_base) = full_write_with_origin(self.mv, self.base, address, self.tx)?;
             if let Some(account) = view.filter(|a| a.code_hash != KECCAK_EMPTY) {
                 self.lazy_accounts.insert(address, account);
-                self.reads.push((location, ReadOrigin::Lazy(account.code_hash, account.nonce)));
+                let origin = if from_base {
+                    ReadOrigin::PreStateBasic
+                } else {
+                    ReadOrigin::Lazy(account.code_hash, account.nonce)
+                };
+                self.note_read(location, origin);
                 self.basics.insert(address, view);
                 return Ok(Some(account_info(account)));
             }
         }
-        let value = resolve_account(self.mv, self.base, address, self.tx)?;
-        self.reads.push((location, ReadOrigin::Account(value)));
+        let (value, from_base) = account_with_origin(self.mv, self.base, address, self.tx)?;
+        let origin =
+            if from_base { ReadOrigin::PreStateAccount } else { ReadOrigin::Account(value) };
+        self.note_read(location, origin);
         self.basics.insert(address, value);
         Ok(value.map(account_info))
     }
@@ -276,7 +321,7 @@ impl<S: Storage> VmDb<'_, S> {
             Read::Value(..) => unreachable!("Storage locations hold Storage values"),
             Read::Blocked(idx) => return Err(VmError::Blocked(idx)),
         };
-        self.reads.push((location, origin));
+        self.note_read(location, origin);
         Ok(value)
     }
 }
@@ -385,6 +430,7 @@ impl<'a, S: Storage> Vm<'a, S> {
             new_code,
             tx: 0,
             reads: Vec::new(),
+            keep_reads: true,
             basics: AddressMap::default(),
             wipes: AddressMap::default(),
             caller: Address::ZERO,
@@ -409,8 +455,14 @@ impl<'a, S: Storage> Vm<'a, S> {
         self.evm.ctx.journaled_state.database.stopwatch.take()
     }
 
-    /// Executes transaction `tx` on the current contents of the multi-version store.
-    pub(crate) fn execute(&mut self, tx: TxIdx) -> Result<Incarnation, ExecuteError> {
+    /// Executes transaction `tx` on the current contents of the multi-version store, with a
+    /// read set unless it reads only final values (`final_on_start`).
+    pub(crate) fn execute(
+        &mut self,
+        tx: TxIdx,
+        final_on_start: bool,
+    ) -> Result<Incarnation, ExecuteError> {
+        self.evm.ctx.journaled_state.database.keep_reads = !final_on_start;
         let env = &self.txs[tx];
         let mut lazy_recipient = env
             .kind
@@ -439,7 +491,9 @@ impl<'a, S: Storage> Vm<'a, S> {
             let db = &mut self.evm.ctx.journaled_state.database;
             db.tx = tx;
             db.caller = self.txs[tx].caller;
-            db.reads = Vec::with_capacity(db.reads.capacity());
+            // The read set moved out with the previous incarnation: a new one, sized for a
+            // typical transaction's reads.
+            db.reads = if db.keep_reads { Vec::with_capacity(16) } else { Vec::new() };
             db.basics.clear();
             db.wipes.clear();
             db.lazy_recipient = lazy_recipient;
