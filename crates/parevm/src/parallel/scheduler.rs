@@ -241,7 +241,11 @@ impl Scheduler {
         self.txs[tx].status.store(Word::new(word.incarnation() + 1, Status::ReadyToExecute));
     }
 
-    /// Marks `version` executed; returns a validation task for it if that can be done now.
+    /// Marks `version` executed and resumes the transactions waiting for it. Returns a
+    /// validation task for it if that can be done now, or else the execution of the lowest
+    /// resumed transaction: this worker has just written what that one waits for (in a chain
+    /// of one sender's transactions, the chain stays on one core instead of moving between
+    /// the workers at every link).
     pub(crate) fn finish_execution(
         &self,
         version: Version,
@@ -249,7 +253,8 @@ impl Scheduler {
     ) -> Option<Task> {
         self.txs[version.tx].status.store(Word::new(version.incarnation, Status::Executed));
         let dependents = std::mem::take(&mut *self.txs[version.tx].dependents.lock());
-        if let Some(&min) = dependents.iter().min() {
+        let resumed = dependents.iter().min().copied();
+        if let Some(min) = resumed {
             for &dependent in &dependents {
                 self.set_ready_status(dependent);
             }
@@ -261,6 +266,11 @@ impl Scheduler {
             } else {
                 return Some(Task::Validate(version));
             }
+        }
+        if let Some(min) = resumed {
+            // The active task passes to the resumed execution (or ends if another worker
+            // took it first through `execution_idx`).
+            return self.try_incarnate(min).map(Task::Execute);
         }
         self.num_active_tasks.fetch_sub(1, Ordering::SeqCst);
         None
