@@ -8,7 +8,7 @@ use revm::Database;
 
 use crate::compliance::gate::{Gate, GatedDb};
 use crate::compliance::{ReadError, ReadErrorKind};
-use crate::state_changes::StateChanges;
+use crate::state_changes::{read_basic, StateChanges};
 use crate::storage::{AccountBasic, Storage};
 use crate::{Location, StorageError};
 
@@ -51,21 +51,6 @@ pub(crate) fn account_info(basic: AccountBasic) -> AccountInfo {
         code_hash: basic.code_hash,
         code,
         ..Default::default()
-    }
-}
-
-/// Reads an account from `changes`, falling back to `storage`.
-#[inline]
-pub(crate) fn read_basic<S: Storage>(
-    storage: &S,
-    changes: &StateChanges,
-    address: Address,
-) -> Result<Option<AccountBasic>, StorageError> {
-    match changes.account(&address) {
-        Some(info) => Ok(info),
-        None => {
-            storage.basic(&address).map_err(|e| StorageError::new(Location::Account(address), e))
-        }
     }
 }
 

@@ -13,7 +13,7 @@ use revm::primitives::KECCAK_EMPTY;
 use revm::state::EvmState;
 
 use crate::storage::{AccountBasic, Storage};
-use crate::StorageError;
+use crate::{Location, StorageError};
 
 /// How one account differs from the pre-state at the end of the block.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -108,7 +108,7 @@ impl StateChanges {
         if amount.is_zero() {
             return Ok(());
         }
-        let current = crate::block_db::read_basic(storage, self, address)?;
+        let current = read_basic(storage, self, address)?;
         self.credit(address, current, amount, spec);
         Ok(())
     }
@@ -150,6 +150,21 @@ impl StateChanges {
     /// Code deployed in this block with hash `hash`, if any.
     pub fn code(&self, hash: &B256) -> Option<&Bytecode> {
         self.contracts.get(hash)
+    }
+}
+
+/// Reads an account from `changes`, falling back to `storage`.
+#[inline]
+pub(crate) fn read_basic<S: Storage>(
+    storage: &S,
+    changes: &StateChanges,
+    address: Address,
+) -> Result<Option<AccountBasic>, StorageError> {
+    match changes.account(&address) {
+        Some(info) => Ok(info),
+        None => {
+            storage.basic(&address).map_err(|e| StorageError::new(Location::Account(address), e))
+        }
     }
 }
 

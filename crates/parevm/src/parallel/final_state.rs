@@ -30,7 +30,7 @@ use revm::bytecode::Bytecode;
 use revm::primitives::hardfork::SpecId;
 
 use super::mv_memory::{AccountWrite, MvMemory};
-use super::vm::Base;
+use super::read_set::Base;
 use super::TxIdx;
 use crate::state_changes::{AccountChange, Credited};
 use crate::{ExecutionError, StateChanges, Storage};

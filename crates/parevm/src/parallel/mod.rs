@@ -12,6 +12,7 @@ mod mv_memory;
 mod observe;
 mod perturb;
 pub(crate) mod phases;
+mod read_set;
 mod scheduler;
 mod vm;
 
@@ -25,22 +26,18 @@ use crossbeam::utils::CachePadded;
 use dashmap::DashMap;
 use parking_lot::Mutex;
 use revm::bytecode::Bytecode;
-use revm::primitives::KECCAK_EMPTY;
 use tracing::debug_span;
 
-use self::mv_memory::{Location, MvMemory, Read, ReadOrigin};
+use self::mv_memory::{Location, MvMemory};
 use self::phases::{Clock, Phase, PhaseTimes, WorkerPhases};
+use self::read_set::{Base, ReadOrigin};
 use self::scheduler::{Scheduler, Task, Version};
-use self::vm::{
-    resolve_account, resolve_full_write, Base, ExecuteError, Incarnation, TxOutput, Vm, VmError,
-};
+use self::vm::{ExecuteError, Incarnation, TxOutput, Vm};
 use crate::compliance::Ledger;
 use crate::output::{BlockOutput, ExecutionStats, TxOutcome};
 use crate::sequential::check_gas_available;
 use crate::system::{block_evm, post_block_balances, post_block_calls, pre_block};
-use crate::{
-    AccountBasic, BlockInput, Compliance, ComplianceHook, ExecutionError, StateChanges, Storage,
-};
+use crate::{BlockInput, Compliance, ComplianceHook, ExecutionError, StateChanges, Storage};
 
 /// Index of a transaction in the block.
 pub(crate) type TxIdx = usize;
@@ -150,10 +147,6 @@ struct Shared<'a, S> {
     perturb_seed: u64,
 }
 
-/// Resolves an account read of `location` by `tx` with `resolve`.
-type Resolver<S> =
-    fn(&MvMemory, &Base<'_, S>, Address, TxIdx) -> Result<Option<AccountBasic>, VmError>;
-
 impl<S: Storage> Shared<'_, S> {
     fn fail(&self, error: ExecutionError) {
         self.fatal.lock().get_or_insert(error);
@@ -185,49 +178,7 @@ impl<S: Storage> Shared<'_, S> {
     /// for executed transactions, whose record holds their read set.
     fn validate(&self, tx: TxIdx) -> bool {
         let record = self.records[tx].lock();
-        record.reads.iter().all(|(location, origin)| match origin {
-            ReadOrigin::PreState => matches!(self.mv.read(location, tx), Read::PreState),
-            ReadOrigin::Version(i, n) => matches!(
-                self.mv.read(location, tx),
-                Read::Value(_, idx, inc) if idx == *i && inc == *n
-            ),
-            ReadOrigin::PreStateBasic => self.no_full_write(location, tx),
-            ReadOrigin::PreStateAccount => {
-                self.no_full_write(location, tx)
-                    && matches!(location, Location::Basic(address)
-                        if self.mv.credits(*address, None, tx).is_ok_and(|c| c.is_empty()))
-            }
-            ReadOrigin::Account(seen) => {
-                self.resolved(location, tx, resolve_account).is_some_and(|a| a == *seen)
-            }
-            ReadOrigin::CodeHash(hash) => self
-                .resolved(location, tx, resolve_full_write)
-                .is_some_and(|a| a.map_or(KECCAK_EMPTY, |a| a.code_hash) == *hash),
-            ReadOrigin::Lazy(hash, nonce) => self
-                .resolved(location, tx, resolve_full_write)
-                .is_some_and(|a| a.is_some_and(|a| a.code_hash == *hash && a.nonce == *nonce)),
-        })
-    }
-
-    /// Whether no transaction below `tx` wrote account `location` fully (so a read of it
-    /// still gets the pre-state, which cannot change).
-    fn no_full_write(&self, location: &Location, tx: TxIdx) -> bool {
-        matches!(self.mv.read(location, tx), Read::PreState)
-    }
-
-    /// The account a read of `location` by `tx` resolves to with `resolve`, or `None` if
-    /// it cannot be resolved now (an estimate, or a storage error that re-execution will
-    /// report).
-    fn resolved(
-        &self,
-        location: &Location,
-        tx: TxIdx,
-        resolve: Resolver<S>,
-    ) -> Option<Option<AccountBasic>> {
-        let Location::Basic(address) = location else {
-            return None;
-        };
-        resolve(&self.mv, &self.base, *address, tx).ok()
+        read_set::still_valid(&record.reads, &self.mv, &self.base, tx)
     }
 
     fn try_execute(

@@ -71,30 +71,6 @@ struct Entry<T> {
     value: Option<T>,
 }
 
-/// Where a read's value came from, recorded in the read set for validation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ReadOrigin {
-    /// No transaction below the reader wrote the location: the pre-state.
-    PreState,
-    /// The write of this transaction's incarnation.
-    Version(TxIdx, u32),
-    /// An account: its last full write with later credits folded on; validated by value.
-    Account(Option<AccountBasic>),
-    /// Only the account's code hash mattered (the recipient of a plain transfer); validated
-    /// by comparing it.
-    CodeHash(alloy_primitives::B256),
-    /// A contract read without credits whose balance was not observed: its code hash and
-    /// nonce; validated by comparing them with its last full write.
-    Lazy(alloy_primitives::B256, u64),
-    /// A `CodeHash` or `Lazy` read that found no full write below the reader: the
-    /// pre-state's account, which cannot change; validated by finding none still (no
-    /// storage read).
-    PreStateBasic,
-    /// An `Account` read that found neither a full write nor a credit below the reader;
-    /// validated by finding neither still.
-    PreStateAccount,
-}
-
 /// The outcome of a read.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Read {

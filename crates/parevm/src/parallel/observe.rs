@@ -15,43 +15,47 @@ use revm::interpreter::instructions::{contract, host};
 use revm::interpreter::interpreter::EthInterpreter;
 use revm::interpreter::interpreter_types::InputsTr;
 use revm::interpreter::{Instruction, InstructionContext, InstructionExecResult};
+use revm::Database;
 
-use super::vm::VmDb;
-use crate::compliance::gate;
-use crate::Storage;
+use crate::compliance::gate::{self, GatedDb, TxContext};
 
-/// The context workers run revm with.
-pub(crate) type WorkerContext<'a, S> = gate::TxContext<VmDb<'a, S>>;
+/// A database that notes which accounts' balances the transaction observed.
+pub(crate) trait ObservesBalances {
+    /// Notes that the transaction observed `address`'s balance.
+    fn observe(&mut self, address: Address);
+}
 
-type Ctx<'c, 'a, S> = InstructionContext<'c, WorkerContext<'a, S>, EthInterpreter>;
+type Ctx<'c, DB> = InstructionContext<'c, TxContext<DB>, EthInterpreter>;
 
-fn observe<S: Storage>(ctx: &mut Ctx<'_, '_, S>, address: Address) {
+fn observe<DB: Database + ObservesBalances>(ctx: &mut Ctx<'_, DB>, address: Address) {
     ctx.host.journaled_state.database.observe(address);
 }
 
-fn current<S: Storage>(ctx: &Ctx<'_, '_, S>) -> Address {
+fn current<DB: Database>(ctx: &Ctx<'_, DB>) -> Address {
     ctx.interpreter.input.target_address()
 }
 
 /// Whether stack item `n` (from the top) is a non-zero value.
-fn nonzero<S: Storage>(ctx: &Ctx<'_, '_, S>, n: usize) -> bool {
+fn nonzero<DB: Database>(ctx: &Ctx<'_, DB>, n: usize) -> bool {
     ctx.interpreter.stack.peek(n).is_ok_and(|v| v != U256::ZERO)
 }
 
-fn balance<S: Storage>(mut ctx: Ctx<'_, '_, S>) -> InstructionExecResult {
+fn balance<'h, DB: GatedDb<'h> + ObservesBalances>(mut ctx: Ctx<'_, DB>) -> InstructionExecResult {
     if let Ok(word) = ctx.interpreter.stack.peek(0) {
         observe(&mut ctx, Address::from_word(B256::from(word)));
     }
     host::balance(ctx)
 }
 
-fn selfbalance<S: Storage>(mut ctx: Ctx<'_, '_, S>) -> InstructionExecResult {
+fn selfbalance<'h, DB: GatedDb<'h> + ObservesBalances>(
+    mut ctx: Ctx<'_, DB>,
+) -> InstructionExecResult {
     let address = current(&ctx);
     observe(&mut ctx, address);
     host::selfbalance(ctx)
 }
 
-fn call<S: Storage>(mut ctx: Ctx<'_, '_, S>) -> InstructionExecResult {
+fn call<'h, DB: GatedDb<'h> + ObservesBalances>(mut ctx: Ctx<'_, DB>) -> InstructionExecResult {
     gate::check_call(&mut ctx)?;
     // CALL: gas, address, value, ...
     if nonzero(&ctx, 2) {
@@ -61,7 +65,7 @@ fn call<S: Storage>(mut ctx: Ctx<'_, '_, S>) -> InstructionExecResult {
     contract::call::<{ opcode::CALL }, _, _>(ctx)
 }
 
-fn callcode<S: Storage>(mut ctx: Ctx<'_, '_, S>) -> InstructionExecResult {
+fn callcode<'h, DB: GatedDb<'h> + ObservesBalances>(mut ctx: Ctx<'_, DB>) -> InstructionExecResult {
     gate::check_call(&mut ctx)?;
     if nonzero(&ctx, 2) {
         let address = current(&ctx);
@@ -70,7 +74,7 @@ fn callcode<S: Storage>(mut ctx: Ctx<'_, '_, S>) -> InstructionExecResult {
     contract::call::<{ opcode::CALLCODE }, _, _>(ctx)
 }
 
-fn create<S: Storage>(mut ctx: Ctx<'_, '_, S>) -> InstructionExecResult {
+fn create<'h, DB: GatedDb<'h> + ObservesBalances>(mut ctx: Ctx<'_, DB>) -> InstructionExecResult {
     // CREATE: value, offset, size
     if nonzero(&ctx, 0) {
         let address = current(&ctx);
@@ -79,7 +83,7 @@ fn create<S: Storage>(mut ctx: Ctx<'_, '_, S>) -> InstructionExecResult {
     contract::create::<false, _, _>(ctx)
 }
 
-fn create2<S: Storage>(mut ctx: Ctx<'_, '_, S>) -> InstructionExecResult {
+fn create2<'h, DB: GatedDb<'h> + ObservesBalances>(mut ctx: Ctx<'_, DB>) -> InstructionExecResult {
     if nonzero(&ctx, 0) {
         let address = current(&ctx);
         observe(&mut ctx, address);
@@ -87,7 +91,9 @@ fn create2<S: Storage>(mut ctx: Ctx<'_, '_, S>) -> InstructionExecResult {
     contract::create::<true, _, _>(ctx)
 }
 
-fn selfdestruct<S: Storage>(mut ctx: Ctx<'_, '_, S>) -> InstructionExecResult {
+fn selfdestruct<'h, DB: GatedDb<'h> + ObservesBalances>(
+    mut ctx: Ctx<'_, DB>,
+) -> InstructionExecResult {
     let address = current(&ctx);
     observe(&mut ctx, address);
     host::selfdestruct(ctx)
@@ -95,17 +101,17 @@ fn selfdestruct<S: Storage>(mut ctx: Ctx<'_, '_, S>) -> InstructionExecResult {
 
 /// Replaces the balance-observing instructions of `instructions` with the hooks, keeping
 /// their gas costs.
-pub(crate) fn install<S: Storage>(
-    instructions: &mut EthInstructions<EthInterpreter, WorkerContext<'_, S>>,
+pub(crate) fn install<'h, DB: GatedDb<'h> + ObservesBalances>(
+    instructions: &mut EthInstructions<EthInterpreter, TxContext<DB>>,
 ) {
-    let hooks: [(u8, Instruction<EthInterpreter, WorkerContext<'_, S>>); 7] = [
-        (opcode::BALANCE, Instruction::new(balance::<S>)),
-        (opcode::SELFBALANCE, Instruction::new(selfbalance::<S>)),
-        (opcode::CALL, Instruction::new(call::<S>)),
-        (opcode::CALLCODE, Instruction::new(callcode::<S>)),
-        (opcode::CREATE, Instruction::new(create::<S>)),
-        (opcode::CREATE2, Instruction::new(create2::<S>)),
-        (opcode::SELFDESTRUCT, Instruction::new(selfdestruct::<S>)),
+    let hooks: [(u8, Instruction<EthInterpreter, TxContext<DB>>); 7] = [
+        (opcode::BALANCE, Instruction::new(balance::<DB>)),
+        (opcode::SELFBALANCE, Instruction::new(selfbalance::<DB>)),
+        (opcode::CALL, Instruction::new(call::<DB>)),
+        (opcode::CALLCODE, Instruction::new(callcode::<DB>)),
+        (opcode::CREATE, Instruction::new(create::<DB>)),
+        (opcode::CREATE2, Instruction::new(create2::<DB>)),
+        (opcode::SELFDESTRUCT, Instruction::new(selfdestruct::<DB>)),
     ];
     for (op, hook) in hooks {
         let gas = instructions.gas_table()[op as usize];

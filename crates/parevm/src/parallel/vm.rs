@@ -10,7 +10,6 @@ use revm::bytecode::Bytecode;
 use revm::context::result::{EVMError, ExecutionResult, HaltReason, InvalidTransaction};
 use revm::context::{ContextSetters, TxEnv};
 use revm::context_interface::{Block, Cfg, Transaction};
-use revm::database_interface::DBErrorMarker;
 use revm::handler::{
     post_execution, EvmTr, FrameResult, FrameTr, Handler, MainnetEvm, MainnetHandler,
 };
@@ -19,41 +18,18 @@ use revm::primitives::{StorageKey, StorageValue, KECCAK_EMPTY};
 use revm::state::{Account, AccountInfo, EvmState};
 use revm::{Database, ExecuteEvm, MainBuilder};
 
-use super::mv_memory::{Location, MvMemory, Read, ReadOrigin, Value};
-use super::observe::{self, WorkerContext};
+use super::mv_memory::{Location, MvMemory, Read, Value};
+use super::observe::{self, ObservesBalances};
 use super::phases::Stopwatch;
+use super::read_set::{
+    account_with_origin, full_write_with_origin, resolve_account, Base, ReadOrigin, VmError,
+};
 use super::TxIdx;
-use crate::block_db::{account_info, read_basic, read_block_hash, read_code, read_storage};
+use crate::block_db::{account_info, read_block_hash, read_code, read_storage};
 use crate::compliance::gate::{self, Gate, GatedDb};
 use crate::compliance::{ComplianceHook, ReadError, ReadErrorKind, TxFailure};
 use crate::storage::AccountBasic;
-use crate::{BlockInput, StateChanges, Storage, StorageError};
-
-/// What the pre-state of the parallel phase is: the embedder's storage with the block's
-/// pre-transaction system calls applied.
-pub(crate) struct Base<'a, S> {
-    pub(crate) storage: &'a S,
-    pub(crate) changes: &'a StateChanges,
-}
-
-impl<S: Storage> Base<'_, S> {
-    pub(crate) fn basic(&self, address: Address) -> Result<Option<AccountBasic>, StorageError> {
-        read_basic(self.storage, self.changes, address)
-    }
-}
-
-/// Why an incarnation's read could not complete.
-#[derive(Clone, Debug, thiserror::Error)]
-pub(crate) enum VmError {
-    /// It met an estimate of this transaction: wait for it.
-    #[error("blocked by transaction {0}")]
-    Blocked(TxIdx),
-    /// The storage backend failed.
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-}
-
-impl DBErrorMarker for VmError {}
+use crate::{BlockInput, Storage};
 
 /// The database of one incarnation.
 pub(crate) struct VmDb<'a, S> {
@@ -109,6 +85,12 @@ impl<'a, S: Storage> GatedDb<'a> for VmDb<'a, S> {
     }
 }
 
+impl<S> ObservesBalances for VmDb<'_, S> {
+    fn observe(&mut self, address: Address) {
+        self.observed.insert(address);
+    }
+}
+
 impl<S> VmDb<'_, S> {
     /// Adds a read to the read set, if this incarnation keeps one.
     #[inline]
@@ -116,79 +98,6 @@ impl<S> VmDb<'_, S> {
         if self.keep_reads {
             self.reads.push((location, origin));
         }
-    }
-
-    /// Notes that the transaction observed `address`'s balance.
-    pub(crate) fn observe(&mut self, address: Address) {
-        self.observed.insert(address);
-    }
-}
-
-/// The last full write of `address` below `tx` and the transaction that made it, or `None`
-/// if no transaction below `tx` wrote the account fully.
-fn last_full_write(
-    mv: &MvMemory,
-    address: Address,
-    tx: TxIdx,
-) -> Result<Option<(Option<AccountBasic>, TxIdx)>, VmError> {
-    match mv.read(&Location::Basic(address), tx) {
-        Read::PreState => Ok(None),
-        Read::Value(Value::Basic(account), idx, _) => Ok(Some((account, idx))),
-        Read::Value(..) => unreachable!("Basic locations hold Basic values"),
-        Read::Blocked(idx) => Err(VmError::Blocked(idx)),
-    }
-}
-
-/// The account at `address` as transaction `tx` sees it: the last full write below `tx` (or
-/// the pre-state) with the credits after it folded on.
-pub(crate) fn resolve_account<S: Storage>(
-    mv: &MvMemory,
-    base: &Base<'_, S>,
-    address: Address,
-    tx: TxIdx,
-) -> Result<Option<AccountBasic>, VmError> {
-    Ok(account_with_origin(mv, base, address, tx)?.0)
-}
-
-/// [`resolve_account`], and whether the account is the pre-state's (no full write and no
-/// credit below `tx`).
-fn account_with_origin<S: Storage>(
-    mv: &MvMemory,
-    base: &Base<'_, S>,
-    address: Address,
-    tx: TxIdx,
-) -> Result<(Option<AccountBasic>, bool), VmError> {
-    let write = last_full_write(mv, address, tx)?;
-    let credits = mv.credits(address, write.map(|(_, idx)| idx), tx).map_err(VmError::Blocked)?;
-    let from_base = write.is_none() && credits.is_empty();
-    let account = match write {
-        Some((account, _)) => account,
-        None => base.basic(address)?,
-    };
-    Ok((mv.fold(account, &credits), from_base))
-}
-
-/// The last full write of `address` below `tx` (or the pre-state), ignoring credits: right
-/// for everything but the balance.
-pub(crate) fn resolve_full_write<S: Storage>(
-    mv: &MvMemory,
-    base: &Base<'_, S>,
-    address: Address,
-    tx: TxIdx,
-) -> Result<Option<AccountBasic>, VmError> {
-    Ok(full_write_with_origin(mv, base, address, tx)?.0)
-}
-
-/// [`resolve_full_write`], and whether it is the pre-state's (no full write below `tx`).
-fn full_write_with_origin<S: Storage>(
-    mv: &MvMemory,
-    base: &Base<'_, S>,
-    address: Address,
-    tx: TxIdx,
-) -> Result<(Option<AccountBasic>, bool), VmError> {
-    match last_full_write(mv, address, tx)? {
-        Some((account, _)) => Ok((account, false)),
-        None => Ok((base.basic(address)?, true)),
     }
 }
 
@@ -325,6 +234,9 @@ impl<S: Storage> VmDb<'_, S> {
         Ok(value)
     }
 }
+
+/// The context workers run revm with.
+type WorkerContext<'a, S> = gate::TxContext<VmDb<'a, S>>;
 
 type WorkerEvm<'a, S> = MainnetEvm<WorkerContext<'a, S>>;
 
