@@ -1,9 +1,7 @@
 //! A synthetic block of thousands of swaps on gated pools, with credential issuances and
-//! revocations interleaved, gives the sequential outcome at 1, 2, 4 and 8 threads, 20 times,
-//! and in `auto` mode after its sequential probe.
+//! revocations interleaved, gives the sequential outcome at 1, 2, 4 and 8 threads, 20 times.
 
 use std::num::NonZeroUsize;
-use std::time::Duration;
 
 use parevm::{execute_block, execute_sequential_with, Config, ExecutionMode};
 use parevm_fixtures::workload::{generate, Workload, WorkloadKind};
@@ -37,22 +35,6 @@ fn gated_block_is_deterministic_across_thread_counts() {
             if let Some(difference) = reference.first_difference(&parallel.output) {
                 panic!("round {round}, {threads} threads: {difference}");
             }
-        }
-    }
-    // `auto` told that every transaction is worth Block-STM: it times the first ones
-    // sequentially, then hands the block (state, exclusions, nonce cascades) to Block-STM.
-    for threads in [2, 4] {
-        let config = Config {
-            threads: NonZeroUsize::new(threads).unwrap(),
-            mode: ExecutionMode::Auto,
-            compliance: Some(compliance.clone()),
-            auto_min_tx_time: Duration::ZERO,
-            ..Config::default()
-        };
-        let auto = execute_block(&generated.storage, &generated.block, &config).unwrap();
-        assert!(auto.parallel, "the gated block's shape favours Block-STM");
-        if let Some(difference) = reference.first_difference(&auto.output) {
-            panic!("auto, {threads} threads: {difference}");
         }
     }
 }

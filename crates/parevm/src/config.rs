@@ -1,12 +1,11 @@
 //! The one entry point for embedders: [`execute_block`] with a [`Config`].
 
 use std::num::NonZeroUsize;
-use std::time::{Duration, Instant};
 
 use crate::output::{BlockOutput, ExecutionStats};
 use crate::parallel::phases::PhaseTimes;
 use crate::parallel::{execute_parallel_with, Workers};
-use crate::sequential::{execute_sequential_with, SequentialRun};
+use crate::sequential::execute_sequential_with;
 use crate::{BlockInput, Compliance, ExecutionError, Storage};
 
 /// Which executor runs a block.
@@ -35,11 +34,6 @@ pub struct Config {
     /// Time the parallel executor's phases per worker ([`BlockExecution::phases`]). Off by
     /// default: timing costs two clock reads per phase and per state read.
     pub phase_timers: bool,
-    /// [`ExecutionMode::Auto`] times the first transactions of a block whose shape favours
-    /// Block-STM ([`auto_probe_len`]), executing them sequentially; if the median took less
-    /// than this, the rest of the block runs sequentially too. Default
-    /// [`AUTO_MIN_TX_TIME`].
-    pub auto_min_tx_time: Duration,
 }
 
 impl Default for Config {
@@ -50,7 +44,6 @@ impl Default for Config {
             mode: ExecutionMode::Auto,
             compliance: None,
             phase_timers: false,
-            auto_min_tx_time: AUTO_MIN_TX_TIME,
         }
     }
 }
@@ -84,19 +77,6 @@ pub const AUTO_MIN_TXS_PER_THREAD: usize = 4;
 /// transactions are plain transfers (no input): each is so cheap that the bookkeeping of
 /// parallel execution outweighs it.
 pub const AUTO_MAX_PLAIN_TRANSFER_SHARE: f64 = 0.7;
-
-/// [`ExecutionMode::Auto`] runs Block-STM only on blocks whose first transactions take at
-/// least this long each (the median), executed sequentially. Block-STM's bookkeeping costs about 2 µs of
-/// wall time per transaction on two threads, so it pays off from about 6 µs of sequential
-/// work per transaction (measured on independent blocks of transfers, token transfers and
-/// swaps: `docs/performance.md`).
-pub const AUTO_MIN_TX_TIME: Duration = Duration::from_micros(6);
-
-/// How many of a block's `transactions` [`ExecutionMode::Auto`] times before choosing: a
-/// sixteenth, at least two per thread and at most 64, and at most half the block.
-pub fn auto_probe_len(transactions: usize, threads: usize) -> usize {
-    (transactions / 16).clamp(2 * threads, 64).min(transactions / 2)
-}
 
 /// What [`ExecutionMode::Auto`] looks at, computed in one pass over the transactions.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -154,10 +134,7 @@ fn enough_work(transactions: usize, total_gas_limit: u64, threads: usize) -> boo
 }
 
 impl Config {
-    /// Whether this configuration may run `block` with Block-STM: always in
-    /// [`ExecutionMode::Parallel`]; in [`ExecutionMode::Auto`] if the block's shape favours
-    /// it, and then only if its first transactions take long enough
-    /// ([`Config::auto_min_tx_time`]).
+    /// Whether this configuration runs `block` in parallel.
     pub fn runs_parallel(&self, block: &BlockInput) -> bool {
         match self.mode {
             ExecutionMode::Sequential => false,
@@ -228,60 +205,36 @@ impl Executor {
         storage: &S,
         block: &BlockInput,
     ) -> Result<BlockExecution, ExecutionError> {
-        let compliance = self.config.compliance.as_ref();
-        let parallel = |prefix| {
+        if self.config.runs_parallel(block) {
             let workers = match &self.pool {
                 Some(pool) => Workers::Pool(pool),
                 None => Workers::Spawn(self.config.threads),
             };
+            let compliance = self.config.compliance.as_ref();
             let timed = self.config.phase_timers;
             let (output, stats, phases) =
-                execute_parallel_with(storage, block, workers, compliance, timed, prefix)?;
+                execute_parallel_with(storage, block, workers, compliance, timed)?;
             Ok(BlockExecution { output, stats, parallel: true, phases })
-        };
-        let sequential = |output| BlockExecution {
-            output,
-            stats: ExecutionStats::default(),
-            parallel: false,
-            phases: None,
-        };
-        if !self.config.runs_parallel(block) {
-            return guarded(|| execute_sequential_with(storage, block, compliance)).map(sequential);
-        }
-        if self.config.mode == ExecutionMode::Parallel {
-            return parallel(None);
-        }
-        // Auto: measure what the block's transactions cost before paying for Block-STM.
-        let threads = self.config.threads.get();
-        let probe = auto_probe_len(block.transactions.len(), threads);
-        let run = guarded(|| {
-            let mut run = SequentialRun::start(storage, block, compliance)?;
-            // The median, not the mean: a block's first transactions pay for cold caches and
-            // the first analysis of each contract's code.
-            let mut times = Vec::with_capacity(probe);
-            for end in 1..=probe {
-                let started = Instant::now();
-                run.run(end)?;
-                times.push(started.elapsed());
-            }
-            times.sort_unstable();
-            let per_tx = times.get(times.len() / 2).copied().unwrap_or_default();
-            if per_tx < self.config.auto_min_tx_time {
-                return run.finish().map(Err);
-            }
-            Ok(Ok(run.into_prefix()))
-        })?;
-        match run {
-            Ok(prefix) => parallel(Some(prefix)),
-            Err(output) => Ok(sequential(output)),
+        } else {
+            let output =
+                execute_sequential_guarded(storage, block, self.config.compliance.as_ref())?;
+            let stats = ExecutionStats::default();
+            Ok(BlockExecution { output, stats, parallel: false, phases: None })
         }
     }
 }
 
-/// Runs `f`, returning a panic (in the embedder's storage, say) as [`ExecutionError::Panic`]
-/// like the parallel path does.
-fn guarded<T>(f: impl FnOnce() -> Result<T, ExecutionError>) -> Result<T, ExecutionError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+/// [`crate::execute_sequential`] (with `compliance`), with a panic (in the embedder's storage, say) returned as
+/// [`ExecutionError::Panic`] like the parallel path does.
+fn execute_sequential_guarded<S: Storage>(
+    storage: &S,
+    block: &BlockInput,
+    compliance: Option<&Compliance>,
+) -> Result<crate::BlockOutput, ExecutionError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        execute_sequential_with(storage, block, compliance)
+    }))
+    .unwrap_or_else(|panic| {
         Err(ExecutionError::Panic(crate::parallel::panic_message(panic.as_ref())))
     })
 }

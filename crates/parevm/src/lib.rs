@@ -36,8 +36,6 @@ pub use convert::{blob_excess_gas_and_price, block_env, tx_env};
 pub use error::{ExecutionError, Location, StorageError};
 pub use output::{BlockOutput, ExecutionStats, TxOutcome};
 pub use parallel::execute_parallel;
-#[doc(hidden)]
-pub use parallel::execute_parallel_after;
 #[cfg(feature = "perturb")]
 pub use parallel::execute_parallel_perturbed;
 pub use parallel::phases::{PhaseTimes, WorkerPhases};

@@ -31,126 +31,50 @@ pub fn execute_sequential_with<S: Storage>(
     compliance: Option<&Compliance>,
 ) -> Result<BlockOutput, ExecutionError> {
     let _span = debug_span!("execute_sequential", txs = block.transactions.len()).entered();
-    let mut run = SequentialRun::start(storage, block, compliance)?;
-    run.run(block.transactions.len())?;
-    run.finish()
-}
+    let mut evm = block_evm(storage, block, StateChanges::default());
 
-/// A block being executed sequentially: the pre-block system calls are applied, then
-/// transactions in order ([`SequentialRun::run`]), then either the rest of the block
-/// ([`SequentialRun::finish`]) or a hand-over of what is done so far to the parallel
-/// executor ([`SequentialRun::into_prefix`]).
-pub(crate) struct SequentialRun<'a, S: Storage> {
-    storage: &'a S,
-    block: &'a BlockInput,
-    gated: bool,
-    evm: BlockEvm<'a, S>,
-    /// The transactions `0..next` are executed.
-    next: usize,
-    ledger: Ledger,
-    transactions: Vec<TxOutcome>,
-    cumulative_gas_used: u64,
-}
+    pre_block(&mut evm, block)?;
 
-/// The part of a block executed sequentially, for the parallel executor to go on from.
-pub(crate) struct Prefix {
-    /// The first transaction not executed.
-    pub(crate) next: usize,
-    /// The state after the pre-block system calls and the transactions `0..next`.
-    pub(crate) changes: StateChanges,
-    pub(crate) ledger: Ledger,
-    pub(crate) transactions: Vec<TxOutcome>,
-    pub(crate) gas_used: u64,
-}
-
-impl<'a, S: Storage> SequentialRun<'a, S> {
-    /// Applies the pre-block system calls.
-    pub(crate) fn start(
-        storage: &'a S,
-        block: &'a BlockInput,
-        compliance: Option<&'a Compliance>,
-    ) -> Result<Self, ExecutionError> {
-        let mut evm = block_evm(storage, block, StateChanges::default());
-        pre_block(&mut evm, block)?;
-        if let Some(compliance) = compliance {
-            evm.ctx.journaled_state.database.gate = Some(Gate::new(&*compliance.hook));
-            gate::install(&mut evm.instruction);
-        }
-        Ok(Self {
-            storage,
-            block,
-            gated: compliance.is_some(),
-            evm,
-            next: 0,
-            ledger: Ledger::new(compliance.map(|c| c.mode).unwrap_or_default()),
-            transactions: Vec::with_capacity(block.transactions.len()),
-            cumulative_gas_used: 0,
-        })
+    if let Some(compliance) = compliance {
+        evm.ctx.journaled_state.database.gate = Some(Gate::new(&*compliance.hook));
+        gate::install(&mut evm.instruction);
     }
-
-    /// Executes the transactions up to (not including) `end`.
-    pub(crate) fn run(&mut self, end: usize) -> Result<(), ExecutionError> {
-        let end = end.min(self.block.transactions.len());
-        let evm = &mut self.evm;
-        for index in self.next..end {
-            let tx = &self.block.transactions[index];
-            check_gas_available(self.block, index, tx.gas_limit, self.cumulative_gas_used)?;
-            let result = if self.gated {
-                evm.ctx.set_tx(tx.clone());
-                GatedHandler(PhantomData).run(evm)
-            } else {
-                evm.transact_one(tx.clone())
-            };
-            let state = evm.finalize();
-            let rejection =
-                evm.ctx.journaled_state.database.gate.as_mut().and_then(Gate::take_rejection);
-            let result = match (result, rejection) {
-                (_, Some(rejection)) => Err(TxFailure::Rejected(rejection)),
-                (Ok(result), None) => Ok(result),
-                (Err(EVMError::Transaction(reason)), None) => Err(TxFailure::Invalid(reason)),
-                (Err(e), None) => return Err(evm_error(index, e)),
-            };
-            self.next = index + 1;
-            let Some(result) = self.ledger.decide(index, tx.caller, result)? else { continue };
-            evm.ctx.journaled_state.database.changes.commit_tx(state);
-            self.cumulative_gas_used += result.tx_gas_used();
-            self.transactions.push(TxOutcome {
-                index,
-                tx_type: tx.tx_type,
-                result,
-                cumulative_gas_used: self.cumulative_gas_used,
-            });
-        }
-        Ok(())
+    let mut ledger = Ledger::new(compliance.map(|c| c.mode).unwrap_or_default());
+    let mut transactions = Vec::with_capacity(block.transactions.len());
+    let mut cumulative_gas_used = 0u64;
+    for (index, tx) in block.transactions.iter().enumerate() {
+        check_gas_available(block, index, tx.gas_limit, cumulative_gas_used)?;
+        let result = if compliance.is_some() {
+            evm.ctx.set_tx(tx.clone());
+            GatedHandler(PhantomData).run(&mut evm)
+        } else {
+            evm.transact_one(tx.clone())
+        };
+        let state = evm.finalize();
+        let rejection =
+            evm.ctx.journaled_state.database.gate.as_mut().and_then(Gate::take_rejection);
+        let result = match (result, rejection) {
+            (_, Some(rejection)) => Err(TxFailure::Rejected(rejection)),
+            (Ok(result), None) => Ok(result),
+            (Err(EVMError::Transaction(reason)), None) => Err(TxFailure::Invalid(reason)),
+            (Err(e), None) => return Err(evm_error(index, e)),
+        };
+        let Some(result) = ledger.decide(index, tx.caller, result)? else { continue };
+        evm.ctx.journaled_state.database.changes.commit_tx(state);
+        cumulative_gas_used += result.tx_gas_used();
+        transactions.push(TxOutcome { index, tx_type: tx.tx_type, result, cumulative_gas_used });
     }
+    evm.ctx.journaled_state.database.gate = None;
 
-    /// Executes the rest of the block and the post-block system calls, rewards and
-    /// withdrawals.
-    pub(crate) fn finish(mut self) -> Result<BlockOutput, ExecutionError> {
-        self.run(self.block.transactions.len())?;
-        let mut evm = self.evm;
-        evm.ctx.journaled_state.database.gate = None;
-        post_block_calls(&mut evm, self.block)?;
-        let mut state = std::mem::take(&mut evm.ctx.journaled_state.database.changes);
-        post_block_balances(&mut state, self.storage, self.block)?;
-        Ok(BlockOutput {
-            transactions: self.transactions,
-            excluded: self.ledger.into_excluded(),
-            state,
-            gas_used: self.cumulative_gas_used,
-        })
-    }
-
-    /// What is done so far, for the parallel executor to go on from.
-    pub(crate) fn into_prefix(mut self) -> Prefix {
-        Prefix {
-            next: self.next,
-            changes: std::mem::take(&mut self.evm.ctx.journaled_state.database.changes),
-            ledger: self.ledger,
-            transactions: self.transactions,
-            gas_used: self.cumulative_gas_used,
-        }
-    }
+    post_block_calls(&mut evm, block)?;
+    let mut state = std::mem::take(&mut evm.ctx.journaled_state.database.changes);
+    post_block_balances(&mut state, storage, block)?;
+    Ok(BlockOutput {
+        transactions,
+        excluded: ledger.into_excluded(),
+        state,
+        gas_used: cumulative_gas_used,
+    })
 }
 
 /// revm's mainnet handler with the compliance check of the transaction's own call before

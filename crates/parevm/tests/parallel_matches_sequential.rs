@@ -6,45 +6,28 @@ use std::num::NonZeroUsize;
 use alloy_primitives::{Address, Bytes, TxKind, U256};
 use parevm::revm::primitives::hardfork::SpecId;
 use parevm::{
-    execute_parallel, execute_parallel_after, execute_sequential, BlockInput, BlockOutput,
-    ExecutionError, InMemoryStorage, Storage,
+    execute_parallel, execute_sequential, BlockInput, BlockOutput, ExecutionError, InMemoryStorage,
+    Storage,
 };
 use parevm_fixtures::synthetic::{account, contracts, ether, Asm, BlockBuilder};
 
 const COINBASE: Address = Address::repeat_byte(0xcb);
 const THREADS: [usize; 6] = [1, 2, 3, 4, 8, 16];
 
-/// Runs `block` sequentially and in parallel at every thread count in [`THREADS`], and
-/// with Block-STM taking over after a sequential prefix (as `auto` mode does after timing
-/// the first transactions) at several split points; asserts that all agree, and returns the
-/// sequential result.
+/// Runs `block` sequentially and in parallel at every thread count in [`THREADS`], asserts
+/// that all agree, and returns the sequential result.
 fn same_everywhere(storage: &InMemoryStorage, block: &BlockInput) -> Result<BlockOutput, String> {
     let sequential = execute_sequential(storage, block);
-    let n = block.transactions.len();
     for threads in THREADS {
         let threads = NonZeroUsize::new(threads).unwrap();
         let parallel = execute_parallel(storage, block, threads).map(|(output, _)| output);
-        agree(&sequential, &parallel, &format!("{threads} threads"));
-        for prefix in [1, n / 2, n.saturating_sub(1)] {
-            let after = execute_parallel_after(storage, block, threads, prefix);
-            agree(&sequential, &after, &format!("{threads} threads after {prefix} sequential"));
+        match (&sequential, &parallel) {
+            (Ok(s), Ok(p)) => assert_eq!(s, p, "parallel differs at {threads} threads"),
+            (Err(s), Err(p)) => assert_eq!(format!("{s:?}"), format!("{p:?}"), "errors differ"),
+            _ => panic!("at {threads} threads: sequential {sequential:?}, parallel {parallel:?}"),
         }
     }
     sequential.map_err(|e: ExecutionError| e.to_string())
-}
-
-fn agree(
-    sequential: &Result<BlockOutput, ExecutionError>,
-    parallel: &Result<BlockOutput, ExecutionError>,
-    what: &str,
-) {
-    match (sequential, parallel) {
-        (Ok(s), Ok(p)) => assert_eq!(s, p, "parallel differs at {what}"),
-        (Err(s), Err(p)) => {
-            assert_eq!(format!("{s:?}"), format!("{p:?}"), "errors differ ({what})")
-        }
-        _ => panic!("at {what}: sequential {sequential:?}, parallel {parallel:?}"),
-    }
 }
 
 fn balance(storage: &InMemoryStorage, output: &BlockOutput, address: Address) -> U256 {

@@ -5,7 +5,7 @@ use std::num::NonZeroUsize;
 
 use alloy_primitives::{Address, Bytes, TxKind, U256};
 use parevm::revm::primitives::hardfork::SpecId;
-use parevm::{execute_parallel, execute_parallel_after, execute_sequential};
+use parevm::{execute_parallel, execute_sequential};
 use parevm_fixtures::synthetic::{account, contracts, ether, op, Asm, BlockBuilder};
 use proptest::prelude::*;
 
@@ -95,8 +95,6 @@ proptest! {
         // Mostly funded accounts; now and then a poor one whose transactions fail validation.
         balances in prop::collection::vec(prop_oneof![1 => Just(0u64), 12 => 1..6u64], EOAS as usize),
         threads in 1..=8usize,
-        // Where Block-STM takes over from a sequential prefix (modulo the block's length).
-        prefix in 0..64usize,
     ) {
         let mut b = BlockBuilder::new(spec, COINBASE);
         let (adder, counter, reader) = (account(100), account(101), account(102));
@@ -144,19 +142,10 @@ proptest! {
         let sequential = execute_sequential(&storage, &block);
         let parallel = execute_parallel(&storage, &block, NonZeroUsize::new(threads).unwrap())
             .map(|(output, _)| output);
-        // Block-STM taking over after a sequential prefix, as `auto` mode does.
-        let after = execute_parallel_after(
-            &storage,
-            &block,
-            NonZeroUsize::new(threads).unwrap(),
-            prefix % (block.transactions.len() + 1),
-        );
-        for parallel in [&parallel, &after] {
-            match (&sequential, parallel) {
-                (Ok(s), Ok(p)) => prop_assert_eq!(s, p),
-                (Err(s), Err(p)) => prop_assert_eq!(format!("{s:?}"), format!("{p:?}")),
-                _ => prop_assert!(false, "sequential {:?}\nparallel {:?}", sequential, parallel),
-            }
+        match (&sequential, &parallel) {
+            (Ok(s), Ok(p)) => prop_assert_eq!(s, p),
+            (Err(s), Err(p)) => prop_assert_eq!(format!("{s:?}"), format!("{p:?}")),
+            _ => prop_assert!(false, "sequential {:?}\nparallel {:?}", sequential, parallel),
         }
     }
 }

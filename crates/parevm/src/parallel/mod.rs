@@ -26,7 +26,6 @@ use crossbeam::utils::CachePadded;
 use dashmap::DashMap;
 use parking_lot::Mutex;
 use revm::bytecode::Bytecode;
-use revm::context::TxEnv;
 use tracing::debug_span;
 
 use self::mv_memory::{Location, MvMemory};
@@ -36,7 +35,7 @@ use self::scheduler::{Scheduler, Task, Version};
 use self::vm::{ExecuteError, Incarnation, TxOutput, Vm};
 use crate::compliance::Ledger;
 use crate::output::{BlockOutput, ExecutionStats, TxOutcome};
-use crate::sequential::{check_gas_available, Prefix, SequentialRun};
+use crate::sequential::check_gas_available;
 use crate::system::{block_evm, post_block_balances, post_block_calls, pre_block};
 use crate::{BlockInput, Compliance, ComplianceHook, ExecutionError, StateChanges, Storage};
 
@@ -77,8 +76,6 @@ struct TxRecord {
 /// ([`final_state`]).
 struct Committed {
     next: TxIdx,
-    /// The block's index of local transaction 0 (see [`Shared`]).
-    first: TxIdx,
     ledger: Ledger,
     transactions: Vec<TxOutcome>,
     gas_used: u64,
@@ -89,18 +86,16 @@ struct Committed {
 }
 
 impl Committed {
-    /// Commits local transaction `local`'s output, with the same checks as the sequential
-    /// path.
+    /// Commits transaction `index`'s output, with the same checks as the sequential path.
     fn commit(
         &mut self,
         block: &BlockInput,
-        local: TxIdx,
+        index: TxIdx,
         output: TxOutput,
     ) -> Result<(), ExecutionError> {
-        let index = self.first + local;
         let tx = &block.transactions[index];
         check_gas_available(block, index, tx.gas_limit, self.gas_used)?;
-        self.next = local + 1;
+        self.next = index + 1;
         let Some(result) = self.ledger.decide(index, tx.caller, output.result)? else {
             return Ok(());
         };
@@ -118,14 +113,8 @@ impl Committed {
 }
 
 /// Everything the workers share while executing one block.
-///
-/// Transactions are numbered locally: the block's transactions before `first` were executed
-/// sequentially already (the probe of [`crate::ExecutionMode::Auto`]), and local
-/// transaction `i` is the block's transaction `first + i`. The scheduler, the store and the
-/// records use local numbers; the block, errors and outcomes use the block's.
 struct Shared<'a, S> {
     block: &'a BlockInput,
-    first: TxIdx,
     /// The compliance hook, if configured.
     hook: Option<&'a dyn ComplianceHook>,
     base: Base<'a, S>,
@@ -329,15 +318,8 @@ impl<S: Storage> Shared<'_, S> {
             });
         }
         let mut clock = Clock::new(self.timed);
-        let mut vm = Vm::new(
-            self.block,
-            self.first,
-            &self.base,
-            &self.mv,
-            &self.new_code,
-            self.hook,
-            self.timed,
-        );
+        let mut vm =
+            Vm::new(self.block, &self.base, &self.mv, &self.new_code, self.hook, self.timed);
         clock.lap(Phase::Schedule);
         let mut stats = ExecutionStats::default();
         let mut task = None;
@@ -423,10 +405,10 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
-/// For each of `transactions`, the index of the previous one with the same sender.
-fn previous_of_sender(transactions: &[TxEnv]) -> Vec<Option<TxIdx>> {
+/// For each transaction, the index of the previous transaction with the same sender.
+fn previous_of_sender(block: &BlockInput) -> Vec<Option<TxIdx>> {
     let mut last = AddressMap::<TxIdx>::default();
-    transactions.iter().enumerate().map(|(idx, tx)| last.insert(tx.caller, idx)).collect()
+    block.transactions.iter().enumerate().map(|(idx, tx)| last.insert(tx.caller, idx)).collect()
 }
 
 /// How the workers of one block are run.
@@ -445,26 +427,8 @@ pub fn execute_parallel<S: Storage>(
     threads: NonZeroUsize,
 ) -> Result<(BlockOutput, ExecutionStats), ExecutionError> {
     let (output, stats, _) =
-        execute_parallel_with(storage, block, Workers::Spawn(threads), None, false, None)?;
+        execute_parallel_with(storage, block, Workers::Spawn(threads), None, false)?;
     Ok((output, stats))
-}
-
-/// Executes the first `prefix` transactions of `block` sequentially and the rest with
-/// Block-STM on `threads` threads: what [`crate::ExecutionMode::Auto`] does after timing
-/// the first transactions. For the engine's tests; embedders use [`crate::Executor`].
-#[doc(hidden)]
-pub fn execute_parallel_after<S: Storage>(
-    storage: &S,
-    block: &BlockInput,
-    threads: NonZeroUsize,
-    prefix: usize,
-) -> Result<BlockOutput, ExecutionError> {
-    let mut run = SequentialRun::start(storage, block, None)?;
-    run.run(prefix)?;
-    let workers = Workers::Spawn(threads);
-    let (output, _, _) =
-        execute_parallel_with(storage, block, workers, None, false, Some(run.into_prefix()))?;
-    Ok(output)
 }
 
 /// [`execute_parallel`] with random pauses at the workers' race windows, seeded by `seed`
@@ -479,21 +443,18 @@ pub fn execute_parallel_perturbed<S: Storage>(
 ) -> Result<(BlockOutput, ExecutionStats), ExecutionError> {
     let workers = Workers::Spawn(threads);
     let (output, stats, _) =
-        execute_parallel_inner(storage, block, workers, compliance, false, None, seed.max(1))?;
+        execute_parallel_inner(storage, block, workers, compliance, false, seed.max(1))?;
     Ok((output, stats))
 }
 
-/// Executes `block` with Block-STM, or the rest of it after `prefix` (its first
-/// transactions, executed sequentially).
 pub(crate) fn execute_parallel_with<S: Storage>(
     storage: &S,
     block: &BlockInput,
     workers: Workers<'_>,
     compliance: Option<&Compliance>,
     timed: bool,
-    prefix: Option<Prefix>,
 ) -> Result<(BlockOutput, ExecutionStats, Option<PhaseTimes>), ExecutionError> {
-    execute_parallel_inner(storage, block, workers, compliance, timed, prefix, 0)
+    execute_parallel_inner(storage, block, workers, compliance, timed, 0)
 }
 
 fn execute_parallel_inner<S: Storage>(
@@ -502,37 +463,21 @@ fn execute_parallel_inner<S: Storage>(
     workers: Workers<'_>,
     compliance: Option<&Compliance>,
     timed: bool,
-    prefix: Option<Prefix>,
     #[cfg_attr(not(feature = "perturb"), allow(unused_variables))] perturb_seed: u64,
 ) -> Result<(BlockOutput, ExecutionStats, Option<PhaseTimes>), ExecutionError> {
     let started = std::time::Instant::now();
-    let _span = debug_span!("execute_parallel", txs = block.transactions.len()).entered();
+    let n = block.transactions.len();
+    let _span = debug_span!("execute_parallel", txs = n).entered();
 
-    // System calls before the transactions (and the prefix, if any) ran sequentially; their
-    // result is the base the parallel phase reads.
-    let prefix = match prefix {
-        Some(prefix) => prefix,
-        None => {
-            let mut evm = block_evm(storage, block, StateChanges::default());
-            pre_block(&mut evm, block)?;
-            let changes = std::mem::take(&mut evm.ctx.journaled_state.database.changes);
-            Prefix {
-                next: 0,
-                changes,
-                ledger: Ledger::new(compliance.map(|c| c.mode).unwrap_or_default()),
-                transactions: Vec::with_capacity(block.transactions.len()),
-                gas_used: 0,
-            }
-        }
-    };
-    let Prefix { next: first, changes: pre, ledger, transactions, gas_used } = prefix;
-    let first = first.min(block.transactions.len());
-    let txs = &block.transactions[first..];
-    let n = txs.len();
+    // System calls before the transactions run sequentially; their result is the base the
+    // parallel phase reads.
+    let mut evm = block_evm(storage, block, StateChanges::default());
+    pre_block(&mut evm, block)?;
+    let pre = std::mem::take(&mut evm.ctx.journaled_state.database.changes);
+    drop(evm);
 
     let shared = Shared {
         block,
-        first,
         hook: compliance.map(|c| &*c.hook),
         base: Base { storage, changes: &pre },
         mv: MvMemory::new(block.spec, block.env.beneficiary, n),
@@ -540,15 +485,14 @@ fn execute_parallel_inner<S: Storage>(
         records: (0..n).map(|_| Mutex::new(TxRecord::default())).collect(),
         committed: Mutex::new(Committed {
             next: 0,
-            first,
-            ledger,
-            transactions,
-            gas_used,
+            ledger: Ledger::new(compliance.map(|c| c.mode).unwrap_or_default()),
+            transactions: Vec::with_capacity(n),
+            gas_used: 0,
             touched: Vec::new(),
             created: Vec::new(),
         }),
         committed_upto: CachePadded::new(AtomicUsize::new(0)),
-        previous_of_sender: previous_of_sender(txs),
+        previous_of_sender: previous_of_sender(block),
         new_code: DashMap::default(),
         fatal: Mutex::new(None),
         stats: Mutex::new(ExecutionStats::default()),
@@ -597,13 +541,10 @@ fn execute_parallel_inner<S: Storage>(
     }
     let workers = std::mem::take(&mut *shared.phases.lock());
     let Shared { base, committed, shares, workers: started, .. } = shared;
-    let Committed { next, ledger, transactions, gas_used, touched, created, .. } =
+    let Committed { next, ledger, transactions, gas_used, touched, created } =
         committed.into_inner();
     if next != n {
-        return Err(ExecutionError::Panic(format!(
-            "internal error: transaction {} did not become final",
-            first + next
-        )));
+        return Err(ExecutionError::Panic(format!("transaction {next} did not become final")));
     }
     let shares = shares.into_inner();
     if shares.len() != started {

@@ -322,16 +322,13 @@ pub(crate) enum ExecuteError {
 /// A worker's revm instance, reused across transactions.
 pub(crate) struct Vm<'a, S: Storage> {
     evm: WorkerEvm<'a, S>,
-    /// The block's transactions from `first` on, numbered locally (see `Shared`).
     txs: &'a [TxEnv],
-    first: TxIdx,
     beneficiary: Address,
 }
 
 impl<'a, S: Storage> Vm<'a, S> {
     pub(crate) fn new(
         block: &'a BlockInput,
-        first: TxIdx,
         base: &'a Base<'a, S>,
         mv: &'a MvMemory,
         new_code: &'a DashMap<B256, Bytecode, alloy_primitives::map::DefaultHashBuilder>,
@@ -362,8 +359,7 @@ impl<'a, S: Storage> Vm<'a, S> {
             .with_block(block.env.clone())
             .build_mainnet();
         observe::install(&mut evm.instruction);
-        let txs = &block.transactions[first.min(block.transactions.len())..];
-        Self { evm, txs, first, beneficiary: block.env.beneficiary }
+        Self { evm, txs: &block.transactions, beneficiary: block.env.beneficiary }
     }
 
     /// The time spent reading state since the last call (with phase timers on).
@@ -444,7 +440,7 @@ impl<'a, S: Storage> Vm<'a, S> {
             }
             (Err(other), None) => {
                 return Err(ExecuteError::Fatal(crate::ExecutionError::Evm {
-                    index: self.first + tx,
+                    index: tx,
                     message: other.to_string(),
                 }))
             }
