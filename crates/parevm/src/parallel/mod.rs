@@ -1,11 +1,12 @@
 //! The parallel executor: optimistic Block-STM over revm.
 //!
 //! Worker threads execute transactions speculatively against the multi-version store
-//! ([`mv_memory`]), record what each incarnation read, validate those reads once lower
-//! transactions have written, and re-execute on conflict, as the collaborative
-//! [`scheduler`] directs. When the scheduler is done, every transaction's last incarnation
-//! read exactly what it would have read in block order, so committing their states in order
-//! gives the sequential result.
+//! ([`mv_memory`]), record what each incarnation read ([`read_set`]), validate those reads
+//! once lower transactions have written, and re-execute on conflict, as the collaborative
+//! [`scheduler`] directs. Workers commit final transactions in order (gas, compliance
+//! ledger, receipts). When the scheduler is done, every transaction's last incarnation read
+//! exactly what it would have read in block order, so the store's final entries, replayed
+//! per account in block order, are the sequential result's state ([`final_state`]).
 
 mod final_state;
 mod mv_memory;
