@@ -55,12 +55,10 @@ pub(crate) fn build_share<S: Storage>(
     mv.for_each_final_account(
         mine,
         |address, writes| {
-            // The account before the block's first write of it, read only if needed: a full
-            // write replaces it.
-            let mut current = match writes.first() {
-                Some((_, AccountWrite::Set(_) | AccountWrite::Wipe)) => None,
-                _ => Some(base.basic(address)?),
-            };
+            // The account so far; `None` until known. The pre-state is read only if needed:
+            // a full write replaces it.
+            let mut current = None;
+            let known = |current: Option<_>| current.map_or_else(|| base.basic(address), Ok);
             let mut listed = false;
             let mut cleared_at = None;
             for &(tx, write) in writes {
@@ -74,10 +72,7 @@ pub(crate) fn build_share<S: Storage>(
                         listed = true;
                     }
                     AccountWrite::Credit(amount) => {
-                        let before = match current {
-                            Some(account) => account,
-                            None => base.basic(address)?,
-                        };
+                        let before = known(current)?;
                         let credited = Credited::of(before, amount, spec);
                         if matches!(credited, Credited::Created(_) | Credited::Removed) {
                             cleared_at = Some(tx);
@@ -88,10 +83,7 @@ pub(crate) fn build_share<S: Storage>(
                 }
             }
             if listed {
-                let info = match current {
-                    Some(account) => account,
-                    None => base.basic(address)?,
-                };
+                let info = known(current)?;
                 // Each account comes once, so the share has no change of it yet.
                 let change = changes.entry(address).or_insert_with(|| {
                     base.changes.accounts.get(&address).cloned().unwrap_or_default()
