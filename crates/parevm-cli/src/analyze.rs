@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use parevm_fixtures::analysis::analyze;
+use parevm_fixtures::analysis::analyze_median;
 use parevm_fixtures::{discover_snapshots, load_snapshot};
 use serde::Serialize;
 
@@ -46,16 +46,8 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         for dir in discover_snapshots(path)? {
             let snapshot = load_snapshot(&dir)?;
             // Times are per transaction and tiny: take the per-transaction median of 5 runs.
-            let runs: Vec<_> = (0..5)
-                .map(|_| analyze(&snapshot.storage, &snapshot.block))
-                .collect::<Result<_, _>>()
+            let analysis = analyze_median(&snapshot.storage, &snapshot.block, 5)
                 .map_err(|e| format!("{}: {e}", dir.display()))?;
-            let mut analysis = runs[0].clone();
-            for (i, time) in analysis.times.iter_mut().enumerate() {
-                let mut samples: Vec<f64> = runs.iter().map(|r| r.times[i]).collect();
-                samples.sort_by(f64::total_cmp);
-                *time = samples[samples.len() / 2];
-            }
             records.push(Record {
                 block: dir
                     .file_name()

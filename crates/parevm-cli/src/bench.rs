@@ -3,7 +3,7 @@
 //! run's peak memory.
 
 use std::num::NonZeroUsize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +14,7 @@ use parevm::{
     execute_sequential_with, BlockInput, Compliance, ComplianceMode, Executor, InMemoryStorage,
 };
 use parevm_compliance::{ComplianceFile, RegistryHook};
+use parevm_fixtures::analysis::analyze_median;
 use parevm_fixtures::workload::{generate, Size, WorkloadKind, REGISTRY};
 use parevm_fixtures::{discover_snapshots, load_snapshot, LatencyStorage};
 use serde::Serialize;
@@ -21,6 +22,7 @@ use serde::Serialize;
 use crate::gen::WorkloadArgs;
 use crate::json::write_json;
 use crate::measure::{breakdown, render_breakdowns, timed, Breakdown, Paired};
+use crate::plot::{speedup_chart, Bar};
 use crate::replay::Mode;
 use crate::table::Table;
 
@@ -49,7 +51,8 @@ pub struct BenchArgs {
     /// Write the results as JSON to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
-    /// Draw the speedup of each workload or block as an SVG chart into this file.
+    /// Draw the speedup of each workload or block as an SVG chart into this file, beside the
+    /// ideal bound of its dependency graph (computed for the chart, also in the table).
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
     /// Also print where Block-STM's time goes (EVM, reads, recording, validation, commit,
@@ -89,6 +92,10 @@ struct Row {
     re_executions: u64,
     validation_aborts: u64,
     matches_sequential: bool,
+    /// The list-scheduling bound on the speedup at this thread count, from the block's
+    /// dependency graph (with `--plot`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ideal_speedup: Option<f64>,
     /// Block-STM's phases (with `--phases`).
     #[serde(skip_serializing_if = "Option::is_none")]
     phases: Option<Breakdown>,
@@ -216,6 +223,13 @@ fn bench_case(
     }
     let spread = paired.spread().expect("at least one parallel run");
     let (seq, par) = (spread.sequential_us / 1e6, spread.parallel_us / 1e6);
+    let ideal_speedup = match args.plot {
+        Some(_) => Some(
+            analyze_median(&case.storage, &case.block, 3)?
+                .ideal_speedup(executor.config().threads.get()),
+        ),
+        None => None,
+    };
     let phases = if args.phases && last.parallel {
         storage.reset();
         breakdown(executor, &storage, &case.block, args.repeat)?
@@ -238,6 +252,7 @@ fn bench_case(
         re_executions: last.stats.re_executions,
         validation_aborts: last.stats.validation_aborts,
         matches_sequential: matches,
+        ideal_speedup,
         phases,
     })
 }
@@ -248,7 +263,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let threads = config.threads.get();
     let mut executor = Executor::new(config)?;
     let progress = ProgressBar::new_spinner().with_style(
-        ProgressStyle::with_template("{spinner} {pos}/{len} {msg}").expect("static template"),
+        ProgressStyle::with_template("{spinner} {pos}/{len} {msg}  [{elapsed_precise}, eta {eta}]")
+            .expect("static template"),
     );
     let cases = if args.blocks.is_empty() {
         suite(&args.workload, &args.workloads, &progress)?
@@ -267,12 +283,17 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     progress.finish_and_clear();
     let peak = peak_rss();
 
-    let mut table = Table::new(&[
+    let mut columns = vec![
         "workload", "txs", "included", "gas", "seq (ms)", "par (ms)", "speedup", "q1–q3", "Mgas/s",
         "path", "re-exec", "= seq",
-    ]);
+    ];
+    let bounded = rows.iter().any(|r| r.ideal_speedup.is_some());
+    if bounded {
+        columns.push("ideal");
+    }
+    let mut table = Table::new(&columns);
     for r in &rows {
-        table.row(vec![
+        let mut row = vec![
             r.name.clone(),
             r.txs.to_string(),
             r.included.to_string(),
@@ -285,7 +306,11 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             if r.parallel_path { "par" } else { "seq" }.into(),
             r.re_executions.to_string(),
             if r.matches_sequential { "yes" } else { "NO" }.into(),
-        ]);
+        ];
+        if bounded {
+            row.push(r.ideal_speedup.map_or("-".into(), |s| format!("{s:.2}x")));
+        }
+        table.row(row);
     }
     print!("{}", table.render());
     println!(
@@ -312,7 +337,12 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         write_json(path, &report)?;
     }
     if let Some(path) = &args.plot {
-        plot(path, &rows, threads).map_err(|e| format!("{}: {e}", path.display()))?;
+        let bars: Vec<Bar> = rows
+            .iter()
+            .map(|r| Bar { label: r.name.clone(), speedup: r.speedup, ideal: r.ideal_speedup })
+            .collect();
+        let title = format!("parevm: parallel speedup over sequential, {threads} threads");
+        speedup_chart(path, &title, &bars).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     let diverged = rows.iter().filter(|r| !r.matches_sequential).count();
     if diverged > 0 {
@@ -320,55 +350,4 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// A bar chart of the speedup per row, with the break-even line at 1x.
-fn plot(path: &Path, rows: &[Row], threads: usize) -> Result<(), Box<dyn std::error::Error>> {
-    use plotters::prelude::*;
-    let width = (160 + 70 * rows.len() as u32).max(640);
-    let root = SVGBackend::new(path, (width, 480)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let top = rows.iter().map(|r| r.speedup).fold(1.0, f64::max) * 1.15;
-    let n = rows.len();
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("parevm: parallel speedup over sequential, {threads} threads"),
-            ("sans-serif", 20),
-        )
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d((0..n.saturating_sub(1)).into_segmented(), 0f64..top)?;
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(n)
-        .x_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(i) => rows.get(*i).map_or(String::new(), |r| r.name.clone()),
-            _ => String::new(),
-        })
-        .y_desc("speedup (x)")
-        .draw()?;
-    chart.draw_series(rows.iter().enumerate().map(|(i, r)| {
-        let colour = if r.speedup >= 1.0 { RGBColor(46, 125, 50) } else { RGBColor(198, 40, 40) };
-        let mut bar = Rectangle::new(
-            [(SegmentValue::Exact(i), 0.0), (SegmentValue::Exact(i + 1), r.speedup)],
-            colour.filled(),
-        );
-        bar.set_margin(0, 0, 12, 12);
-        bar
-    }))?;
-    chart.draw_series(rows.iter().enumerate().map(|(i, r)| {
-        Text::new(
-            format!("{:.2}x", r.speedup),
-            (SegmentValue::CenterOf(i), r.speedup + top * 0.03),
-            ("sans-serif", 14).into_font().color(&BLACK),
-        )
-    }))?;
-    chart.draw_series(LineSeries::new(
-        [(SegmentValue::Exact(0), 1.0), (SegmentValue::Last, 1.0)],
-        BLACK.stroke_width(1),
-    ))?;
-    root.present()?;
-    Ok(())
 }

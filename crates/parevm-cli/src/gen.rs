@@ -99,11 +99,21 @@ pub struct GenArgs {
     kind: Kind,
     #[command(flatten)]
     workload: WorkloadArgs,
+    /// Replace the snapshot `OUT` already holds.
+    #[arg(long)]
+    force: bool,
 }
 
 /// Runs `parevm gen`.
 pub fn run(args: GenArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let workload = args.workload.workload(args.kind.into(), 500)?;
+    if !args.force && args.out.join("block.json").exists() {
+        return Err(format!(
+            "{} already holds a snapshot (block.json); pass --force to replace it",
+            args.out.display()
+        )
+        .into());
+    }
     let generated = generate(&workload);
     let compliance = generated.compliance.map(|c| c.compliance());
     let output =

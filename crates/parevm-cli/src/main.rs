@@ -13,7 +13,9 @@ mod conformance;
 mod gen;
 mod json;
 mod measure;
+mod plot;
 mod replay;
+mod summary;
 mod table;
 
 /// Parallel EVM block execution: replay, verify and benchmark blocks.

@@ -2,10 +2,11 @@
 //! that they agree exactly, verify against the header, and report times.
 
 use std::num::NonZeroUsize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use alloy_primitives::Address;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use parevm::{
@@ -13,11 +14,14 @@ use parevm::{
     Executor,
 };
 use parevm_compliance::{Claim, ComplianceFile, ModeName};
+use parevm_fixtures::analysis::analyze_median;
 use parevm_fixtures::{discover_snapshots, load_snapshot, parse_snapshot, HeaderCheck, Snapshot};
 use serde::Serialize;
 
 use crate::json::write_json;
 use crate::measure::{breakdown, render_breakdowns, timed, Breakdown, Paired};
+use crate::plot::{speedup_chart, Bar};
+use crate::summary::Summary;
 use crate::table::Table;
 
 /// How the parallel side of `replay` chooses its executor.
@@ -61,9 +65,10 @@ pub struct ReplayArgs {
     #[arg(long, value_enum, default_value = "auto")]
     mode: Mode,
     /// Time each block this many times per executor (after one untimed warm-up run) and
-    /// report the median; every parallel run is checked against the sequential result.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
-    repeat: u32,
+    /// report the median; every parallel run is checked against the sequential result
+    /// [default: 20 for the embedded block, else 1].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: Option<u32>,
     /// Stress mode: execute every block this many more times with Block-STM at random
     /// thread counts (1 to twice the cores) and, in builds with the `perturb` feature,
     /// random scheduling pauses; stop at the first divergence from sequential.
@@ -83,6 +88,24 @@ pub struct ReplayArgs {
     /// for every block [default: each snapshot folder's own `compliance.json`, if any].
     #[arg(long, value_name = "FILE")]
     compliance: Option<PathBuf>,
+    /// Fail a block whose transactions load an account its `prestate.json` does not list
+    /// (other than contracts they create), naming the transaction and the account. Meant for
+    /// snapshots recorded with every account their block touches, empty ones too; the
+    /// shared mainnet snapshots and `gen`'s leave out accounts that did not exist before the
+    /// block. Without it, a block that fails its header check names those accounts.
+    #[arg(long)]
+    strict: bool,
+    /// Draw the per-block speedups, sorted, beside each block's ideal bound (from its
+    /// dependency graph, as `parevm analyze` computes it) as an SVG chart.
+    #[arg(long, value_name = "FILE")]
+    plot: Option<PathBuf>,
+}
+
+impl ReplayArgs {
+    /// Timed runs per block and executor.
+    fn repeat(&self) -> u32 {
+        self.repeat.unwrap_or(if self.paths.is_empty() { EMBEDDED_REPEAT } else { 1 })
+    }
 }
 
 /// One transaction's fate under a compliance hook, as written to `--json`.
@@ -171,6 +194,10 @@ struct Record {
     /// Block-STM's phases (with `--phases`, where it ran).
     #[serde(skip_serializing_if = "Option::is_none")]
     phases: Option<Breakdown>,
+    /// The list-scheduling bound on the speedup at `threads` from the block's dependency
+    /// graph (with `--plot`, and for the embedded block).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ideal_speedup: Option<f64>,
     error: Option<String>,
 }
 
@@ -178,12 +205,16 @@ fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
-/// The synthetic block built into the binary (see `testdata/README.md`).
-const EMBEDDED_NAME: &str = "embedded:synthetic-mixed";
-const EMBEDDED_BLOCK: &[u8] =
-    include_bytes!("../../../testdata/snapshots/synthetic-mixed/block.json");
+/// The synthetic block built into the binary, with its compliance configuration (see
+/// `testdata/README.md`).
+const EMBEDDED_NAME: &str = "embedded:gated-swaps";
+const EMBEDDED_BLOCK: &[u8] = include_bytes!("../../../testdata/snapshots/gated-swaps/block.json");
 const EMBEDDED_PRESTATE: &[u8] =
-    include_bytes!("../../../testdata/snapshots/synthetic-mixed/prestate.json");
+    include_bytes!("../../../testdata/snapshots/gated-swaps/prestate.json");
+const EMBEDDED_COMPLIANCE: &[u8] =
+    include_bytes!("../../../testdata/snapshots/gated-swaps/compliance.json");
+/// Timed runs of the embedded block by default: enough for a median and its spread.
+const EMBEDDED_REPEAT: u32 = 20;
 
 /// Where a snapshot comes from.
 enum Source {
@@ -224,7 +255,11 @@ fn compliance_of(
     match (&args.compliance, source) {
         (Some(path), _) => ComplianceFile::load(path).map(Some),
         (None, Source::Dir(dir)) => ComplianceFile::load_from_dir(dir),
-        (None, Source::Embedded) => Ok(None),
+        (None, Source::Embedded) => ComplianceFile::parse(
+            &Path::new(EMBEDDED_NAME).join(parevm_compliance::COMPLIANCE_FILE),
+            EMBEDDED_COMPLIANCE,
+        )
+        .map(Some),
     }
 }
 
@@ -281,12 +316,33 @@ fn replay_snapshot(
     let check = HeaderCheck::new(&snapshot.header, block.spec, &reference);
     record.verified = check.passed();
     let mut problems = check.mismatches();
+    let wants_bound = args.plot.is_some() || args.paths.is_empty();
+    if args.strict || wants_bound || !record.verified {
+        // One run finds the absent accounts; the bound takes per-transaction medians.
+        let analysis = analyze_median(storage, block, if wants_bound { 3 } else { 1 })?;
+        let absent = &analysis.absent_accounts;
+        if args.strict && !absent.is_empty() {
+            problems.push(format!(
+                "--strict: the block loads accounts that prestate.json does not list: {}",
+                name_absent(absent)
+            ));
+        } else if !record.verified && !absent.is_empty() {
+            problems.push(format!(
+                "the block also loads accounts that prestate.json does not list ({}): new \
+                 accounts, or, if one of them existed before the block, what the snapshot lacks",
+                name_absent(absent)
+            ));
+        }
+        if wants_bound {
+            record.ideal_speedup = Some(analysis.ideal_speedup(record.threads));
+        }
+    }
 
     let mut mismatch = None;
     let mut last_parallel =
         if args.sequential { None } else { Some(executor.execute(storage, block)?) };
     let mut paired = Paired::default();
-    for _ in 0..args.repeat {
+    for _ in 0..args.repeat() {
         let (sequential, time) = timed(|| execute_sequential_with(storage, block, compliance));
         paired.sequential(time);
         if sequential? != reference {
@@ -316,7 +372,7 @@ fn replay_snapshot(
         record.speedup_q1 = Some(spread.ratio_q1);
         record.speedup_q3 = Some(spread.ratio_q3);
         if args.phases && parallel.parallel {
-            record.phases = breakdown(executor, storage, block, args.repeat)?;
+            record.phases = breakdown(executor, storage, block, args.repeat())?;
         }
         record.parallel_path = Some(parallel.parallel);
         record.executions = parallel.stats.executions;
@@ -330,6 +386,20 @@ fn replay_snapshot(
         record.error = Some(problems.join("; "));
     }
     Ok(())
+}
+
+/// The first few of `absent` (transaction index, account), and how many more.
+fn name_absent(absent: &[(usize, Address)]) -> String {
+    const NAMED: usize = 5;
+    let mut named: Vec<String> = absent
+        .iter()
+        .take(NAMED)
+        .map(|(index, address)| format!("transaction {index}: {address}"))
+        .collect();
+    if absent.len() > NAMED {
+        named.push(format!("and {} more", absent.len() - NAMED));
+    }
+    named.join(", ")
 }
 
 /// Whether this binary perturbs scheduling in stress runs.
@@ -452,7 +522,7 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         records.len() - failed,
         failed,
         seq_total / 1e3,
-        args.repeat
+        args.repeat()
     );
     let gated: Vec<&Record> = records.iter().filter(|r| r.compliance.is_some()).collect();
     if !gated.is_empty() {
@@ -477,10 +547,55 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         );
     }
 
+    if let (true, [record]) = (args.paths.is_empty(), records.as_slice()) {
+        if let Some(summary) = summary(record, args.repeat()) {
+            print!("\n{}", summary.render());
+        }
+    }
+
     if let Some(path) = &args.json {
         write_json(path, &records)?;
     }
+    if let Some(path) = &args.plot {
+        let mut bars: Vec<Bar> = records
+            .iter()
+            .filter_map(|r| {
+                Some(Bar { label: r.block.clone(), speedup: r.speedup?, ideal: r.ideal_speedup })
+            })
+            .collect();
+        bars.sort_by(|a, b| a.speedup.total_cmp(&b.speedup));
+        let title = format!(
+            "parevm replay: speedup per block, sorted ({} threads, {:?} mode)",
+            threads, args.mode
+        );
+        speedup_chart(path, &title, &bars).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// What the embedded block is.
+const EMBEDDED_DESCRIPTION: &str = "swaps by 1000 senders on 200 constant-product pools gated \
+     by an on-chain credential registry, with KYC credentials issued and revoked in the same block";
+
+/// The plain-words summary of the embedded block's replay, if it ran on both paths.
+fn summary(record: &Record, runs: u32) -> Option<Summary<'_>> {
+    Some(Summary {
+        block: &record.block,
+        description: EMBEDDED_DESCRIPTION,
+        txs: record.txs,
+        excluded: record.compliance.map(|_| record.excluded),
+        gas_used: record.gas_used,
+        threads: record.threads,
+        runs,
+        agreed: record.matches_sequential?,
+        verified: record.verified,
+        parallel_path: record.parallel_path?,
+        sequential_ms: record.sequential_us? / 1e3,
+        parallel_ms: record.parallel_us? / 1e3,
+        speedup: record.speedup?,
+        quartiles: (record.speedup_q1?, record.speedup_q3?),
+        ideal: record.ideal_speedup?,
+    })
 }
 
 fn render(records: &[Record], sequential_only: bool) -> String {

@@ -17,8 +17,92 @@ fn replay_without_arguments_replays_the_embedded_block() {
     let out = parevm().arg("replay").output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("embedded:synthetic-mixed"), "{stdout}");
+    assert!(stdout.contains("embedded:gated-swaps"), "{stdout}");
     assert!(stdout.contains("1 blocks, 1 ok, 0 failed"), "{stdout}");
+    assert!(stdout.contains("(median of 20 runs per block)"), "{stdout}");
+    // The plain-words ending: what ran, the agreement, the header, the bound.
+    assert!(stdout.contains("Executed embedded:gated-swaps: 2000 transactions"), "{stdout}");
+    assert!(stdout.contains("left out 356 of them"), "{stdout}");
+    assert!(stdout.contains("bit for bit in each of the 20 runs"), "{stdout}");
+    assert!(stdout.contains("matches the header recorded"), "{stdout}");
+    assert!(stdout.contains("the block's dependencies allow at most"), "{stdout}");
+}
+
+#[test]
+fn a_snapshot_lacking_an_account_names_the_transaction_that_loads_it() {
+    // The router every swap calls, removed from the pre-state as if the snapshot lost it.
+    let dir = scratch("lacking");
+    fs::create_dir_all(&dir).unwrap();
+    fs::copy(sample().join("block.json"), dir.join("block.json")).unwrap();
+    let mut prestate: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&fs::read(sample().join("prestate.json")).unwrap()).unwrap();
+    let router = "0x8080808080808080808080808080808080808080";
+    assert!(prestate.remove(router).is_some());
+    fs::write(dir.join("prestate.json"), serde_json::to_vec(&prestate).unwrap()).unwrap();
+    let out = parevm().args(["replay", "--sequential"]).arg(&dir).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("gas used: header"), "{stderr}");
+    assert!(stderr.contains("loads accounts that prestate.json does not list"), "{stderr}");
+    let first = stderr.split("does not list (").nth(1).unwrap();
+    assert!(first.to_lowercase().contains(router), "{stderr}");
+
+    // --strict fails a snapshot that verifies but leaves out an account its block loads
+    // (here the generated block's beneficiary), and passes without the flag.
+    let out = parevm().args(["replay", "--sequential"]).arg(sample()).output().unwrap();
+    assert!(out.status.success());
+    let out = parevm().args(["replay", "--sequential", "--strict"]).arg(sample()).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "--strict: the block loads accounts that prestate.json does not list: \
+             transaction 0: 0xBEbeBeBEbeBebeBeBEBEbebEBeBeBebeBeBebebe"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn gen_refuses_to_overwrite_a_snapshot_without_force() {
+    let dir = scratch("force");
+    let gen = |extra: &[&str]| {
+        parevm()
+            .args(["gen", "--kind", "transfers", "--txs", "20", "--accounts", "10"])
+            .args(extra)
+            .arg(&dir)
+            .output()
+            .unwrap()
+    };
+    assert!(gen(&[]).status.success());
+    let before = fs::read(dir.join("block.json")).unwrap();
+    let out = gen(&["--seed", "2"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pass --force"));
+    assert_eq!(fs::read(dir.join("block.json")).unwrap(), before, "left untouched");
+    assert!(gen(&["--seed", "2", "--force"]).status.success());
+    assert_ne!(fs::read(dir.join("block.json")).unwrap(), before);
+    let names: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names.len(), 2, "no temporary files left: {names:?}");
+}
+
+#[test]
+fn replay_plots_sorted_speedups_with_their_bounds() {
+    let dir = scratch("plot");
+    fs::create_dir_all(&dir).unwrap();
+    let svg = dir.join("replay.svg");
+    let out = parevm()
+        .args(["replay", "--threads", "2", "--mode", "parallel", "--plot"])
+        .arg(&svg)
+        .arg(sample())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let chart = fs::read_to_string(&svg).unwrap();
+    assert!(chart.starts_with("<svg"), "{chart}");
+    for text in ["synthetic-mixed", "ideal bound (dependency graph)", "1x: as fast as sequential"] {
+        assert!(chart.contains(text), "{text}: {chart}");
+    }
 }
 
 #[test]
@@ -139,6 +223,8 @@ fn bench_writes_json_and_a_chart() {
     assert!(report["results"].as_array().unwrap().iter().all(|r| r["matches_sequential"] == true));
     let chart = fs::read_to_string(&svg).unwrap();
     assert!(chart.starts_with("<svg") && chart.contains("swaps, hook on"), "{chart}");
+    assert!(chart.contains("ideal bound (dependency graph)"), "{chart}");
+    assert!(report["results"].as_array().unwrap().iter().all(|r| r["ideal_speedup"].is_number()));
     let out = parevm().args(["bench", "--workloads", "nft"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown workload `nft`"));

@@ -12,11 +12,13 @@
 
 use std::time::Instant;
 
-use alloy_primitives::map::HashMap;
+use std::sync::Arc;
+
+use alloy_primitives::map::{HashMap, HashSet};
 use alloy_primitives::{Address, U256};
 use parevm::revm::context::{BlockEnv, CfgEnv, Context, Journal, TxEnv};
 use parevm::revm::{Database, ExecuteEvm, MainBuilder};
-use parevm::{BlockDb, BlockInput, ExecutionError, Storage};
+use parevm::{BlockDb, BlockInput, ExecutionError, Location, Storage, StorageError};
 
 /// A state location, for dependency tracking.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -36,6 +38,12 @@ pub struct Analysis {
     pub times: Vec<f64>,
     /// For each transaction, the transactions it depends on.
     pub predecessors: Vec<Vec<usize>>,
+    /// Accounts the transactions loaded that the storage does not hold (other than contracts
+    /// they created), each with the first transaction that loaded it, in block order. In a
+    /// snapshot that lists every account its block touches, an entry here is a defect of the
+    /// snapshot; in one that leaves out accounts that did not exist yet, these are those
+    /// accounts, and also any that the snapshot lost.
+    pub absent_accounts: Vec<(usize, Address)>,
 }
 
 impl Analysis {
@@ -90,6 +98,24 @@ impl Analysis {
     }
 }
 
+/// [`analyze`] run `runs` times (at least once), with each transaction's time the median of
+/// its runs: single transactions take microseconds, and one run's times are noisy.
+pub fn analyze_median<S: Storage>(
+    storage: &S,
+    block: &BlockInput,
+    runs: usize,
+) -> Result<Analysis, ExecutionError> {
+    let runs: Vec<Analysis> =
+        (0..runs.max(1)).map(|_| analyze(storage, block)).collect::<Result<_, _>>()?;
+    let mut analysis = runs[0].clone();
+    for (i, time) in analysis.times.iter_mut().enumerate() {
+        let mut samples: Vec<f64> = runs.iter().map(|r| r.times[i]).collect();
+        samples.sort_by(f64::total_cmp);
+        *time = samples[samples.len() / 2];
+    }
+    Ok(analysis)
+}
+
 /// Executes `block` sequentially on `storage`, recording read and write sets and times.
 /// (The block's system calls and rewards are left out: they run outside the parallel phase.)
 pub fn analyze<S: Storage>(storage: &S, block: &BlockInput) -> Result<Analysis, ExecutionError> {
@@ -109,7 +135,9 @@ pub fn analyze<S: Storage>(storage: &S, block: &BlockInput) -> Result<Analysis, 
         gas: Vec::with_capacity(n),
         times: Vec::with_capacity(n),
         predecessors: Vec::with_capacity(n),
+        absent_accounts: Vec::new(),
     };
+    let mut seen: HashSet<Address> = HashSet::default();
     for (index, tx) in block.transactions.iter().enumerate() {
         let start = Instant::now();
         let result = evm.transact_one(tx.clone());
@@ -128,6 +156,10 @@ pub fn analyze<S: Storage>(storage: &S, block: &BlockInput) -> Result<Analysis, 
         let mut reads = Vec::new();
         let mut writes = Vec::new();
         for (address, account) in &state {
+            // A contract the transaction creates had no state before it: tracers leave it out.
+            if seen.insert(*address) && !account.is_created() && absent(storage, address)? {
+                analysis.absent_accounts.push((index, *address));
+            }
             let involved = *address == tx.caller || tx.kind.to() == Some(address);
             if *address != beneficiary || involved {
                 reads.push(Key::Account(*address));
@@ -162,13 +194,30 @@ pub fn analyze<S: Storage>(storage: &S, block: &BlockInput) -> Result<Analysis, 
     Ok(analysis)
 }
 
+/// Whether `storage` lacks the account at `address`.
+fn absent<S: Storage>(storage: &S, address: &Address) -> Result<bool, ExecutionError> {
+    match storage.basic(address) {
+        Ok(account) => Ok(account.is_none()),
+        Err(e) => Err(ExecutionError::Storage(StorageError {
+            location: Location::Account(*address),
+            source: Arc::new(e),
+        })),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn chain_of(predecessors: Vec<Vec<usize>>) -> Analysis {
         let n = predecessors.len();
-        Analysis { transactions: n, gas: vec![10; n], times: vec![1.0; n], predecessors }
+        Analysis {
+            transactions: n,
+            gas: vec![10; n],
+            times: vec![1.0; n],
+            predecessors,
+            absent_accounts: Vec::new(),
+        }
     }
 
     #[test]

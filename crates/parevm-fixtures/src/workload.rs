@@ -611,13 +611,23 @@ pub fn write_snapshot(
     }
     fs::create_dir_all(dir)?;
     let json = |value: &dyn erased::Json| value.to_pretty();
-    fs::write(dir.join("block.json"), json(&block))?;
-    fs::write(dir.join("prestate.json"), json(&accounts))?;
+    // Every file is written under a temporary name first and renamed into place, `block.json`
+    // last (it is what marks a folder as a snapshot): an interrupted write leaves the old
+    // files or none, never a truncated one.
+    let mut files = vec![("prestate.json", json(&accounts))];
     let compliance_path = dir.join(parevm_compliance::COMPLIANCE_FILE);
     match &generated.compliance {
-        Some(compliance) => fs::write(compliance_path, json(compliance))?,
+        Some(compliance) => files.push((parevm_compliance::COMPLIANCE_FILE, json(compliance))),
         None if compliance_path.exists() => fs::remove_file(compliance_path)?,
         None => {}
+    }
+    files.push(("block.json", json(&block)));
+    let temporary = |name: &str| dir.join(format!(".{name}.partial"));
+    for (name, contents) in &files {
+        fs::write(temporary(name), contents)?;
+    }
+    for (name, _) in &files {
+        fs::rename(temporary(name), dir.join(name))?;
     }
     Ok(())
 }
