@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use parevm::{
     execute_sequential_with, BlockInput, Compliance, ComplianceMode, Executor, InMemoryStorage,
 };
@@ -262,10 +262,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let config = args.mode.config(args.threads);
     let threads = config.threads.get();
     let mut executor = Executor::new(config)?;
-    let progress = ProgressBar::new_spinner().with_style(
-        ProgressStyle::with_template("{spinner} {pos}/{len} {msg}  [{elapsed_precise}, eta {eta}]")
-            .expect("static template"),
-    );
+    let progress = crate::progress::bar(0, "blocks");
     let cases = if args.blocks.is_empty() {
         suite(&args.workload, &args.workloads, &progress)?
     } else {

@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use parevm_fixtures::conformance::{discover, run_files, Counts, FileReport};
 use serde::Serialize;
 
@@ -52,10 +51,7 @@ pub fn run(args: ConformanceArgs) -> Result<ExitCode, Box<dyn std::error::Error>
     if files.is_empty() {
         return Err(format!("{}: no test files (*.json) found", args.path.display()).into());
     }
-    let progress = ProgressBar::new(files.len() as u64).with_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} files  {elapsed}")
-            .expect("static template"),
-    );
+    let progress = crate::progress::bar(files.len() as u64, "files");
     let start = Instant::now();
     let reports = run_files(&files, args.threads, || progress.inc(1));
     progress.finish_and_clear();

@@ -14,6 +14,7 @@ mod gen;
 mod json;
 mod measure;
 mod plot;
+mod progress;
 mod replay;
 mod summary;
 mod table;

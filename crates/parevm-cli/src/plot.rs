@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 /// One bar of a speedup chart.
 pub struct Bar {
@@ -32,7 +33,7 @@ pub fn speedup_chart(
     let root = SVGBackend::new(path, (width, if many { 560 } else { 480 })).into_drawing_area();
     root.fill(&WHITE)?;
     let top =
-        bars.iter().flat_map(|b| [b.speedup, b.ideal.unwrap_or(0.0)]).fold(1.0, f64::max) * 1.15;
+        bars.iter().flat_map(|b| [b.speedup, b.ideal.unwrap_or(0.0)]).fold(1.0, f64::max) * 1.35; // headroom for the legend above the bars
     let n = bars.len();
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 20))
@@ -40,22 +41,32 @@ pub fn speedup_chart(
         .x_label_area_size(if many { 110 } else { 40 })
         .y_label_area_size(60)
         .build_cartesian_2d((0..n.saturating_sub(1)).into_segmented(), 0f64..top)?;
-    let label_style = if many {
-        ("sans-serif", 11).into_font().transform(FontTransform::Rotate90)
-    } else {
-        ("sans-serif", 13).into_font()
-    };
     chart
         .configure_mesh()
         .disable_x_mesh()
         .x_labels(n)
-        .x_label_style(label_style)
+        .x_label_style(("sans-serif", 13))
         .x_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(i) => bars.get(*i).map_or(String::new(), |b| b.label.clone()),
+            // Many names are written vertically below, by hand: the mesh centres a rotated
+            // label on its tick, where the bars would cover half of it.
+            SegmentValue::CenterOf(i) if !many => {
+                bars.get(*i).map_or(String::new(), |b| b.label.clone())
+            }
             _ => String::new(),
         })
         .y_desc("speedup over sequential (x)")
         .draw()?;
+    if many {
+        let style = ("sans-serif", 11)
+            .into_font()
+            .transform(FontTransform::Rotate90)
+            .into_text_style(&root)
+            .pos(Pos::new(HPos::Left, VPos::Center));
+        for (i, bar) in bars.iter().enumerate() {
+            let (x, y) = chart.backend_coord(&(SegmentValue::CenterOf(i), 0.0));
+            root.draw(&Text::new(bar.label.clone(), (x, y + 8), style.clone()))?;
+        }
+    }
     let margin = if many { 3 } else { 12 };
     chart
         .draw_series(bars.iter().enumerate().map(|(i, b)| {
@@ -87,8 +98,11 @@ pub fn speedup_chart(
         chart.draw_series(bars.iter().enumerate().map(|(i, b)| {
             Text::new(
                 format!("{:.2}x", b.speedup),
-                (SegmentValue::CenterOf(i), b.speedup + top * 0.03),
-                ("sans-serif", 14).into_font().color(&BLACK),
+                (SegmentValue::CenterOf(i), b.speedup + top * 0.01),
+                ("sans-serif", 14)
+                    .into_font()
+                    .color(&BLACK)
+                    .pos(Pos::new(HPos::Center, VPos::Bottom)),
             )
         }))?;
     }

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use alloy_primitives::Address;
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
 use parevm::{
     execute_sequential_with, BlockOutput, Compliance, Config, ExecutionError, ExecutionMode,
     Executor,
@@ -90,9 +89,9 @@ pub struct ReplayArgs {
     compliance: Option<PathBuf>,
     /// Fail a block whose transactions load an account its `prestate.json` does not list
     /// (other than contracts they create), naming the transaction and the account. Meant for
-    /// snapshots recorded with every account their block touches, empty ones too; the
-    /// shared mainnet snapshots and `gen`'s leave out accounts that did not exist before the
-    /// block. Without it, a block that fails its header check names those accounts.
+    /// snapshots recorded with every account their block touches, empty ones too, as `gen`
+    /// writes them (the shared mainnet snapshots leave out accounts that did not exist
+    /// before the block). Without it, a block that fails its header check names them.
     #[arg(long)]
     strict: bool,
     /// Draw the per-block speedups, sorted, beside each block's ideal bound (from its
@@ -491,10 +490,7 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     if args.paths.is_empty() {
         sources.push(Source::Embedded);
     }
-    let progress = ProgressBar::new(sources.len() as u64).with_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} blocks  {msg}")
-            .expect("static template"),
-    );
+    let progress = crate::progress::bar(sources.len() as u64, "blocks");
     let mut records = Vec::with_capacity(sources.len());
     for source in &sources {
         progress.set_message(source.display());

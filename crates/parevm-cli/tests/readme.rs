@@ -91,7 +91,7 @@ impl Inputs {
                 "../shared/testdata/mainnet" => self.scratch.join("blocks").display().to_string(),
                 "../shared/testdata/mainnet/16257471" | "PATH" => sample.display().to_string(),
                 "compliance.json" => compliance.display().to_string(),
-                "OUT" | "results.json" | "out.json" | "out.svg" => {
+                "OUT" | "results.json" | "out.json" | "out.svg" | "blocks.svg" => {
                     format!("{}-{word}", out.display())
                 }
                 // Sizes cut to seconds.

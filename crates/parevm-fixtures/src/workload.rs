@@ -539,7 +539,7 @@ pub fn generate(workload: &Workload) -> GeneratedBlock {
 }
 
 /// One account of `prestate.json`.
-#[derive(Serialize)]
+#[derive(Serialize, Default)]
 struct PrestateAccount {
     balance: U256,
     nonce: u64,
@@ -552,7 +552,9 @@ struct PrestateAccount {
 /// Writes `generated` as a snapshot folder (`block.json`, `prestate.json`, and
 /// `compliance.json` for gated blocks), with the header
 /// fields that execution determines (gas used, logs bloom, receipts root) taken from
-/// `output`, the block's execution result.
+/// `output`, the block's execution result. `prestate.json` lists every account the block's
+/// transactions load, those that do not exist yet as empty accounts (the same to the EVM
+/// from Spurious Dragon on), so that the snapshot passes `replay --strict`.
 pub fn write_snapshot(
     dir: &Path,
     generated: &GeneratedBlock,
@@ -591,6 +593,12 @@ pub fn write_snapshot(
         withdrawals: Some(Default::default()),
     };
     let mut accounts = std::collections::BTreeMap::new();
+    let absent = crate::analysis::analyze(&generated.storage, &generated.block)
+        .map_err(std::io::Error::other)?
+        .absent_accounts;
+    for (_, address) in absent {
+        accounts.insert(address, PrestateAccount::default());
+    }
     for (address, account) in generated.storage.accounts() {
         let code = generated
             .storage
