@@ -14,7 +14,9 @@ use parevm::{
 };
 use parevm_compliance::{Claim, ComplianceFile, ModeName};
 use parevm_fixtures::analysis::analyze_median;
-use parevm_fixtures::{discover_snapshots, load_snapshot, parse_snapshot, HeaderCheck, Snapshot};
+use parevm_fixtures::{
+    discover_snapshots, load_snapshot_with, parse_snapshot, HeaderCheck, Senders, Snapshot,
+};
 use serde::Serialize;
 
 use crate::json::write_json;
@@ -94,6 +96,11 @@ pub struct ReplayArgs {
     /// before the block). Without it, a block that fails its header check names them.
     #[arg(long)]
     strict: bool,
+    /// Take each transaction's `from` and `hash` as the snapshot gives them instead of
+    /// recovering the sender from the signature and hashing the fields (faster loading; the
+    /// recovery's cost is reported apart from execution either way).
+    #[arg(long)]
+    trust_senders: bool,
     /// Draw the per-block speedups, sorted, beside each block's ideal bound (from its
     /// dependency graph, as `parevm analyze` computes it) as an SVG chart.
     #[arg(long, value_name = "FILE")]
@@ -193,6 +200,10 @@ struct Record {
     /// Block-STM's phases (with `--phases`, where it ran).
     #[serde(skip_serializing_if = "Option::is_none")]
     phases: Option<Breakdown>,
+    /// Time spent recovering the senders from the signatures while loading (not part of
+    /// either execution time; absent with `--trust-senders`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sender_recovery_us: Option<f64>,
     /// The list-scheduling bound on the speedup at `threads` from the block's dependency
     /// graph (with `--plot`, and for the embedded block).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -231,10 +242,12 @@ impl Source {
         }
     }
 
-    fn load(&self) -> Result<Snapshot, parevm_fixtures::SnapshotError> {
+    fn load(&self, senders: Senders) -> Result<Snapshot, parevm_fixtures::SnapshotError> {
         match self {
-            Source::Dir(dir) => load_snapshot(dir),
-            Source::Embedded => parse_snapshot(EMBEDDED_NAME, EMBEDDED_BLOCK, EMBEDDED_PRESTATE),
+            Source::Dir(dir) => load_snapshot_with(dir, senders),
+            Source::Embedded => {
+                parse_snapshot(EMBEDDED_NAME, EMBEDDED_BLOCK, EMBEDDED_PRESTATE, senders)
+            }
         }
     }
 
@@ -269,7 +282,8 @@ fn replay_one(source: &Source, args: &ReplayArgs, executor: &mut Executor) -> Re
         threads: executor.config().threads.get(),
         ..Record::default()
     };
-    let loaded = source.load().map_err(|e| e.to_string()).and_then(|snapshot| {
+    let senders = if args.trust_senders { Senders::Trust } else { Senders::Recover };
+    let loaded = source.load(senders).map_err(|e| e.to_string()).and_then(|snapshot| {
         let compliance = compliance_of(source, args).map_err(|e| e.to_string())?;
         Ok((snapshot, compliance))
     });
@@ -286,6 +300,7 @@ fn replay_one(source: &Source, args: &ReplayArgs, executor: &mut Executor) -> Re
     });
     executor.set_compliance(compliance.map(|c| c.compliance()));
     record.number = Some(snapshot.header.number);
+    record.sender_recovery_us = snapshot.sender_recovery.map(us);
     record.txs = snapshot.block.transactions.len();
     if let Err(e) = replay_snapshot(&snapshot, args, executor, &mut record) {
         record.error = Some(e.to_string());
@@ -520,6 +535,15 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         seq_total / 1e3,
         args.repeat()
     );
+    let recovered: Vec<f64> = records.iter().filter_map(|r| r.sender_recovery_us).collect();
+    if !recovered.is_empty() {
+        println!(
+            "senders: recovered from the signatures and checked against `from` and `hash` in {:.3} ms \
+             for {} blocks (loading, not in the times above; --trust-senders skips it)",
+            recovered.iter().sum::<f64>() / 1e3,
+            recovered.len()
+        );
+    }
     let gated: Vec<&Record> = records.iter().filter(|r| r.compliance.is_some()).collect();
     if !gated.is_empty() {
         println!(

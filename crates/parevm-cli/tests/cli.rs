@@ -249,3 +249,44 @@ fn analyze_reports_chains_and_bounds() {
     assert!(stdout.contains("ideal 2t") && stdout.contains("synthetic-mixed"), "{stdout}");
     assert!(stdout.contains("1 blocks with transactions"), "{stdout}");
 }
+
+#[test]
+fn senders_are_recovered_and_checked_unless_trusted() {
+    let block: serde_json::Value =
+        serde_json::from_slice(&fs::read(sample().join("block.json")).unwrap()).unwrap();
+    let tamper = |name: &str, edit: &dyn Fn(&mut serde_json::Value)| {
+        let dir = scratch(name);
+        fs::create_dir_all(&dir).unwrap();
+        fs::copy(sample().join("prestate.json"), dir.join("prestate.json")).unwrap();
+        let mut block = block.clone();
+        edit(&mut block["transactions"][7]);
+        fs::write(dir.join("block.json"), serde_json::to_vec(&block).unwrap()).unwrap();
+        dir
+    };
+    // Transaction 7 claims transaction 8's sender.
+    let other = block["transactions"][8]["from"].clone();
+    let dir = tamper("from", &|tx| tx["from"] = other.clone());
+    let out = parevm().args(["replay", "--sequential"]).arg(&dir).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("transaction 7: its signature is by"), "{stderr}");
+    // Trusted, the forged sender is taken as given (and its nonce no longer fits).
+    let out =
+        parevm().args(["replay", "--sequential", "--trust-senders"]).arg(&dir).output().unwrap();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("its signature is by"));
+
+    let dir = tamper("hash", &|tx| {
+        tx["hash"] = "0x1111111111111111111111111111111111111111111111111111111111111111".into()
+    });
+    let out = parevm().args(["replay", "--sequential"]).arg(&dir).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("transaction 7: its fields hash to"), "{stderr}");
+
+    // A signature that recovers to nobody (s = 0) is an error, not a panic.
+    let dir = tamper("sig", &|tx| tx["s"] = "0x0".into());
+    let out = parevm().args(["replay", "--sequential"]).arg(&dir).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("transaction 7:"), "{stderr}");
+}

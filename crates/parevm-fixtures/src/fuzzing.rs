@@ -167,7 +167,7 @@ pub fn snapshot_parse(data: &[u8]) {
     let split = data.iter().position(|b| *b == 0).unwrap_or(data.len());
     let (block, rest) = data.split_at(split);
     let prestate = rest.get(1..).unwrap_or_default();
-    let _ = parse_snapshot("fuzz", block, prestate);
+    let _ = parse_snapshot("fuzz", block, prestate, crate::Senders::Recover);
 }
 
 /// Accounts of a fuzzed gated block: an admin, three issuers, five users.

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use alloy_consensus::Header;
 use alloy_primitives::{Address, Bytes, B256, U256};
-use alloy_rpc_types_eth::{Block, BlockTransactions};
+use alloy_rpc_types_eth::{Block, BlockTransactions, Transaction};
+use parevm::revm::primitives::hardfork::SpecId;
 use parevm::{block_env, mainnet_spec, tx_env, BlockInput, InMemoryStorage};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -73,6 +74,52 @@ pub struct Snapshot {
     pub block: BlockInput,
     /// The pre-state.
     pub storage: InMemoryStorage,
+    /// Time spent recovering the senders from the signatures (`None` when they were trusted,
+    /// see [`Senders`]).
+    pub sender_recovery: Option<std::time::Duration>,
+}
+
+/// Whether the loader checks each transaction's `from` and `hash` against its signature and
+/// fields.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Senders {
+    /// Recover every sender from its signature (in parallel) and fail on the first
+    /// transaction whose `from` or `hash` does not match (the default: trust nothing that
+    /// can be checked).
+    #[default]
+    Recover,
+    /// Take `from` and `hash` as given, for speed on snapshots already checked.
+    Trust,
+}
+
+/// Checks every transaction's `from` against the signer recovered from its signature (with
+/// the low-`s` rule from Homestead on) and its `hash` against the hash of its encoding;
+/// `Err` names the first transaction that fails.
+fn check_senders(txs: &[Transaction], homestead: bool) -> Result<(), String> {
+    use alloy_consensus::transaction::SignerRecoverable;
+    use alloy_eips::eip2718::Encodable2718;
+    use rayon::prelude::*;
+    let failure = txs.par_iter().enumerate().find_map_first(|(index, tx)| {
+        let envelope = tx.inner.inner();
+        let hash = alloy_primitives::keccak256(envelope.encoded_2718());
+        if hash != *envelope.hash() {
+            return Some(format!(
+                "transaction {index}: its fields hash to {hash}, not to its `hash` {}",
+                envelope.hash()
+            ));
+        }
+        let recovered =
+            if homestead { envelope.recover_signer() } else { envelope.recover_signer_unchecked() };
+        match recovered {
+            Ok(signer) if signer == tx.inner.signer() => None,
+            Ok(signer) => Some(format!(
+                "transaction {index}: its signature is by {signer}, not by its `from` {}",
+                tx.inner.signer()
+            )),
+            Err(e) => Some(format!("transaction {index}: invalid signature: {e}")),
+        }
+    });
+    failure.map_or(Ok(()), Err)
 }
 
 fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, SnapshotError> {
@@ -94,12 +141,29 @@ fn parse_json<T: DeserializeOwned>(path: &Path, text: &[u8]) -> Result<T, Snapsh
     })
 }
 
-/// Parses `block.json` into a mainnet [`BlockInput`] and its header.
-pub fn load_block(path: &Path) -> Result<(Header, B256, BlockInput), SnapshotError> {
-    block_from_json(path, read_json(path)?)
+/// Parses `block.json` into a mainnet [`BlockInput`] and its header, checking the senders
+/// as `senders` says.
+pub fn load_block(path: &Path, senders: Senders) -> Result<LoadedBlock, SnapshotError> {
+    block_from_json(path, read_json(path)?, senders)
 }
 
-fn block_from_json(path: &Path, block: Block) -> Result<(Header, B256, BlockInput), SnapshotError> {
+/// A parsed `block.json`.
+pub struct LoadedBlock {
+    /// The header.
+    pub header: Header,
+    /// The block's hash as given.
+    pub hash: B256,
+    /// What the engine executes.
+    pub block: BlockInput,
+    /// Time spent recovering senders (`None` if trusted).
+    pub sender_recovery: Option<std::time::Duration>,
+}
+
+fn block_from_json(
+    path: &Path,
+    block: Block,
+    senders: Senders,
+) -> Result<LoadedBlock, SnapshotError> {
     let invalid = |message: String| SnapshotError::Invalid { path: path.to_owned(), message };
     let txs = match block.transactions {
         BlockTransactions::Full(txs) => txs,
@@ -115,6 +179,14 @@ fn block_from_json(path: &Path, block: Block) -> Result<(Header, B256, BlockInpu
     };
     let header = block.header.inner;
     let spec = mainnet_spec(header.number, header.timestamp);
+    let sender_recovery = match senders {
+        Senders::Trust => None,
+        Senders::Recover => {
+            let start = std::time::Instant::now();
+            check_senders(&txs, spec.is_enabled_in(SpecId::HOMESTEAD)).map_err(invalid)?;
+            Some(start.elapsed())
+        }
+    };
     let transactions = txs.iter().map(|tx| tx_env(tx.inner.inner(), tx.inner.signer())).collect();
     let input = BlockInput {
         spec,
@@ -128,7 +200,7 @@ fn block_from_json(path: &Path, block: Block) -> Result<(Header, B256, BlockInpu
         unknown_ommers: block.uncles.len(),
         block_rewards: true,
     };
-    Ok((header, block.header.hash, input))
+    Ok(LoadedBlock { header, hash: block.header.hash, block: input, sender_recovery })
 }
 
 /// Parses `prestate.json` (and `block_hashes.json` if given) into an in-memory state.
@@ -174,28 +246,41 @@ fn insert_block_hashes(
     Ok(())
 }
 
-/// Loads the snapshot in folder `dir`.
+/// Loads the snapshot in folder `dir`, recovering every sender from its signature.
 pub fn load_snapshot(dir: &Path) -> Result<Snapshot, SnapshotError> {
-    let (header, hash, block) = load_block(&dir.join("block.json"))?;
+    load_snapshot_with(dir, Senders::Recover)
+}
+
+/// Loads the snapshot in folder `dir`, checking the senders as `senders` says.
+pub fn load_snapshot_with(dir: &Path, senders: Senders) -> Result<Snapshot, SnapshotError> {
+    let block = load_block(&dir.join("block.json"), senders)?;
     let hashes = dir.join("block_hashes.json");
     let storage =
         load_prestate(&dir.join("prestate.json"), hashes.exists().then_some(hashes.as_path()))?;
-    Ok(Snapshot { dir: dir.to_owned(), header, hash, block, storage })
+    Ok(Snapshot::new(dir.to_owned(), block, storage))
 }
 
-/// Parses a snapshot from the contents of its files; `name` labels it in errors (as if it
-/// were the folder).
+/// Parses a snapshot from the contents of its files, checking the senders as `senders` says;
+/// `name` labels it in errors (as if it were the folder).
 pub fn parse_snapshot(
     name: &str,
     block_json: &[u8],
     prestate_json: &[u8],
+    senders: Senders,
 ) -> Result<Snapshot, SnapshotError> {
     let dir = PathBuf::from(name);
     let block_path = dir.join("block.json");
-    let (header, hash, block) = block_from_json(&block_path, parse_json(&block_path, block_json)?)?;
+    let block = block_from_json(&block_path, parse_json(&block_path, block_json)?, senders)?;
     let prestate_path = dir.join("prestate.json");
     let storage = prestate_from_json(parse_json(&prestate_path, prestate_json)?);
-    Ok(Snapshot { dir, header, hash, block, storage })
+    Ok(Snapshot::new(dir, block, storage))
+}
+
+impl Snapshot {
+    fn new(dir: PathBuf, block: LoadedBlock, storage: InMemoryStorage) -> Self {
+        let LoadedBlock { header, hash, block, sender_recovery } = block;
+        Self { dir, header, hash, block, storage, sender_recovery }
+    }
 }
 
 /// The snapshot folders under `path`: `path` itself if it holds a `block.json`, otherwise
