@@ -16,6 +16,8 @@ mod measure;
 mod plot;
 mod progress;
 mod replay;
+mod report;
+mod shard;
 mod summary;
 mod table;
 
@@ -37,6 +39,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Report what blocks allow: dependency chains and ideal parallel speedups.
     Analyze(analyze::AnalyzeArgs),
+    /// Merge the JSON-lines files of a sharded `replay --jsonl` into one summary.
+    Report(report::ReportArgs),
     /// Run the Ethereum consensus tests (state and blockchain tests) through both paths.
     Conformance(conformance::ConformanceArgs),
 }
@@ -61,6 +65,7 @@ fn main() -> ExitCode {
         Command::Conformance(args) => conformance::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Analyze(args) => analyze::run(args),
+        Command::Report(args) => report::run(args),
     };
     match result {
         Ok(code) => code,

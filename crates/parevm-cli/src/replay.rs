@@ -15,13 +15,16 @@ use parevm::{
 use parevm_compliance::{Claim, ComplianceFile, ModeName};
 use parevm_fixtures::analysis::analyze_median;
 use parevm_fixtures::{
-    discover_snapshots, load_snapshot_with, parse_snapshot, HeaderCheck, Senders, Snapshot,
+    discover_snapshots, load_snapshot_with, parse_snapshot, snapshot_gas, HeaderCheck, Senders,
+    Snapshot,
 };
 use serde::Serialize;
 
 use crate::json::write_json;
 use crate::measure::{breakdown, render_breakdowns, timed, Breakdown, Paired};
 use crate::plot::{speedup_chart, Bar};
+use crate::report::{JsonLines, Manifest};
+use crate::shard::{partition, Shard};
 use crate::summary::Summary;
 use crate::table::Table;
 
@@ -101,6 +104,15 @@ pub struct ReplayArgs {
     /// recovery's cost is reported apart from execution either way).
     #[arg(long)]
     trust_senders: bool,
+    /// Replay only share I of N (from 0) of the blocks found: a deterministic partition,
+    /// balanced by gas, so that N processes (a Kubernetes Indexed Job, a Slurm array) each
+    /// replay a disjoint share and together every block once.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<Shard>,
+    /// Write one JSON line per block to this file as it finishes (flushed), after a first
+    /// line naming the shard and its blocks; `parevm report` merges such files.
+    #[arg(long, value_name = "FILE")]
+    jsonl: Option<PathBuf>,
     /// Draw the per-block speedups, sorted, beside each block's ideal bound (from its
     /// dependency graph, as `parevm analyze` computes it) as an SVG chart.
     #[arg(long, value_name = "FILE")]
@@ -503,8 +515,49 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         sources.extend(discover_snapshots(path)?.into_iter().map(Source::Dir));
     }
     if args.paths.is_empty() {
+        if args.shard.is_some() {
+            return Err("--shard needs snapshot folders to share out".into());
+        }
         sources.push(Source::Embedded);
     }
+    let shard = args.shard.unwrap_or(Shard::ALL);
+    if args.shard.is_some() || args.jsonl.is_some() {
+        let mut names: Vec<String> = sources.iter().map(Source::name).collect();
+        names.sort();
+        if let Some(twice) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(format!(
+                "two snapshots are named {}: a shard or a JSON-lines record names blocks by \
+                 folder name, so names must be unique",
+                twice[0]
+            )
+            .into());
+        }
+    }
+    if shard.count > 1 {
+        // A block whose header cannot be read weighs nothing: its replay reports the error.
+        let weighed: Vec<(String, u64)> = sources
+            .iter()
+            .map(|s| match s {
+                Source::Dir(dir) => (s.name(), snapshot_gas(dir).unwrap_or(0)),
+                Source::Embedded => (s.name(), 0),
+            })
+            .collect();
+        let shard_of = partition(&weighed, shard.count);
+        let mut index = 0;
+        sources.retain(|_| {
+            index += 1;
+            shard_of[index - 1] == shard.index
+        });
+    }
+    let mut lines = match &args.jsonl {
+        Some(path) => {
+            let blocks = sources.iter().map(Source::name).collect();
+            let mode = format!("{:?}", args.mode).to_lowercase();
+            let manifest = Manifest::new(shard, blocks, threads.get(), mode);
+            Some(JsonLines::create(path, manifest)?)
+        }
+        None => None,
+    };
     let progress = crate::progress::bar(sources.len() as u64, "blocks");
     let mut records = Vec::with_capacity(sources.len());
     for source in &sources {
@@ -513,10 +566,16 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         if let Some(error) = &record.error {
             progress.suspend(|| eprintln!("error: {}: {error}", source.display()));
         }
+        if let Some(lines) = &mut lines {
+            lines.write(&record)?;
+        }
         records.push(record);
         progress.inc(1);
     }
     progress.finish_and_clear();
+    if shard.count > 1 {
+        println!("shard {shard}: {} of the blocks, balanced by gas", records.len());
+    }
 
     print!("{}", render(&records, args.sequential));
     if args.phases {

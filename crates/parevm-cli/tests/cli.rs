@@ -290,3 +290,88 @@ fn senders_are_recovered_and_checked_unless_trusted() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("transaction 7:"), "{stderr}");
 }
+
+/// (block, verified, matches_sequential, error) of every record of a `--jsonl` file.
+fn verdicts(path: &Path) -> Vec<(String, bool, bool, bool)> {
+    let text = fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    assert!(lines.next().unwrap().starts_with("{\"manifest\":"));
+    lines
+        .map(|l| {
+            let r: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                r["block"].as_str().unwrap().to_string(),
+                r["verified"] == true,
+                r["matches_sequential"] == true,
+                r["error"].is_null(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn shards_together_replay_exactly_what_one_process_does_and_report_merges_them() {
+    let dir = scratch("shards");
+    for (i, kind) in ["transfers", "erc20", "swaps", "mixed", "transfers"].iter().enumerate() {
+        let out = parevm()
+            .args(["gen", "--kind", kind, "--txs", &(20 + 15 * i).to_string()])
+            .args(["--accounts", "12", "--seed", &i.to_string()])
+            .arg(dir.join("blocks").join(format!("{}", 100 + i)))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    // One block that fails: its header claims other gas.
+    let broken = dir.join("blocks/104/block.json");
+    let text = fs::read_to_string(&broken).unwrap();
+    let mut block: serde_json::Value = serde_json::from_str(&text).unwrap();
+    block["gasUsed"] = "0x1".into();
+    fs::write(&broken, serde_json::to_vec(&block).unwrap()).unwrap();
+
+    let replay = |extra: &[&str], jsonl: &Path| {
+        parevm()
+            .args(["replay", "--threads", "2"])
+            .args(extra)
+            .arg("--jsonl")
+            .arg(jsonl)
+            .arg(dir.join("blocks"))
+            .output()
+            .unwrap()
+    };
+    let whole = dir.join("whole.jsonl");
+    assert!(!replay(&[], &whole).status.success(), "block 104 fails");
+    let mut sharded = Vec::new();
+    let mut files = Vec::new();
+    for i in 0..3 {
+        let file = dir.join(format!("shard-{i}.jsonl"));
+        let out = replay(&["--shard", &format!("{i}/3")], &file);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains(&format!("shard {i}/3:")), "{stdout}");
+        sharded.extend(verdicts(&file));
+        files.push(file);
+    }
+    let mut expected = verdicts(&whole);
+    expected.sort();
+    sharded.sort();
+    assert_eq!(sharded, expected, "same blocks, same verdicts");
+    assert_eq!(expected.len(), 5);
+
+    let out = parevm().arg("report").args(&files).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "a failed block fails the report");
+    assert!(stdout.contains("5 blocks in 3 shards, 4 ok, 1 failed"), "{stdout}");
+    assert!(stdout.contains("failed: 104: gas used: header 1"), "{stdout}");
+    // Missing or doubled shards, and an interrupted file, are refused.
+    let out = parevm().arg("report").args(&files[..2]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shard 2/3 is missing"));
+    let out = parevm().arg("report").args([&files[0], &files[0], &files[1]]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shard 0/3 appears twice"));
+    let cut = dir.join("cut.jsonl");
+    let text = fs::read_to_string(&whole).unwrap();
+    fs::write(&cut, &text[..text.len() - 40]).unwrap();
+    let out = parevm().arg("report").arg(&cut).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not a complete block record"), "{stderr}");
+    let out = parevm().args(["replay", "--shard", "3/3"]).arg(dir.join("blocks")).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a shard"));
+}

@@ -40,6 +40,10 @@ const IN_CI: &[(&str, &[&str])] = &[
         &["cargo build --release -p parevm-cli --features perturb"],
     ),
     (
+        "deploy/local/replay-sharded.sh target/release/parevm ../shared/testdata/mainnet 4 target/shards",
+        &["deploy/local/replay-sharded.sh \"$bin\" \"$shared/mainnet\" 4"],
+    ),
+    (
         "parevm conformance ../shared/testdata/ethereum-tests",
         &["\"$bin\" conformance \"$shared/ethereum-tests\""],
     ),
@@ -79,6 +83,22 @@ impl Inputs {
         Self { scratch }
     }
 
+    /// Writes `shard-I.jsonl` for every shard of `count` over the stand-in blocks.
+    fn replay_shards(&self, count: usize) {
+        for i in 0..count {
+            let out = Command::new(env!("CARGO_BIN_EXE_parevm"))
+                .arg("replay")
+                .arg(self.scratch.join("blocks"))
+                .arg("--shard")
+                .arg(format!("{i}/{count}"))
+                .arg("--jsonl")
+                .arg(self.scratch.join(format!("shard-{i}.jsonl")))
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+
     /// The arguments of README command `command` (after `parevm`), on local inputs.
     fn args(&self, command: &str, run: usize) -> Vec<String> {
         let sample = root().join("testdata/snapshots/synthetic-mixed");
@@ -93,6 +113,10 @@ impl Inputs {
                 "compliance.json" => compliance.display().to_string(),
                 "OUT" | "results.json" | "out.json" | "out.svg" | "blocks.svg" => {
                     format!("{}-{word}", out.display())
+                }
+                // Shard files are shared between the replay and the report commands.
+                shard if shard.starts_with("shard-") && shard.ends_with(".jsonl") => {
+                    self.scratch.join(shard).display().to_string()
                 }
                 // Sizes cut to seconds.
                 "1000000000" => "2000000".into(),
@@ -146,6 +170,10 @@ fn every_parevm_command_of_the_readme_runs() {
         } else {
             continue;
         };
+        if args[0] == "report" {
+            // The README shows one shard's replay; the report needs all four.
+            inputs.replay_shards(4);
+        }
         let out = Command::new(env!("CARGO_BIN_EXE_parevm")).args(&args).output().unwrap();
         assert!(
             out.status.success(),

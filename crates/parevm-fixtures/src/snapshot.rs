@@ -283,6 +283,18 @@ impl Snapshot {
     }
 }
 
+/// The gas the header of the snapshot in `dir` says its block used (reads `block.json`
+/// without building the block: for partitioning many snapshots by gas).
+pub fn snapshot_gas(dir: &Path) -> Result<u64, SnapshotError> {
+    #[derive(Deserialize)]
+    struct GasUsed {
+        #[serde(rename = "gasUsed")]
+        gas_used: alloy_primitives::U64,
+    }
+    let block: GasUsed = read_json(&dir.join("block.json"))?;
+    Ok(block.gas_used.to())
+}
+
 /// The snapshot folders under `path`: `path` itself if it holds a `block.json`, otherwise
 /// its sub-folders that do, ordered by block number where the names are numbers.
 pub fn discover_snapshots(path: &Path) -> Result<Vec<PathBuf>, SnapshotError> {
