@@ -10,6 +10,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod analyze;
 mod bench;
 mod conformance;
+mod fetch;
 mod gen;
 mod json;
 mod measure;
@@ -39,6 +40,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Report what blocks allow: dependency chains and ideal parallel speedups.
     Analyze(analyze::AnalyzeArgs),
+    /// Fetch block snapshots from an archive node's JSON-RPC, each verified before it is kept.
+    Fetch(fetch::FetchArgs),
     /// Merge the JSON-lines files of a sharded `replay --jsonl` into one summary.
     Report(report::ReportArgs),
     /// Run the Ethereum consensus tests (state and blockchain tests) through both paths.
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Analyze(args) => analyze::run(args),
         Command::Report(args) => report::run(args),
+        Command::Fetch(args) => fetch::run(args),
     };
     match result {
         Ok(code) => code,

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use alloy_primitives::map::{HashMap, HashSet};
 use alloy_primitives::{Address, U256};
 use parevm::revm::context::{BlockEnv, CfgEnv, Context, Journal, TxEnv};
+use parevm::revm::state::EvmState;
 use parevm::revm::{Database, ExecuteEvm, MainBuilder};
 use parevm::{BlockDb, BlockInput, ExecutionError, Location, Storage, StorageError};
 
@@ -116,9 +117,26 @@ pub fn analyze_median<S: Storage>(
     Ok(analysis)
 }
 
-/// Executes `block` sequentially on `storage`, recording read and write sets and times.
-/// (The block's system calls and rewards are left out: they run outside the parallel phase.)
-pub fn analyze<S: Storage>(storage: &S, block: &BlockInput) -> Result<Analysis, ExecutionError> {
+/// One executed transaction, as [`each_transaction`] shows it.
+pub(crate) struct Executed<'a, 'db, S: Storage> {
+    pub index: usize,
+    pub tx: &'a TxEnv,
+    /// Wall time of its execution, in seconds.
+    pub time: f64,
+    pub gas_used: u64,
+    /// What it loaded and changed (revm's state, before it is committed).
+    pub state: &'a EvmState,
+    /// The block's state before the transaction.
+    pub db: &'a mut BlockDb<'db, S>,
+}
+
+/// Executes `block`'s transactions in order on `storage` (without the block's system calls
+/// and rewards), showing each to `visit` before committing it.
+pub(crate) fn each_transaction<S: Storage>(
+    storage: &S,
+    block: &BlockInput,
+    mut visit: impl FnMut(Executed<'_, '_, S>) -> Result<(), ExecutionError>,
+) -> Result<(), ExecutionError> {
     let mut evm =
         Context::<BlockEnv, TxEnv, CfgEnv, BlockDb<'_, S>, Journal<BlockDb<'_, S>>, ()>::new(
             BlockDb::new(storage),
@@ -127,6 +145,28 @@ pub fn analyze<S: Storage>(storage: &S, block: &BlockInput) -> Result<Analysis, 
         .with_cfg(block.cfg())
         .with_block(block.env.clone())
         .build_mainnet();
+    for (index, tx) in block.transactions.iter().enumerate() {
+        let start = Instant::now();
+        let result = evm.transact_one(tx.clone());
+        let state = evm.finalize();
+        let time = start.elapsed().as_secs_f64();
+        let result = result.map_err(|e| match e {
+            parevm::revm::context::result::EVMError::Transaction(reason) => {
+                ExecutionError::InvalidTransaction { index, reason }
+            }
+            parevm::revm::context::result::EVMError::Database(e) => ExecutionError::Storage(e),
+            other => ExecutionError::Evm { index, message: other.to_string() },
+        })?;
+        let db = &mut evm.ctx.journaled_state.database;
+        visit(Executed { index, tx, time, gas_used: result.tx_gas_used(), state: &state, db })?;
+        db.changes.commit_tx(state);
+    }
+    Ok(())
+}
+
+/// Executes `block` sequentially on `storage`, recording read and write sets and times.
+/// (The block's system calls and rewards are left out: they run outside the parallel phase.)
+pub fn analyze<S: Storage>(storage: &S, block: &BlockInput) -> Result<Analysis, ExecutionError> {
     let beneficiary = block.env.beneficiary;
     let n = block.transactions.len();
     let mut last_writer: HashMap<Key, usize> = HashMap::default();
@@ -138,24 +178,12 @@ pub fn analyze<S: Storage>(storage: &S, block: &BlockInput) -> Result<Analysis, 
         absent_accounts: Vec::new(),
     };
     let mut seen: HashSet<Address> = HashSet::default();
-    for (index, tx) in block.transactions.iter().enumerate() {
-        let start = Instant::now();
-        let result = evm.transact_one(tx.clone());
-        let state = evm.finalize();
-        analysis.times.push(start.elapsed().as_secs_f64());
-        let result = result.map_err(|e| match e {
-            parevm::revm::context::result::EVMError::Transaction(reason) => {
-                ExecutionError::InvalidTransaction { index, reason }
-            }
-            parevm::revm::context::result::EVMError::Database(e) => ExecutionError::Storage(e),
-            other => ExecutionError::Evm { index, message: other.to_string() },
-        })?;
-        analysis.gas.push(result.tx_gas_used());
-
-        let db = &mut evm.ctx.journaled_state.database;
+    each_transaction(storage, block, |Executed { index, tx, time, gas_used, state, db }| {
+        analysis.times.push(time);
+        analysis.gas.push(gas_used);
         let mut reads = Vec::new();
         let mut writes = Vec::new();
-        for (address, account) in &state {
+        for (address, account) in state {
             // A contract the transaction creates had no state before it: tracers leave it out.
             if seen.insert(*address) && !account.is_created() && absent(storage, address)? {
                 analysis.absent_accounts.push((index, *address));
@@ -189,8 +217,8 @@ pub fn analyze<S: Storage>(storage: &S, block: &BlockInput) -> Result<Analysis, 
         for key in writes {
             last_writer.insert(key, index);
         }
-        db.changes.commit_tx(state);
-    }
+        Ok(())
+    })?;
     Ok(analysis)
 }
 

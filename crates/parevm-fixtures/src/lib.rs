@@ -9,6 +9,7 @@ pub mod conformance;
 pub mod defi;
 pub mod fuzzing;
 mod latency;
+pub mod prestate_trace;
 mod snapshot;
 mod state_root;
 pub mod synthetic;

@@ -1,0 +1,505 @@
+//! `parevm fetch`: snapshots from an archive node's JSON-RPC, each replayed and verified
+//! against its header before it is declared fetched.
+//!
+//! Per block: `eth_getBlockByNumber(n, true)` is `block.json` as the node returns it;
+//! `debug_traceBlockByNumber(n, prestateTracer)` gives each transaction's pre-state, and the
+//! block's is the first occurrence of each account and slot ([`first_occurrences`]). The
+//! block is then executed on that pre-state, system calls, rewards and withdrawals included,
+//! with every read recorded: an account or slot the pre-state lacks is asked for at block
+//! n-1 (`eth_getBalance`, `eth_getTransactionCount`, `eth_getCode`, `eth_getStorageAt`) and
+//! the block executed again until nothing is missing; each `BLOCKHASH` it reads is asked for
+//! with `eth_getBlockByNumber(k, false)`. The folder is written under a temporary name,
+//! loaded (senders recovered), executed and checked against the header, and only then
+//! renamed into place: an interrupted fetch never leaves a half-written snapshot, and a
+//! block already in place is verified and skipped.
+//!
+//! The node is treated as shared, rate-limited and flaky: calls are bounded
+//! (`--concurrency`), each has a timeout, and timeouts, HTTP 429 and 5xx, dropped
+//! connections and malformed responses are retried with exponential backoff; giving up
+//! names the block and the call.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use alloy_primitives::{Address, Bytes, B256, U256, U64};
+use alloy_rpc_client::{ClientBuilder, RpcClient};
+use alloy_transport::{RpcError, TransportErrorKind};
+use clap::Args;
+use parevm::{execute_sequential_with, AccountBasic, Storage};
+use parevm_fixtures::prestate_trace::{first_occurrences, TraceAccount, TracePrestate};
+use parevm_fixtures::{load_snapshot, parse_snapshot, HeaderCheck, Senders};
+use serde_json::Value;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+/// Options of `parevm fetch`.
+#[derive(Args)]
+pub struct FetchArgs {
+    /// The node's JSON-RPC endpoint (`http://`, `https://`, `ws://` or `wss://`); it must
+    /// serve `debug_traceBlockByNumber` with geth's `prestateTracer` (an archive node).
+    #[arg(long)]
+    rpc: String,
+    /// Folder to write one snapshot folder per block into (named by block number).
+    #[arg(long)]
+    out: PathBuf,
+    /// Blocks: numbers, or inclusive ranges `A..B`.
+    #[arg(required = true, value_name = "BLOCK|A..B")]
+    blocks: Vec<String>,
+    /// Calls in flight at once (blocks fetched at once too).
+    #[arg(long, default_value = "4")]
+    concurrency: NonZeroUsize,
+    /// Retries of a failing call before giving up on its block.
+    #[arg(long, default_value_t = 5)]
+    retries: u32,
+    /// Seconds a call may take before it counts as failed (and is retried).
+    #[arg(long, default_value_t = 30.0)]
+    timeout: f64,
+    /// First retry delay in milliseconds, doubled on each further retry.
+    #[arg(long, default_value_t = 250)]
+    backoff_ms: u64,
+}
+
+/// Parses `N` or `A..B` (inclusive) into block numbers.
+fn parse_blocks(specs: &[String]) -> Result<Vec<u64>, String> {
+    let mut blocks = BTreeSet::new();
+    for spec in specs {
+        let number = |s: &str| {
+            s.trim().parse::<u64>().map_err(|_| format!("`{spec}` is not a block or a range A..B"))
+        };
+        match spec.split_once("..") {
+            Some((a, b)) => {
+                let (a, b) = (number(a)?, number(b)?);
+                if a > b {
+                    return Err(format!("`{spec}`: the range is empty"));
+                }
+                blocks.extend(a..=b);
+            }
+            None => {
+                blocks.insert(number(spec)?);
+            }
+        }
+    }
+    Ok(blocks.into_iter().collect())
+}
+
+/// Counters of one fetch session.
+#[derive(Default)]
+struct Stats {
+    calls: AtomicU64,
+    retries: AtomicU64,
+}
+
+/// The node, with the session's bounds and retry policy.
+struct Node {
+    client: RpcClient,
+    permits: Semaphore,
+    retries: u32,
+    timeout: Duration,
+    backoff: Duration,
+    stats: Stats,
+}
+
+/// Whether a failed call is worth repeating: the node or the path to it may recover.
+fn retryable(error: &RpcError<TransportErrorKind>) -> bool {
+    match error {
+        RpcError::Transport(TransportErrorKind::HttpError(http)) => {
+            http.status == 429 || http.status >= 500
+        }
+        RpcError::Transport(kind) => {
+            kind.is_retry_err()
+                || matches!(kind, TransportErrorKind::Custom(_) | TransportErrorKind::BackendGone)
+        }
+        RpcError::DeserError { .. } => true,
+        RpcError::ErrorResp(payload) => payload.is_retry_err(),
+        _ => false,
+    }
+}
+
+impl Node {
+    /// Calls `method` for `block`'s sake, retrying what may pass on a second try.
+    async fn call<R: alloy_json_rpc::RpcRecv>(
+        &self,
+        block: u64,
+        method: &'static str,
+        params: Value,
+    ) -> Result<R, String> {
+        let mut delay = self.backoff;
+        for attempt in 0..=self.retries {
+            let outcome = {
+                let _permit = self.permits.acquire().await.expect("never closed");
+                self.stats.calls.fetch_add(1, Ordering::Relaxed);
+                tokio::time::timeout(self.timeout, self.client.request(method, params.clone()))
+                    .await
+            };
+            let failure = match outcome {
+                Ok(Ok(response)) => return Ok(response),
+                Ok(Err(error)) if !retryable(&error) => {
+                    return Err(format!("block {block}: {method}: {error}"))
+                }
+                Ok(Err(error)) => error.to_string(),
+                Err(_) => format!("no answer within {:.1} s", self.timeout.as_secs_f64()),
+            };
+            if attempt == self.retries {
+                return Err(format!(
+                    "block {block}: {method}: gave up after {} tries; last: {failure}",
+                    attempt + 1
+                ));
+            }
+            self.stats.retries.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(block, method, attempt, %failure, "retrying");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(30));
+        }
+        unreachable!("the loop returns on its last attempt")
+    }
+}
+
+fn hex(n: u64) -> String {
+    format!("{n:#x}")
+}
+
+/// What an execution over the pre-state read that the pre-state does not hold.
+#[derive(Default)]
+struct Misses {
+    accounts: BTreeSet<Address>,
+    slots: BTreeSet<(Address, U256)>,
+    block_hashes: BTreeSet<u64>,
+}
+
+/// The pre-state built so far, recording every read it cannot answer.
+struct Recording<'a> {
+    prestate: &'a parevm::InMemoryStorage,
+    /// Accounts the node says do not exist at block n-1.
+    absent: &'a BTreeSet<Address>,
+    /// Slots known (listed in a trace or asked for).
+    known_slots: &'a BTreeSet<(Address, U256)>,
+    misses: Mutex<Misses>,
+}
+
+impl Storage for Recording<'_> {
+    type Error = std::convert::Infallible;
+
+    fn basic(&self, address: &Address) -> Result<Option<AccountBasic>, Self::Error> {
+        let account = self.prestate.basic(address)?;
+        if account.is_none() && !self.absent.contains(address) {
+            self.misses.lock().expect("not poisoned").accounts.insert(*address);
+        }
+        Ok(account)
+    }
+
+    fn code_by_hash(
+        &self,
+        code_hash: &B256,
+    ) -> Result<Option<parevm::revm::bytecode::Bytecode>, Self::Error> {
+        self.prestate.code_by_hash(code_hash)
+    }
+
+    fn storage(&self, address: &Address, index: &U256) -> Result<U256, Self::Error> {
+        if self.prestate.account(address).is_some()
+            && !self.known_slots.contains(&(*address, *index))
+        {
+            self.misses.lock().expect("not poisoned").slots.insert((*address, *index));
+        }
+        self.prestate.storage(address, index)
+    }
+
+    fn block_hash(&self, number: u64) -> Result<B256, Self::Error> {
+        self.misses.lock().expect("not poisoned").block_hashes.insert(number);
+        self.prestate.block_hash(number)
+    }
+}
+
+/// A block's pre-state under construction.
+struct Prestate {
+    accounts: TracePrestate,
+    absent: BTreeSet<Address>,
+    known_slots: BTreeSet<(Address, U256)>,
+}
+
+impl Prestate {
+    fn json(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(&self.accounts).expect("serialisable")
+    }
+}
+
+/// Executes the block on `prestate` and returns what it read that is missing.
+fn missing(block_json: &[u8], prestate: &Prestate, number: u64) -> Result<Misses, String> {
+    let snapshot =
+        parse_snapshot(&number.to_string(), block_json, &prestate.json(), Senders::Trust)
+            .map_err(|e| format!("block {number}: {e}"))?;
+    let recording = Recording {
+        prestate: &snapshot.storage,
+        absent: &prestate.absent,
+        known_slots: &prestate.known_slots,
+        misses: Mutex::default(),
+    };
+    // A failure (a sender not yet known, say) still shows what was missing.
+    let _ = execute_sequential_with(&recording, &snapshot.block, None);
+    Ok(recording.misses.into_inner().expect("not poisoned"))
+}
+
+/// Fetches one block into `out/<number>`; `Ok(false)` if it was already there and verified.
+async fn fetch_block(node: Arc<Node>, out: PathBuf, number: u64) -> Result<bool, String> {
+    let dest = out.join(number.to_string());
+    if dest.join("block.json").is_file() {
+        let dir = dest.clone();
+        tokio::task::spawn_blocking(move || verify(&dir))
+            .await
+            .expect("verification does not panic")
+            .map_err(|e| {
+                format!(
+                    "block {number}: {} exists but {e}; remove it to fetch again",
+                    dest.display()
+                )
+            })?;
+        return Ok(false);
+    }
+    let block: Option<Value> =
+        node.call(number, "eth_getBlockByNumber", serde_json::json!([hex(number), true])).await?;
+    let block = block.ok_or_else(|| format!("block {number}: the node has no such block"))?;
+    let block_json = serde_json::to_vec_pretty(&block).expect("serialisable");
+    let traces: Vec<Value> = node
+        .call(
+            number,
+            "debug_traceBlockByNumber",
+            serde_json::json!([hex(number), {"tracer": "prestateTracer"}]),
+        )
+        .await?;
+    let mut per_tx = Vec::with_capacity(traces.len());
+    for (index, item) in traces.into_iter().enumerate() {
+        if let Some(error) = item.get("error") {
+            return Err(format!("block {number}: trace of transaction {index}: {error}"));
+        }
+        let result = item.get("result").cloned().unwrap_or(item);
+        let trace: TracePrestate = serde_json::from_value(result).map_err(|e| {
+            format!(
+                "block {number}: trace of transaction {index} is not a prestateTracer result: {e}"
+            )
+        })?;
+        per_tx.push(trace);
+    }
+    let accounts = first_occurrences(per_tx);
+    let known_slots = accounts
+        .iter()
+        .flat_map(|(a, account)| account.storage.keys().map(move |s| (*a, *s)))
+        .collect();
+    let mut prestate = Prestate { accounts, absent: BTreeSet::new(), known_slots };
+    let parent = hex(number.saturating_sub(1));
+    let mut block_hashes = BTreeMap::new();
+    for _round in 0..8 {
+        let (json, state) = (block_json.clone(), std::mem::take(&mut prestate));
+        let (misses, state) = tokio::task::spawn_blocking(move || {
+            let misses = missing(&json, &state, number);
+            (misses, state)
+        })
+        .await
+        .expect("execution does not panic");
+        prestate = state;
+        let misses = misses?;
+        let hashes: Vec<u64> =
+            misses.block_hashes.into_iter().filter(|k| !block_hashes.contains_key(k)).collect();
+        if misses.accounts.is_empty() && misses.slots.is_empty() && hashes.is_empty() {
+            return write_verified(&out, &dest, number, &block_json, &prestate, &block_hashes);
+        }
+        let mut calls = JoinSet::new();
+        for address in misses.accounts {
+            let (node, parent) = (node.clone(), parent.clone());
+            calls.spawn(async move {
+                let params = serde_json::json!([address, parent]);
+                let balance: U256 = node.call(number, "eth_getBalance", params.clone()).await?;
+                let nonce: U64 =
+                    node.call(number, "eth_getTransactionCount", params.clone()).await?;
+                let code: Bytes = node.call(number, "eth_getCode", params).await?;
+                Ok::<_, String>(Filled::Account(address, balance, nonce.to(), code))
+            });
+        }
+        for (address, slot) in misses.slots {
+            let (node, parent) = (node.clone(), parent.clone());
+            calls.spawn(async move {
+                let params = serde_json::json!([address, B256::from(slot), parent]);
+                let value: U256 = node.call(number, "eth_getStorageAt", params).await?;
+                Ok(Filled::Slot(address, slot, value))
+            });
+        }
+        for k in hashes {
+            let node = node.clone();
+            calls.spawn(async move {
+                let header: Option<Value> = node
+                    .call(number, "eth_getBlockByNumber", serde_json::json!([hex(k), false]))
+                    .await?;
+                let hash = header
+                    .and_then(|h| h.get("hash").cloned())
+                    .and_then(|h| serde_json::from_value::<B256>(h).ok())
+                    .ok_or_else(|| {
+                        format!("block {number}: the node has no block {k} (read by BLOCKHASH)")
+                    })?;
+                Ok(Filled::Hash(k, hash))
+            });
+        }
+        while let Some(filled) = calls.join_next().await {
+            match filled.expect("calls do not panic")? {
+                Filled::Account(address, balance, nonce, code) => {
+                    if balance.is_zero() && nonce == 0 && code.is_empty() {
+                        prestate.absent.insert(address);
+                    } else {
+                        let code = (!code.is_empty()).then_some(code);
+                        prestate.accounts.insert(
+                            address,
+                            TraceAccount { balance, nonce, code, ..TraceAccount::default() },
+                        );
+                    }
+                }
+                Filled::Slot(address, slot, value) => {
+                    prestate.known_slots.insert((address, slot));
+                    if let Some(account) = prestate.accounts.get_mut(&address) {
+                        account.storage.insert(slot, value);
+                    }
+                }
+                Filled::Hash(k, hash) => {
+                    block_hashes.insert(k, hash);
+                }
+            }
+        }
+    }
+    Err(format!("block {number}: its reads did not settle after 8 rounds of state calls"))
+}
+
+impl Default for Prestate {
+    fn default() -> Self {
+        Self {
+            accounts: TracePrestate::new(),
+            absent: BTreeSet::new(),
+            known_slots: BTreeSet::new(),
+        }
+    }
+}
+
+/// One answered state call.
+enum Filled {
+    Account(Address, U256, u64, Bytes),
+    Slot(Address, U256, U256),
+    Hash(u64, B256),
+}
+
+/// Loads the snapshot in `dir` (recovering senders), executes it and checks the header.
+fn verify(dir: &Path) -> Result<(), String> {
+    let snapshot = load_snapshot(dir).map_err(|e| e.to_string())?;
+    let output = execute_sequential_with(&snapshot.storage, &snapshot.block, None)
+        .map_err(|e| format!("does not execute: {e}"))?;
+    let check = HeaderCheck::new(&snapshot.header, snapshot.block.spec, &output);
+    if check.passed() {
+        Ok(())
+    } else {
+        Err(format!("does not verify against its header: {}", check.mismatches().join("; ")))
+    }
+}
+
+/// Writes the snapshot under a temporary name beside `dest`, verifies it and renames it.
+fn write_verified(
+    out: &Path,
+    dest: &Path,
+    number: u64,
+    block_json: &[u8],
+    prestate: &Prestate,
+    block_hashes: &BTreeMap<u64, B256>,
+) -> Result<bool, String> {
+    let partial = out.join(format!(".{number}.partial-{}", std::process::id()));
+    let io = |e: std::io::Error| format!("block {number}: {}: {e}", partial.display());
+    let _ = fs::remove_dir_all(&partial);
+    fs::create_dir_all(&partial).map_err(io)?;
+    fs::write(partial.join("prestate.json"), prestate.json()).map_err(io)?;
+    if !block_hashes.is_empty() {
+        let hashes: BTreeMap<String, B256> =
+            block_hashes.iter().map(|(k, h)| (k.to_string(), *h)).collect();
+        let json = serde_json::to_vec_pretty(&hashes).expect("serialisable");
+        fs::write(partial.join("block_hashes.json"), json).map_err(io)?;
+    }
+    fs::write(partial.join("block.json"), block_json).map_err(io)?;
+    if let Err(e) = verify(&partial) {
+        let _ = fs::remove_dir_all(&partial);
+        return Err(format!("block {number}: the fetched snapshot {e}"));
+    }
+    fs::rename(&partial, dest).map_err(|e| format!("block {number}: {}: {e}", dest.display()))?;
+    Ok(true)
+}
+
+/// Removes temporary folders that an interrupted fetch left in `out`.
+fn remove_partials(out: &Path) -> std::io::Result<()> {
+    for entry in fs::read_dir(out)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') && name.to_string_lossy().contains(".partial-") {
+            fs::remove_dir_all(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs `parevm fetch`.
+pub fn run(args: FetchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let blocks = parse_blocks(&args.blocks)?;
+    if !(args.timeout > 0.0) {
+        return Err("--timeout must be positive".into());
+    }
+    fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    remove_partials(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let start = Instant::now();
+    let progress = crate::progress::bar(blocks.len() as u64, "blocks");
+    let (fetched, skipped, failed, stats) = runtime.block_on(async {
+        let client = ClientBuilder::default()
+            .connect(&args.rpc)
+            .await
+            .map_err(|e| format!("{}: cannot connect: {e}", args.rpc))?;
+        let node = Arc::new(Node {
+            client,
+            permits: Semaphore::new(args.concurrency.get()),
+            retries: args.retries,
+            timeout: Duration::from_secs_f64(args.timeout),
+            backoff: Duration::from_millis(args.backoff_ms),
+            stats: Stats::default(),
+        });
+        let (mut fetched, mut skipped, mut failed) = (0u64, 0u64, 0u64);
+        let mut tasks = JoinSet::new();
+        let mut pending = blocks.iter().copied();
+        loop {
+            while tasks.len() < args.concurrency.get() {
+                let Some(number) = pending.next() else { break };
+                let (node, out) = (node.clone(), args.out.clone());
+                tasks.spawn(async move { (number, fetch_block(node, out, number).await) });
+            }
+            let Some(done) = tasks.join_next().await else { break };
+            let (number, result) = done.expect("fetch tasks do not panic");
+            progress.set_message(format!("block {number}"));
+            match result {
+                Ok(true) => fetched += 1,
+                Ok(false) => skipped += 1,
+                Err(e) => {
+                    failed += 1;
+                    progress.suspend(|| eprintln!("error: {e}"));
+                }
+            }
+            progress.inc(1);
+        }
+        let stats =
+            (node.stats.calls.load(Ordering::Relaxed), node.stats.retries.load(Ordering::Relaxed));
+        Ok::<_, String>((fetched, skipped, failed, stats))
+    })?;
+    progress.finish_and_clear();
+    let seconds = start.elapsed().as_secs_f64();
+    println!(
+        "{} blocks: {fetched} fetched and verified, {skipped} already there (verified), {failed} \
+         failed; {} calls, {} retries; {seconds:.2} s, {:.2} blocks/s",
+        blocks.len(),
+        stats.0,
+        stats.1,
+        (fetched + skipped) as f64 / seconds.max(1e-9)
+    );
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
