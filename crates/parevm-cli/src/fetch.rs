@@ -32,7 +32,9 @@ use alloy_rpc_client::{ClientBuilder, RpcClient};
 use alloy_transport::{RpcError, TransportErrorKind};
 use clap::Args;
 use parevm::{execute_sequential_with, AccountBasic, Storage};
-use parevm_fixtures::prestate_trace::{first_occurrences, TraceAccount, TracePrestate};
+use parevm_fixtures::prestate_trace::{
+    first_occurrences, per_transaction_until_error, TraceAccount, TracePrestate,
+};
 use parevm_fixtures::{load_snapshot, parse_snapshot, HeaderCheck, Senders};
 use serde_json::Value;
 use tokio::sync::Semaphore;
@@ -216,8 +218,11 @@ impl Storage for Recording<'_> {
 }
 
 /// A block's pre-state under construction.
+#[derive(Default)]
 struct Prestate {
     accounts: TracePrestate,
+    /// Accounts whose pre-block state the node confirmed with state calls.
+    confirmed: BTreeSet<Address>,
     absent: BTreeSet<Address>,
     known_slots: BTreeSet<(Address, U256)>,
 }
@@ -242,6 +247,41 @@ fn missing(block_json: &[u8], prestate: &Prestate, number: u64) -> Result<Misses
     // A failure (a sender not yet known, say) still shows what was missing.
     let _ = execute_sequential_with(&recording, &snapshot.block, None);
     Ok(recording.misses.into_inner().expect("not poisoned"))
+}
+
+/// Accounts the pre-state holds that may not have existed before the block: an account a
+/// transaction creates (by a value transfer, say) is absent from that transaction's trace and
+/// first shows up, changed, in a later one. Executing on the pre-state so far, any account
+/// that a transaction sees as existing but that its trace from the node leaves out is such a
+/// suspect, unless the node already confirmed it; the caller asks the node about each.
+fn created_in_block(
+    block_json: &[u8],
+    prestate: &Prestate,
+    traces: &[TracePrestate],
+    number: u64,
+) -> Result<Vec<Address>, String> {
+    let snapshot =
+        parse_snapshot(&number.to_string(), block_json, &prestate.json(), Senders::Trust)
+            .map_err(|e| format!("block {number}: {e}"))?;
+    let (mut ours, failed) = per_transaction_until_error(&snapshot.storage, &snapshot.block);
+    if failed.is_some() {
+        // The transaction that failed shows nothing; its sender and recipient are what a
+        // wrong pre-state most often gets wrong (a nonce, a balance).
+        if let Some(tx) = snapshot.block.transactions.get(ours.len()) {
+            let involved = [Some(tx.caller), tx.kind.to().copied()];
+            let account = TraceAccount::default();
+            ours.push(involved.into_iter().flatten().map(|a| (a, account.clone())).collect());
+        }
+    }
+    let mut suspects = BTreeSet::new();
+    for (seen, node) in ours.iter().zip(traces) {
+        suspects.extend(
+            seen.keys()
+                .filter(|a| !node.contains_key(*a) && !prestate.confirmed.contains(*a))
+                .filter(|a| prestate.accounts.contains_key(*a)),
+        );
+    }
+    Ok(suspects.into_iter().collect())
 }
 
 /// Fetches one block into `out/<number>`; `Ok(false)` if it was already there and verified.
@@ -284,12 +324,12 @@ async fn fetch_block(node: Arc<Node>, out: PathBuf, number: u64) -> Result<bool,
         })?;
         per_tx.push(trace);
     }
-    let accounts = first_occurrences(per_tx);
+    let accounts = first_occurrences(per_tx.iter().cloned());
     let known_slots = accounts
         .iter()
         .flat_map(|(a, account)| account.storage.keys().map(move |s| (*a, *s)))
         .collect();
-    let mut prestate = Prestate { accounts, absent: BTreeSet::new(), known_slots };
+    let mut prestate = Prestate { accounts, known_slots, ..Prestate::default() };
     let parent = hex(number.saturating_sub(1));
     let mut block_hashes = BTreeMap::new();
     for _round in 0..8 {
@@ -304,11 +344,24 @@ async fn fetch_block(node: Arc<Node>, out: PathBuf, number: u64) -> Result<bool,
         let misses = misses?;
         let hashes: Vec<u64> =
             misses.block_hashes.into_iter().filter(|k| !block_hashes.contains_key(k)).collect();
+        let mut suspects = Vec::new();
         if misses.accounts.is_empty() && misses.slots.is_empty() && hashes.is_empty() {
-            return write_verified(&out, &dest, number, &block_json, &prestate, &block_hashes);
+            let (json, state, traces) =
+                (block_json.clone(), std::mem::take(&mut prestate), per_tx.clone());
+            let (found, state) = tokio::task::spawn_blocking(move || {
+                let found = created_in_block(&json, &state, &traces, number);
+                (found, state)
+            })
+            .await
+            .expect("execution does not panic");
+            prestate = state;
+            suspects = found?;
+            if suspects.is_empty() {
+                return write_verified(&out, &dest, number, &block_json, &prestate, &block_hashes);
+            }
         }
         let mut calls = JoinSet::new();
-        for address in misses.accounts {
+        for address in misses.accounts.into_iter().chain(suspects) {
             let (node, parent) = (node.clone(), parent.clone());
             calls.spawn(async move {
                 let params = serde_json::json!([address, parent]);
@@ -346,13 +399,15 @@ async fn fetch_block(node: Arc<Node>, out: PathBuf, number: u64) -> Result<bool,
             match filled.expect("calls do not panic")? {
                 Filled::Account(address, balance, nonce, code) => {
                     if balance.is_zero() && nonce == 0 && code.is_empty() {
+                        prestate.accounts.remove(&address);
                         prestate.absent.insert(address);
                     } else {
-                        let code = (!code.is_empty()).then_some(code);
-                        prestate.accounts.insert(
-                            address,
-                            TraceAccount { balance, nonce, code, ..TraceAccount::default() },
-                        );
+                        prestate.confirmed.insert(address);
+                        // The state at the parent, keeping the slots the traces listed.
+                        let account = prestate.accounts.entry(address).or_default();
+                        account.balance = balance;
+                        account.nonce = nonce;
+                        account.code = (!code.is_empty()).then_some(code);
                     }
                 }
                 Filled::Slot(address, slot, value) => {
@@ -368,16 +423,6 @@ async fn fetch_block(node: Arc<Node>, out: PathBuf, number: u64) -> Result<bool,
         }
     }
     Err(format!("block {number}: its reads did not settle after 8 rounds of state calls"))
-}
-
-impl Default for Prestate {
-    fn default() -> Self {
-        Self {
-            accounts: TracePrestate::new(),
-            absent: BTreeSet::new(),
-            known_slots: BTreeSet::new(),
-        }
-    }
 }
 
 /// One answered state call.
@@ -444,7 +489,7 @@ fn remove_partials(out: &Path) -> std::io::Result<()> {
 /// Runs `parevm fetch`.
 pub fn run(args: FetchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let blocks = parse_blocks(&args.blocks)?;
-    if !(args.timeout > 0.0) {
+    if args.timeout.is_nan() || args.timeout <= 0.0 {
         return Err("--timeout must be positive".into());
     }
     fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;

@@ -3,6 +3,8 @@
 //! seconds), and each other command (cargo, fuzzing, the shared suites) must be one that
 //! `.ci/run` runs. A README command this file does not know fails the test.
 
+mod mock_node;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -61,9 +63,10 @@ const IN_CI: &[(&str, &[&str])] = &[
     ),
 ];
 
-/// Local stand-ins for the README's placeholders and shared paths.
+/// Local stand-ins for the README's placeholders and shared paths, and a mock node.
 struct Inputs {
     scratch: PathBuf,
+    node: String,
 }
 
 impl Inputs {
@@ -80,7 +83,10 @@ impl Inputs {
                 fs::copy(file.path(), to.join(file.file_name())).unwrap();
             }
         }
-        Self { scratch }
+        // The node of the fetch examples: a loopback mock serving the test block.
+        let mock = mock_node::Mock::serving(&[root().join("testdata/snapshots/synthetic-mixed")]);
+        let node = mock.start();
+        Self { scratch, node }
     }
 
     /// Writes `shard-I.jsonl` for every shard of `count` over the stand-in blocks.
@@ -111,6 +117,12 @@ impl Inputs {
                 "../shared/testdata/mainnet" => self.scratch.join("blocks").display().to_string(),
                 "../shared/testdata/mainnet/16257471" | "PATH" => sample.display().to_string(),
                 "compliance.json" => compliance.display().to_string(),
+                // The fetch examples: the mock node, its block, a scratch folder.
+                "http://localhost:8545" | "ws://localhost:8546" => self.node.clone(),
+                "19933597" | "19933600..19933610" => "20000000".into(),
+                "blocks" if command.starts_with("parevm fetch") => {
+                    self.scratch.join(format!("fetched-{run}")).display().to_string()
+                }
                 "OUT" | "results.json" | "out.json" | "out.svg" | "blocks.svg" => {
                     format!("{}-{word}", out.display())
                 }

@@ -43,8 +43,18 @@ pub fn per_transaction<S: Storage>(
     storage: &S,
     block: &BlockInput,
 ) -> Result<Vec<TracePrestate>, ExecutionError> {
+    let (traces, error) = per_transaction_until_error(storage, block);
+    error.map_or(Ok(traces), Err)
+}
+
+/// [`per_transaction`] up to the first transaction that fails, with its error: what a
+/// pre-state under construction shows before it goes wrong.
+pub fn per_transaction_until_error<S: Storage>(
+    storage: &S,
+    block: &BlockInput,
+) -> (Vec<TracePrestate>, Option<ExecutionError>) {
     let mut traces = Vec::with_capacity(block.transactions.len());
-    each_transaction(storage, block, |Executed { state, db, .. }| {
+    let result = each_transaction(storage, block, |Executed { state, db, .. }| {
         let mut trace = TracePrestate::new();
         for (address, account) in state {
             let Some(before) = db.basic(*address)? else { continue };
@@ -66,8 +76,8 @@ pub fn per_transaction<S: Storage>(
         }
         traces.push(trace);
         Ok(())
-    })?;
-    Ok(traces)
+    });
+    (traces, result.err())
 }
 
 /// The block's pre-state from its transactions' pre-states: each account as the first
