@@ -29,6 +29,15 @@ pub struct Summary<'a> {
     pub ideal: f64,
 }
 
+/// "1 thread", "2 threads".
+fn threads(n: usize) -> String {
+    if n == 1 {
+        "1 thread".into()
+    } else {
+        format!("{n} threads")
+    }
+}
+
 impl Summary<'_> {
     /// Three or four sentences, one per line.
     pub fn render(&self) -> String {
@@ -49,9 +58,10 @@ impl Summary<'_> {
         ));
         let agreement = if self.agreed {
             format!(
-                "Sequential revm and the engine on {} threads produced the same result bit for \
+                "Sequential revm and the engine on {} produced the same result bit for \
                  bit in each of the {} runs (receipts, logs, gas and every state change)",
-                self.threads, self.runs
+                threads(self.threads),
+                self.runs
             )
         } else {
             "The engine's result DIFFERED from sequential revm's (a bug: see the error above)"
@@ -67,7 +77,7 @@ impl Summary<'_> {
         lines.push(format!(
             "{} took {:.1} ms against {:.1} ms sequentially (medians): {:.2}x, with the middle \
              half of the per-round ratios between {:.2}x and {:.2}x; the block's dependencies \
-             allow at most {:.2}x on {} threads.",
+             allow at most {:.2}x on {}.",
             if self.parallel_path { "Block-STM" } else { "The engine" },
             self.parallel_ms,
             self.sequential_ms,
@@ -75,7 +85,7 @@ impl Summary<'_> {
             self.quartiles.0,
             self.quartiles.1,
             self.ideal,
-            self.threads
+            threads(self.threads)
         ));
         if let Some(why) = self.why_no_win() {
             lines.push(why);
