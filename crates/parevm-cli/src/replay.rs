@@ -342,7 +342,9 @@ fn replay_snapshot(
     let check = HeaderCheck::new(&snapshot.header, block.spec, &reference);
     record.verified = check.passed();
     let mut problems = check.mismatches();
-    let wants_bound = args.plot.is_some() || args.paths.is_empty();
+    // The bound is drawn (--plot) or told (the embedded block's summary) only beside a
+    // measured speedup, which --sequential does not take.
+    let wants_bound = !args.sequential && (args.plot.is_some() || args.paths.is_empty());
     if args.strict || wants_bound || !record.verified {
         // One run finds the absent accounts; the bound takes per-transaction medians.
         let analysis = analyze_median(storage, block, if wants_bound { 3 } else { 1 })?;
@@ -494,7 +496,7 @@ fn first_difference(sequential: &BlockOutput, parallel: &BlockOutput) -> String 
 }
 
 /// Geometric mean of positive values.
-fn geomean(values: impl Iterator<Item = f64>) -> Option<f64> {
+pub(crate) fn geomean(values: impl Iterator<Item = f64>) -> Option<f64> {
     let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v.ln(), n + 1));
     (n > 0).then(|| (sum / n as f64).exp())
 }
