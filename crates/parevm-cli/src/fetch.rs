@@ -13,10 +13,11 @@
 //! renamed into place: an interrupted fetch never leaves a half-written snapshot, and a
 //! block already in place is verified and skipped.
 //!
-//! The node is treated as shared, rate-limited and flaky: calls are bounded
-//! (`--concurrency`), each has a timeout, and timeouts, HTTP 429 and 5xx, dropped
-//! connections and malformed responses are retried with exponential backoff; giving up
-//! names the block and the call.
+//! The node is treated as shared, rate-limited and flaky: a block's state calls go in
+//! JSON-RPC batches (`--batch`), requests are bounded (`--concurrency`), each has a
+//! timeout, and timeouts, HTTP 429 and 5xx, rate-limit errors, dropped connections and
+//! malformed responses are retried with exponential backoff (a call failing alone in a
+//! batch is asked again without the others); giving up names the block and the call.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -65,6 +66,10 @@ pub struct FetchArgs {
     /// First retry delay in milliseconds, doubled on each further retry.
     #[arg(long, default_value_t = 250)]
     backoff_ms: u64,
+    /// State calls (balances, nonces, code, slots, ancestors' hashes) sent together in one
+    /// JSON-RPC batch; 1 sends each alone (for nodes that refuse batches).
+    #[arg(long, default_value = "100")]
+    batch: NonZeroUsize,
 }
 
 /// Parses `N` or `A..B` (inclusive) into block numbers.
@@ -93,7 +98,10 @@ fn parse_blocks(specs: &[String]) -> Result<Vec<u64>, String> {
 /// Counters of one fetch session.
 #[derive(Default)]
 struct Stats {
+    /// JSON-RPC calls, each counted in every attempt.
     calls: AtomicU64,
+    /// HTTP requests or WebSocket messages (a batch is one).
+    requests: AtomicU64,
     retries: AtomicU64,
 }
 
@@ -105,6 +113,8 @@ struct Node {
     timeout: Duration,
     backoff: Duration,
     stats: Stats,
+    /// State calls per JSON-RPC batch.
+    batch: usize,
 }
 
 /// Whether a failed call is worth repeating: the node or the path to it may recover.
@@ -123,7 +133,64 @@ fn retryable(error: &RpcError<TransportErrorKind>) -> bool {
     }
 }
 
+/// Why one attempt at a call failed.
+enum Failed {
+    /// The node or the path to it may recover: try again after a pause.
+    Again(String),
+    /// Trying again cannot help.
+    Final(String),
+}
+
+impl Failed {
+    fn from_rpc(error: &RpcError<TransportErrorKind>) -> Self {
+        if retryable(error) {
+            Self::Again(error.to_string())
+        } else {
+            Self::Final(error.to_string())
+        }
+    }
+}
+
+/// The retry schedule of one call: exponential backoff, capped at 30 s.
+struct Backoff<'a> {
+    node: &'a Node,
+    attempt: u32,
+    delay: Duration,
+}
+
+impl Backoff<'_> {
+    /// After a failed attempt at `what`: `Ok` once the pause is over, `Err` when the call
+    /// has had all its tries (the message names the block and the call).
+    async fn pause(&mut self, block: u64, what: &str, failed: Failed) -> Result<(), String> {
+        let failure = match failed {
+            Failed::Final(e) => return Err(format!("block {block}: {what}: {e}")),
+            Failed::Again(e) => e,
+        };
+        if self.attempt == self.node.retries {
+            return Err(format!(
+                "block {block}: {what}: gave up after {} tries; last: {failure}",
+                self.attempt + 1
+            ));
+        }
+        self.node.stats.retries.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(block, what, attempt = self.attempt, %failure, "retrying");
+        tokio::time::sleep(self.delay).await;
+        self.attempt += 1;
+        self.delay = (self.delay * 2).min(Duration::from_secs(30));
+        Ok(())
+    }
+}
+
 impl Node {
+    fn backoff(&self) -> Backoff<'_> {
+        Backoff { node: self, attempt: 0, delay: self.backoff }
+    }
+
+    /// The answer to a call that timed out, as an attempt's failure.
+    fn timed_out(&self) -> Failed {
+        Failed::Again(format!("no answer within {:.1} s", self.timeout.as_secs_f64()))
+    }
+
     /// Calls `method` for `block`'s sake, retrying what may pass on a second try.
     async fn call<R: alloy_json_rpc::RpcRecv>(
         &self,
@@ -131,34 +198,152 @@ impl Node {
         method: &'static str,
         params: Value,
     ) -> Result<R, String> {
-        let mut delay = self.backoff;
-        for attempt in 0..=self.retries {
+        let mut backoff = self.backoff();
+        loop {
             let outcome = {
                 let _permit = self.permits.acquire().await.expect("never closed");
+                self.stats.requests.fetch_add(1, Ordering::Relaxed);
                 self.stats.calls.fetch_add(1, Ordering::Relaxed);
                 tokio::time::timeout(self.timeout, self.client.request(method, params.clone()))
                     .await
             };
-            let failure = match outcome {
+            let failed = match outcome {
                 Ok(Ok(response)) => return Ok(response),
-                Ok(Err(error)) if !retryable(&error) => {
-                    return Err(format!("block {block}: {method}: {error}"))
-                }
-                Ok(Err(error)) => error.to_string(),
-                Err(_) => format!("no answer within {:.1} s", self.timeout.as_secs_f64()),
+                Ok(Err(error)) => Failed::from_rpc(&error),
+                Err(_) => self.timed_out(),
             };
-            if attempt == self.retries {
-                return Err(format!(
-                    "block {block}: {method}: gave up after {} tries; last: {failure}",
-                    attempt + 1
-                ));
-            }
-            self.stats.retries.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(block, method, attempt, %failure, "retrying");
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(30));
+            backoff.pause(block, method, failed).await?;
         }
-        unreachable!("the loop returns on its last attempt")
+    }
+
+    /// Asks the state calls `asks` at block `parent` for `block`'s sake: one call, or one
+    /// JSON-RPC batch for several. A batch that fails as a whole is sent again; calls in
+    /// it that fail alone are sent again without the ones already answered.
+    async fn ask(&self, block: u64, parent: &str, asks: Vec<Ask>) -> Result<Vec<Answer>, String> {
+        if let [one] = asks.as_slice() {
+            let value: Value = self.call(block, one.method(), one.params(parent)).await?;
+            return one.answer(value).map(|a| vec![a]).map_err(|e| format!("block {block}: {e}"));
+        }
+        let mut answers: Vec<Option<Answer>> = asks.iter().map(|_| None).collect();
+        let mut backoff = self.backoff();
+        loop {
+            let open: Vec<usize> = (0..asks.len()).filter(|&i| answers[i].is_none()).collect();
+            let what = format!("a batch of {} state calls", open.len());
+            let failed = {
+                let _permit = self.permits.acquire().await.expect("never closed");
+                self.stats.requests.fetch_add(1, Ordering::Relaxed);
+                self.stats.calls.fetch_add(open.len() as u64, Ordering::Relaxed);
+                let mut batch = self.client.new_batch();
+                let waiters: Vec<_> = open
+                    .iter()
+                    .map(|&i| {
+                        let ask = &asks[i];
+                        batch
+                            .add_call::<_, Value>(ask.method(), &ask.params(parent))
+                            .expect("JSON values serialise")
+                    })
+                    .collect();
+                match tokio::time::timeout(self.timeout, batch.send()).await {
+                    Err(_) => Some(self.timed_out()),
+                    Ok(Err(error)) => Some(Failed::from_rpc(&error)),
+                    Ok(Ok(())) => {
+                        let mut first = None;
+                        for (&i, waiter) in open.iter().zip(waiters) {
+                            let failed = match waiter.await {
+                                Ok(value) => match asks[i].answer(value) {
+                                    Ok(answer) => {
+                                        answers[i] = Some(answer);
+                                        continue;
+                                    }
+                                    Err(e) => Failed::Again(e),
+                                },
+                                Err(error) => match Failed::from_rpc(&error) {
+                                    Failed::Again(e) => {
+                                        Failed::Again(format!("{}: {e}", asks[i].method()))
+                                    }
+                                    Failed::Final(e) => {
+                                        Failed::Final(format!("{}: {e}", asks[i].method()))
+                                    }
+                                },
+                            };
+                            // A final failure decides; otherwise the first is reported.
+                            if first.is_none() || matches!(failed, Failed::Final(_)) {
+                                first = Some(failed);
+                            }
+                        }
+                        first
+                    }
+                }
+            };
+            match failed {
+                None => return Ok(answers.into_iter().map(|a| a.expect("answered")).collect()),
+                Some(failed) => backoff.pause(block, &what, failed).await?,
+            }
+        }
+    }
+}
+
+/// One state call at the parent block.
+#[derive(Clone, Copy)]
+enum Ask {
+    Balance(Address),
+    Nonce(Address),
+    Code(Address),
+    Slot(Address, U256),
+    /// The hash of block `k`, from its header.
+    Hash(u64),
+}
+
+/// The answer to an [`Ask`].
+enum Answer {
+    Balance(Address, U256),
+    Nonce(Address, u64),
+    Code(Address, Bytes),
+    Slot(Address, U256, U256),
+    /// `None`: the node has no such block.
+    Hash(u64, Option<B256>),
+}
+
+impl Ask {
+    fn method(&self) -> &'static str {
+        match self {
+            Self::Balance(_) => "eth_getBalance",
+            Self::Nonce(_) => "eth_getTransactionCount",
+            Self::Code(_) => "eth_getCode",
+            Self::Slot(..) => "eth_getStorageAt",
+            Self::Hash(_) => "eth_getBlockByNumber",
+        }
+    }
+
+    fn params(&self, parent: &str) -> Value {
+        match *self {
+            Self::Balance(a) | Self::Nonce(a) | Self::Code(a) => serde_json::json!([a, parent]),
+            Self::Slot(a, slot) => serde_json::json!([a, B256::from(slot), parent]),
+            Self::Hash(k) => serde_json::json!([hex(k), false]),
+        }
+    }
+
+    /// Reads the node's answer; an answer of the wrong shape is an error naming the call.
+    fn answer(&self, value: Value) -> Result<Answer, String> {
+        let shape = |e: serde_json::Error| format!("{}: malformed answer: {e}", self.method());
+        Ok(match *self {
+            Self::Balance(a) => Answer::Balance(a, serde_json::from_value(value).map_err(shape)?),
+            Self::Nonce(a) => {
+                Answer::Nonce(a, serde_json::from_value::<U64>(value).map_err(shape)?.to())
+            }
+            Self::Code(a) => Answer::Code(a, serde_json::from_value(value).map_err(shape)?),
+            Self::Slot(a, slot) => {
+                Answer::Slot(a, slot, serde_json::from_value(value).map_err(shape)?)
+            }
+            Self::Hash(k) => {
+                let header: Option<Value> = serde_json::from_value(value).map_err(shape)?;
+                let hash = match header.and_then(|mut h| h.get_mut("hash").map(Value::take)) {
+                    Some(hash) => Some(serde_json::from_value(hash).map_err(shape)?),
+                    None => None,
+                };
+                Answer::Hash(k, hash)
+            }
+        })
     }
 }
 
@@ -360,76 +545,58 @@ async fn fetch_block(node: Arc<Node>, out: PathBuf, number: u64) -> Result<bool,
                 return write_verified(&out, &dest, number, &block_json, &prestate, &block_hashes);
             }
         }
-        let mut calls = JoinSet::new();
+        let mut asks = Vec::new();
         for address in misses.accounts.into_iter().chain(suspects) {
-            let (node, parent) = (node.clone(), parent.clone());
-            calls.spawn(async move {
-                let params = serde_json::json!([address, parent]);
-                let balance: U256 = node.call(number, "eth_getBalance", params.clone()).await?;
-                let nonce: U64 =
-                    node.call(number, "eth_getTransactionCount", params.clone()).await?;
-                let code: Bytes = node.call(number, "eth_getCode", params).await?;
-                Ok::<_, String>(Filled::Account(address, balance, nonce.to(), code))
-            });
+            asks.extend([Ask::Balance(address), Ask::Nonce(address), Ask::Code(address)]);
         }
-        for (address, slot) in misses.slots {
-            let (node, parent) = (node.clone(), parent.clone());
-            calls.spawn(async move {
-                let params = serde_json::json!([address, B256::from(slot), parent]);
-                let value: U256 = node.call(number, "eth_getStorageAt", params).await?;
-                Ok(Filled::Slot(address, slot, value))
-            });
+        asks.extend(misses.slots.into_iter().map(|(address, slot)| Ask::Slot(address, slot)));
+        asks.extend(hashes.into_iter().map(Ask::Hash));
+        let mut calls = JoinSet::new();
+        for chunk in asks.chunks(node.batch) {
+            let (node, parent, chunk) = (node.clone(), parent.clone(), chunk.to_vec());
+            calls.spawn(async move { node.ask(number, &parent, chunk).await });
         }
-        for k in hashes {
-            let node = node.clone();
-            calls.spawn(async move {
-                let header: Option<Value> = node
-                    .call(number, "eth_getBlockByNumber", serde_json::json!([hex(k), false]))
-                    .await?;
-                let hash = header
-                    .and_then(|h| h.get("hash").cloned())
-                    .and_then(|h| serde_json::from_value::<B256>(h).ok())
-                    .ok_or_else(|| {
-                        format!("block {number}: the node has no block {k} (read by BLOCKHASH)")
-                    })?;
-                Ok(Filled::Hash(k, hash))
-            });
-        }
-        while let Some(filled) = calls.join_next().await {
-            match filled.expect("calls do not panic")? {
-                Filled::Account(address, balance, nonce, code) => {
-                    if balance.is_zero() && nonce == 0 && code.is_empty() {
-                        prestate.accounts.remove(&address);
-                        prestate.absent.insert(address);
-                    } else {
-                        prestate.confirmed.insert(address);
-                        // The state at the parent, keeping the slots the traces listed.
-                        let account = prestate.accounts.entry(address).or_default();
-                        account.balance = balance;
-                        account.nonce = nonce;
-                        account.code = (!code.is_empty()).then_some(code);
+        let mut accounts: BTreeMap<Address, (U256, u64, Bytes)> = BTreeMap::new();
+        while let Some(answers) = calls.join_next().await {
+            for answer in answers.expect("calls do not panic")? {
+                match answer {
+                    Answer::Balance(address, balance) => {
+                        accounts.entry(address).or_default().0 = balance;
+                    }
+                    Answer::Nonce(address, nonce) => accounts.entry(address).or_default().1 = nonce,
+                    Answer::Code(address, code) => accounts.entry(address).or_default().2 = code,
+                    Answer::Slot(address, slot, value) => {
+                        prestate.known_slots.insert((address, slot));
+                        if let Some(account) = prestate.accounts.get_mut(&address) {
+                            account.storage.insert(slot, value);
+                        }
+                    }
+                    Answer::Hash(k, Some(hash)) => {
+                        block_hashes.insert(k, hash);
+                    }
+                    Answer::Hash(k, None) => {
+                        return Err(format!(
+                            "block {number}: the node has no block {k} (read by BLOCKHASH)"
+                        ))
                     }
                 }
-                Filled::Slot(address, slot, value) => {
-                    prestate.known_slots.insert((address, slot));
-                    if let Some(account) = prestate.accounts.get_mut(&address) {
-                        account.storage.insert(slot, value);
-                    }
-                }
-                Filled::Hash(k, hash) => {
-                    block_hashes.insert(k, hash);
-                }
+            }
+        }
+        for (address, (balance, nonce, code)) in accounts {
+            if balance.is_zero() && nonce == 0 && code.is_empty() {
+                prestate.accounts.remove(&address);
+                prestate.absent.insert(address);
+            } else {
+                prestate.confirmed.insert(address);
+                // The state at the parent, keeping the slots the traces listed.
+                let account = prestate.accounts.entry(address).or_default();
+                account.balance = balance;
+                account.nonce = nonce;
+                account.code = (!code.is_empty()).then_some(code);
             }
         }
     }
     Err(format!("block {number}: its reads did not settle after 8 rounds of state calls"))
-}
-
-/// One answered state call.
-enum Filled {
-    Account(Address, U256, u64, Bytes),
-    Slot(Address, U256, U256),
-    Hash(u64, B256),
 }
 
 /// Loads the snapshot in `dir` (recovering senders), executes it and checks the header.
@@ -509,6 +676,7 @@ pub fn run(args: FetchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             timeout: Duration::from_secs_f64(args.timeout),
             backoff: Duration::from_millis(args.backoff_ms),
             stats: Stats::default(),
+            batch: args.batch.get(),
         });
         let (mut fetched, mut skipped, mut failed) = (0u64, 0u64, 0u64);
         let mut tasks = JoinSet::new();
@@ -532,18 +700,20 @@ pub fn run(args: FetchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             }
             progress.inc(1);
         }
-        let stats =
-            (node.stats.calls.load(Ordering::Relaxed), node.stats.retries.load(Ordering::Relaxed));
+        let stats = &node.stats;
+        let stats = [&stats.calls, &stats.requests, &stats.retries]
+            .map(|counter| counter.load(Ordering::Relaxed));
         Ok::<_, String>((fetched, skipped, failed, stats))
     })?;
     progress.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
     println!(
         "{} blocks: {fetched} fetched and verified, {skipped} already there (verified), {failed} \
-         failed; {} calls, {} retries; {seconds:.2} s, {:.2} blocks/s",
+         failed; {} calls in {} requests, {} retries; {seconds:.2} s, {:.2} blocks/s",
         blocks.len(),
-        stats.0,
-        stats.1,
+        stats[0],
+        stats[1],
+        stats[2],
         (fetched + skipped) as f64 / seconds.max(1e-9)
     );
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })

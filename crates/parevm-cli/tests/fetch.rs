@@ -27,6 +27,10 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn fetch(url: &str, out: &Path, blocks: &[&str]) -> std::process::Output {
+    fetch_with(url, out, blocks, &[])
+}
+
+fn fetch_with(url: &str, out: &Path, blocks: &[&str], extra: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_parevm"))
         .args([
             "fetch",
@@ -41,6 +45,7 @@ fn fetch(url: &str, out: &Path, blocks: &[&str]) -> std::process::Output {
             "--out",
         ])
         .arg(out)
+        .args(extra)
         .args(blocks)
         .output()
         .unwrap()
@@ -117,28 +122,100 @@ fn fetches_and_verifies_under_injected_failures_then_resumes() {
     assert!(String::from_utf8_lossy(&result.stderr).contains("the range is empty"));
 }
 
-#[test]
-fn an_account_the_trace_misses_is_asked_for_and_the_block_still_verifies() {
-    let mock = Mock::serving(&[snapshot("synthetic-mixed")]);
-    let url = mock.start();
-    // The router every swap calls, left out of every transaction's trace.
-    let router: Address = "0x8080808080808080808080808080808080808080".parse().unwrap();
+/// The router every swap of `synthetic-mixed` calls.
+const ROUTER: &str = "0x8080808080808080808080808080808080808080";
+
+/// Fetches `synthetic-mixed` with the router left out of every trace, from `url` (over
+/// `mock`, which then injects `failures`), and checks the router was asked for and the
+/// snapshot matches the source.
+fn fetch_without_router(
+    mock: &Mock,
+    url: &str,
+    name: &str,
+    extra: &[&str],
+    failures: &[(&'static str, Failure)],
+) -> String {
+    let router: Address = ROUTER.parse().unwrap();
     mock.fail("debug_traceBlockByNumber", Failure::DropAccount(router));
-    let out = scratch("dropped");
-    let result = fetch(&url, &out, &["20000000"]);
-    let stdout = String::from_utf8_lossy(&result.stdout);
+    for (method, failure) in failures {
+        mock.fail(method, failure.clone());
+    }
+    let out = scratch(name);
+    let result = fetch_with(url, &out, &["20000000"], extra);
+    let stdout = String::from_utf8_lossy(&result.stdout).into_owned();
     assert!(result.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&result.stderr));
-    assert!(mock.calls("eth_getCode") > 0);
     let prestate: Value =
         serde_json::from_slice(&fs::read(out.join("20000000/prestate.json")).unwrap()).unwrap();
-    assert!(
-        prestate.get(router.to_string().to_lowercase()).is_some()
-            || prestate.get(router.to_string()).is_some()
-    );
+    assert!(prestate.get(ROUTER).is_some() || prestate.get(router.to_string()).is_some());
     assert_same_state(
         &out.join("20000000/prestate.json"),
         &snapshot("synthetic-mixed").join("prestate.json"),
     );
+    stdout
+}
+
+/// The JSON-RPC calls and the requests carrying them, from a fetch's last line.
+fn calls_and_requests(stdout: &str) -> (u64, u64) {
+    let words: Vec<&str> = stdout.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "calls").expect("a count of calls");
+    let number = |w: &str| w.trim_end_matches(',').parse().unwrap();
+    (number(words[at - 1]), number(words[at + 2]))
+}
+
+#[test]
+fn an_account_the_trace_misses_is_asked_for_and_the_block_still_verifies() {
+    let mock = Mock::serving(&[snapshot("synthetic-mixed")]);
+    let url = mock.start();
+    let stdout = fetch_without_router(&mock, &url, "dropped", &["--batch", "1"], &[]);
+    assert!(mock.calls("eth_getCode") > 0);
+    let (calls, requests) = calls_and_requests(&stdout);
+    assert_eq!(calls, requests, "one call per request: {stdout}");
+    assert_eq!(requests as usize, mock.requests());
+}
+
+#[test]
+fn state_calls_go_in_batches_and_a_call_failing_alone_is_asked_again() {
+    let mock = Mock::serving(&[snapshot("synthetic-mixed")]);
+    let url = mock.start();
+    let unbatched = fetch_without_router(&mock, &url, "unbatched", &["--batch", "1"], &[]);
+    let (calls, _) = calls_and_requests(&unbatched);
+    let batches = (calls - 2).div_ceil(100); // the block and the trace are calls alone
+    let stdout = fetch_without_router(&mock, &url, "batched", &[], &[]);
+    assert_eq!(calls_and_requests(&stdout), (calls, 2 + batches), "{stdout}");
+    // One balance rate-limited alone: asked again without the answered calls of its batch.
+    let stdout = fetch_without_router(
+        &mock,
+        &url,
+        "rate-limited",
+        &[],
+        &[("eth_getBalance", Failure::RateLimited)],
+    );
+    assert!(stdout.contains(" 1 retries"), "{stdout}");
+    assert_eq!(calls_and_requests(&stdout), (calls + 1, 2 + batches + 1), "{stdout}");
+    // A batch failing as a whole is sent again whole.
+    let stdout = fetch_without_router(
+        &mock,
+        &url,
+        "unavailable",
+        &[],
+        &[("eth_getBalance", Failure::Status(503))],
+    );
+    assert!(stdout.contains(" 1 retries"), "{stdout}");
+    let (retried_calls, requests) = calls_and_requests(&stdout);
+    assert_eq!(requests, 2 + batches + 1, "{stdout}");
+    assert!(retried_calls > calls + 1 && retried_calls <= calls + 100, "{stdout}");
+}
+
+/// The same fetch over WebSocket (`ws://`), a call timing out once on the way.
+#[test]
+fn fetches_over_websocket() {
+    let mock = Mock::serving(&[snapshot("synthetic-mixed")]);
+    let url = mock.start_ws();
+    let slow = Failure::Slow(Duration::from_secs(2));
+    let stdout = fetch_without_router(&mock, &url, "websocket", &[], &[("eth_getCode", slow)]);
+    assert!(stdout.contains("1 fetched and verified"), "{stdout}");
+    assert!(stdout.contains(" 1 retries"), "{stdout}");
+    assert!(mock.calls("eth_getCode") > 0);
 }
 
 #[test]

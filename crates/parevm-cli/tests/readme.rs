@@ -66,7 +66,9 @@ const IN_CI: &[(&str, &[&str])] = &[
 /// Local stand-ins for the README's placeholders and shared paths, and a mock node.
 struct Inputs {
     scratch: PathBuf,
+    /// The mock node's HTTP and WebSocket URLs.
     node: String,
+    ws_node: String,
 }
 
 impl Inputs {
@@ -85,8 +87,8 @@ impl Inputs {
         }
         // The node of the fetch examples: a loopback mock serving the test block.
         let mock = mock_node::Mock::serving(&[root().join("testdata/snapshots/synthetic-mixed")]);
-        let node = mock.start();
-        Self { scratch, node }
+        let (node, ws_node) = (mock.start(), mock.start_ws());
+        Self { scratch, node, ws_node }
     }
 
     /// Writes `shard-I.jsonl` for every shard of `count` over the stand-in blocks.
@@ -118,7 +120,8 @@ impl Inputs {
                 "../shared/testdata/mainnet/16257471" | "PATH" => sample.display().to_string(),
                 "compliance.json" => compliance.display().to_string(),
                 // The fetch examples: the mock node, its block, a scratch folder.
-                "http://localhost:8545" | "ws://localhost:8546" => self.node.clone(),
+                "http://localhost:8545" => self.node.clone(),
+                "ws://localhost:8546" => self.ws_node.clone(),
                 "19933597" | "19933600..19933610" => "20000000".into(),
                 "blocks" if command.starts_with("parevm fetch") => {
                     self.scratch.join(format!("fetched-{run}")).display().to_string()

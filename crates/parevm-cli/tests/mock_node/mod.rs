@@ -1,5 +1,5 @@
 //! A mock archive node on the loopback interface for the tests of `parevm fetch`: a real
-//! HTTP JSON-RPC server serving snapshots in geth's shapes (per-transaction pre-states in
+//! JSON-RPC server (over HTTP, or over WebSocket) serving snapshots in geth's shapes (per-transaction pre-states in
 //! which later transactions see what earlier ones changed), with injected failures.
 
 #![allow(dead_code)] // each test binary uses a part
@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use std::{fs, thread};
@@ -25,6 +26,9 @@ pub enum Failure {
     /// Answers only after this long (longer than the client's timeout).
     Slow(Duration),
     Malformed,
+    /// A JSON-RPC error for this call alone (Infura's rate-limit code), the other calls of
+    /// its batch answered.
+    RateLimited,
     /// Leaves this account out of every transaction's trace.
     DropAccount(Address),
 }
@@ -40,6 +44,8 @@ pub struct Mock {
     pub blocks: Vec<Block>,
     pub failures: Mutex<VecDeque<(&'static str, Failure)>>,
     calls: Mutex<BTreeMap<String, usize>>,
+    /// HTTP requests or WebSocket messages received (a batch is one).
+    requests: AtomicUsize,
 }
 
 impl Mock {
@@ -54,7 +60,12 @@ impl Mock {
                 Block { number: snapshot.header.number, json, traces, snapshot }
             })
             .collect();
-        Arc::new(Self { blocks, failures: Mutex::default(), calls: Mutex::default() })
+        Arc::new(Self {
+            blocks,
+            failures: Mutex::default(),
+            calls: Mutex::default(),
+            requests: AtomicUsize::new(0),
+        })
     }
 
     pub fn fail(&self, method: &'static str, failure: Failure) {
@@ -63,6 +74,10 @@ impl Mock {
 
     pub fn calls(&self, method: &str) -> usize {
         self.calls.lock().unwrap().get(method).copied().unwrap_or(0)
+    }
+
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::Relaxed)
     }
 
     /// The block `n` is the parent of (for state at n-1).
@@ -149,6 +164,42 @@ impl Mock {
         })
     }
 
+    /// The answer to one JSON-RPC message: a call or a batch of calls.
+    fn answer_body(&self, body: &[u8]) -> Result<Value, Failure> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let request: Value = serde_json::from_slice(body).unwrap();
+        let one = |r: &Value| -> Result<Value, Failure> {
+            Ok(match self.answer(r["method"].as_str().unwrap(), &r["params"]) {
+                Ok(result) => json!({"jsonrpc": "2.0", "id": r["id"], "result": result}),
+                Err(Failure::RateLimited) => json!({"jsonrpc": "2.0", "id": r["id"],
+                    "error": {"code": -32005, "message": "rate limit exceeded"}}),
+                Err(failure) => return Err(failure),
+            })
+        };
+        match &request {
+            Value::Array(batch) => {
+                batch.iter().map(one).collect::<Result<Vec<_>, _>>().map(Value::Array)
+            }
+            single => one(single),
+        }
+    }
+
+    /// One WebSocket connection: each text message is answered in turn. A slow answer is
+    /// never sent (the client times out); other failures have no WebSocket form.
+    fn handle_ws(&self, stream: TcpStream) {
+        let mut socket = tungstenite::accept(stream).unwrap();
+        while let Ok(message) = socket.read() {
+            let tungstenite::Message::Text(text) = message else { continue };
+            match self.answer_body(text.as_bytes()) {
+                Ok(answer) => {
+                    let _ = socket.send(tungstenite::Message::Text(answer.to_string().into()));
+                }
+                Err(Failure::Slow(_)) => {}
+                Err(failure) => panic!("{failure:?} has no WebSocket form in the mock"),
+            }
+        }
+    }
+
     fn handle(&self, mut stream: TcpStream) {
         let mut reader = BufReader::new(stream.try_clone().unwrap());
         let mut length = 0;
@@ -166,17 +217,7 @@ impl Mock {
         }
         let mut body = vec![0; length];
         reader.read_exact(&mut body).unwrap();
-        let request: Value = serde_json::from_slice(&body).unwrap();
-        let one = |r: &Value| -> Result<Value, Failure> {
-            let result = self.answer(r["method"].as_str().unwrap(), &r["params"])?;
-            Ok(json!({"jsonrpc": "2.0", "id": r["id"], "result": result}))
-        };
-        let answer = match &request {
-            Value::Array(batch) => {
-                batch.iter().map(one).collect::<Result<Vec<_>, _>>().map(Value::Array)
-            }
-            single => one(single),
-        };
+        let answer = self.answer_body(&body);
         let (status, body) = match answer {
             Ok(v) => (200, serde_json::to_vec(&v).unwrap()),
             Err(Failure::Status(code)) => (code, b"{\"error\": \"injected\"}".to_vec()),
@@ -187,7 +228,7 @@ impl Mock {
             Err(Failure::Malformed) => {
                 (200, b"{\"jsonrpc\": \"2.0\", \"id\": 0, \"result\": [".to_vec())
             }
-            Err(Failure::DropAccount(_)) => unreachable!("applied in answer"),
+            Err(Failure::DropAccount(_) | Failure::RateLimited) => unreachable!("applied above"),
         };
         let head = format!(
             "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -196,15 +237,24 @@ impl Mock {
         let _ = stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(&body));
     }
 
-    /// Serves on a loopback port until the test ends; returns the URL.
+    /// Serves HTTP on a loopback port until the test ends; returns the URL.
     pub fn start(self: &Arc<Self>) -> String {
+        self.serve("http", Self::handle)
+    }
+
+    /// Serves WebSocket on a loopback port until the test ends; returns the URL.
+    pub fn start_ws(self: &Arc<Self>) -> String {
+        self.serve("ws", Self::handle_ws)
+    }
+
+    fn serve(self: &Arc<Self>, scheme: &str, handle: fn(&Self, TcpStream)) -> String {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let url = format!("{scheme}://{}", listener.local_addr().unwrap());
         let mock = self.clone();
         thread::spawn(move || {
             for stream in listener.incoming() {
                 let mock = mock.clone();
-                thread::spawn(move || mock.handle(stream.unwrap()));
+                thread::spawn(move || handle(&mock, stream.unwrap()));
             }
         });
         url
