@@ -311,7 +311,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     }
     print!("{}", table.render());
     println!(
-        "{threads} threads, {:?} mode, median of {} runs, {} µs per cold read; peak RSS {}",
+        "{}, {:?} mode, median of {} runs, {} µs per cold read; peak RSS {}",
+        crate::summary::threads(threads),
         args.mode,
         args.repeat,
         args.latency_us,

@@ -618,8 +618,8 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         let speedups: Vec<f64> = records.iter().filter_map(|r| r.speedup).collect();
         let worst = speedups.iter().copied().fold(f64::INFINITY, f64::min);
         println!(
-            "parallel ({} threads, {:?}) total {:.3} ms; speedup geometric mean {:.3}x, worst {:.3}x, total {:.3}x",
-            threads,
+            "parallel ({}, {:?}) total {:.3} ms; speedup geometric mean {:.3}x, worst {:.3}x, total {:.3}x",
+            crate::summary::threads(threads.get()),
             args.mode,
             par_total / 1e3,
             geomean(speedups.iter().copied()).unwrap_or(f64::NAN),

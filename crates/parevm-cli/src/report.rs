@@ -235,7 +235,8 @@ pub fn run(args: ReportArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         let geomean = crate::replay::geomean(speedups.iter().map(|(_, s)| *s)).expect("not empty");
         let (worst_block, worst) =
             speedups.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1)).expect("not empty");
-        let runs: Vec<String> = threads.iter().map(|(t, m)| format!("{t} threads, {m}")).collect();
+        let runs: Vec<String> =
+            threads.iter().map(|(t, m)| format!("{}, {m}", crate::summary::threads(*t))).collect();
         println!(
             "parallel ({}) total {:.3} ms; speedup geometric mean {geomean:.3}x, worst \
              {worst:.3}x ({worst_block}), total {:.3}x",

@@ -30,7 +30,7 @@ pub struct Summary<'a> {
 }
 
 /// "1 thread", "2 threads".
-fn threads(n: usize) -> String {
+pub fn threads(n: usize) -> String {
     if n == 1 {
         "1 thread".into()
     } else {
