@@ -435,6 +435,54 @@ fn exclusion_cascades_to_the_senders_later_transactions() {
     assert_eq!(indices, [2, 4]);
 }
 
+/// Bob's transaction with nonce `nonce`: a direct swap on the pool (rejected, bob has no
+/// credential) or a plain transfer to alice.
+fn bob_tx(b: &mut BlockBuilder, nonce: u64, swap: bool) {
+    let (to, data, gas) =
+        if swap { (POOL, direct_swap(bob()), 300_000) } else { (alice(), Bytes::new(), 21_000) };
+    b.tx_with_nonce(bob(), TxKind::Call(to), U256::ZERO, data, gas, nonce);
+}
+
+#[test]
+fn a_nonce_gap_no_exclusion_caused_is_not_a_cascade() {
+    let mut b = world(|s| s);
+    bob_tx(&mut b, 0, true); // 0: rejected, nonce 0 unused
+    bob_tx(&mut b, 0, false); // 1: nonce 0 again, included
+    bob_tx(&mut b, 2, false); // 2: nonce 1 was never sent: the gap is bob's own
+    let (storage, block) = b.build();
+    match run(&storage, &block, ComplianceMode::Exclude) {
+        Err(ExecutionError::InvalidTransaction { index: 2, .. }) => {}
+        other => panic!("expected transaction 2 invalid, got {other:?}"),
+    }
+    // The same gap with nonce 1 carried by an excluded transaction is a cascade.
+    let mut b = world(|s| s);
+    bob_tx(&mut b, 0, true); // 0: rejected
+    bob_tx(&mut b, 1, false); // 1: cascades (nonce 0 unused)
+    bob_tx(&mut b, 3, false); // 2: nonces 0 and 1 unused, but 2 never sent
+    let (storage, block) = b.build();
+    match run(&storage, &block, ComplianceMode::Exclude) {
+        Err(ExecutionError::InvalidTransaction { index: 2, .. }) => {}
+        other => panic!("expected transaction 2 invalid, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_cascade_names_the_rejection_that_left_its_nonce_unused() {
+    let mut b = world(|s| s);
+    bob_tx(&mut b, 0, true); // 0: rejected (nonce 0)
+    bob_tx(&mut b, 0, false); // 1: included, bob's nonce is 1
+    bob_tx(&mut b, 1, true); // 2: rejected (nonce 1)
+    bob_tx(&mut b, 2, false); // 3: cascades from 2, not from 0
+    bob_tx(&mut b, 3, false); // 4: cascades from 2 through 3
+    let output = exclude(b);
+    let missing = Rejection { pool: POOL, claim: 0, reason: RejectionReason::Missing };
+    assert_eq!(outcome(&output, 0), Err((missing, None)));
+    assert_eq!(outcome(&output, 1), Ok(true));
+    assert_eq!(outcome(&output, 2), Err((missing, None)));
+    assert_eq!(outcome(&output, 3), Err((missing, Some(2))));
+    assert_eq!(outcome(&output, 4), Err((missing, Some(2))));
+}
+
 #[test]
 fn fail_block_mode_names_the_first_rejected_transaction() {
     let mut b = world(|s| s);

@@ -59,7 +59,7 @@ pub fn execute_sequential_with<S: Storage>(
             (Err(EVMError::Transaction(reason)), None) => Err(TxFailure::Invalid(reason)),
             (Err(e), None) => return Err(evm_error(index, e)),
         };
-        let Some(result) = ledger.decide(index, tx.caller, result)? else { continue };
+        let Some(result) = ledger.decide(index, tx.caller, tx.nonce, result)? else { continue };
         evm.ctx.journaled_state.database.changes.commit_tx(state);
         cumulative_gas_used += result.tx_gas_used();
         transactions.push(TxOutcome { index, tx_type: tx.tx_type, result, cumulative_gas_used });

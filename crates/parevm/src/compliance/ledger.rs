@@ -1,6 +1,8 @@
 //! [`Ledger`]: what happens to each transaction's result, in block order. Both executors
 //! commit through it, so they include, exclude and fail identically.
 
+use std::collections::BTreeMap;
+
 use alloy_primitives::map::AddressMap;
 use alloy_primitives::Address;
 use revm::context::result::{ExecutionResult, HaltReason, InvalidTransaction};
@@ -17,15 +19,12 @@ pub(crate) enum TxFailure {
     Rejected(Rejection),
 }
 
-/// The exclusions of one sender so far.
+/// An excluded transaction's nonce: the rejected transaction it traces back to (itself, or
+/// the one whose exclusion left its nonce unused) and that transaction's rejection.
 #[derive(Clone, Copy, Debug)]
-struct SenderExclusions {
-    /// The sender's first rejected transaction.
-    first: usize,
-    /// Its rejection.
+struct UnusedNonce {
+    root: usize,
     rejection: Rejection,
-    /// How many of its transactions were excluded (rejected or cascaded).
-    count: u64,
 }
 
 /// Decides, in block order, whether each transaction is included, excluded or fails the
@@ -34,7 +33,9 @@ struct SenderExclusions {
 pub(crate) struct Ledger {
     mode: ComplianceMode,
     excluded: Vec<Exclusion>,
-    by_sender: AddressMap<SenderExclusions>,
+    /// Per sender, the nonces its excluded transactions carried (each left unused), first
+    /// exclusion of each nonce kept.
+    unused: AddressMap<BTreeMap<u64, UnusedNonce>>,
 }
 
 impl Ledger {
@@ -42,12 +43,19 @@ impl Ledger {
         Self { mode, ..Self::default() }
     }
 
-    /// The result to include for transaction `index` of `sender`, `None` if it is excluded,
-    /// or the error that fails the block.
+    /// The result to include for transaction `index` of `sender` with nonce `nonce`, `None`
+    /// if it is excluded, or the error that fails the block.
+    ///
+    /// A transaction whose nonce is too high is excluded as a cascade exactly when every
+    /// nonce of the gap (from the sender's nonce in state up to its own) was carried by an
+    /// excluded transaction of the sender: its nonce would have been valid had those been
+    /// included. It names the root of the gap's first nonce, the rejection that makes it
+    /// invalid. Any other gap is the transaction's own and fails the block as usual.
     pub(crate) fn decide(
         &mut self,
         index: usize,
         sender: Address,
+        nonce: u64,
         result: Result<ExecutionResult<HaltReason>, TxFailure>,
     ) -> Result<Option<ExecutionResult<HaltReason>>, ExecutionError> {
         let failure = match result {
@@ -60,29 +68,26 @@ impl Ledger {
                     Err(ExecutionError::ComplianceRejected { index, rejection })
                 }
                 ComplianceMode::Exclude => {
-                    let entry = self.by_sender.entry(sender).or_insert(SenderExclusions {
-                        first: index,
-                        rejection,
-                        count: 0,
-                    });
-                    entry.count += 1;
+                    // A rejected transaction passed validation: its nonce is the sender's.
+                    self.unused
+                        .entry(sender)
+                        .or_default()
+                        .entry(nonce)
+                        .or_insert(UnusedNonce { root: index, rejection });
                     self.excluded.push(Exclusion { index, rejection, cascaded_from: None });
                     Ok(None)
                 }
             },
             TxFailure::Invalid(reason) => {
-                // A nonce gap no larger than the sender's excluded transactions is theirs.
                 if let InvalidTransaction::NonceTooHigh { tx, state } = reason {
-                    if let Some(entry) = self.by_sender.get_mut(&sender) {
-                        if tx - state <= entry.count {
-                            entry.count += 1;
-                            self.excluded.push(Exclusion {
-                                index,
-                                rejection: entry.rejection,
-                                cascaded_from: Some(entry.first),
-                            });
-                            return Ok(None);
-                        }
+                    if let Some(root) = self.cascade_root(sender, state, tx) {
+                        self.unused.entry(sender).or_default().entry(tx).or_insert(root);
+                        self.excluded.push(Exclusion {
+                            index,
+                            rejection: root.rejection,
+                            cascaded_from: Some(root.root),
+                        });
+                        return Ok(None);
                     }
                 }
                 Err(ExecutionError::InvalidTransaction { index, reason })
@@ -90,8 +95,74 @@ impl Ledger {
         }
     }
 
+    /// The exclusion that left nonce `state` unused, if excluded transactions of `sender`
+    /// carried every nonce from `state` up to (not including) `tx`.
+    fn cascade_root(&self, sender: Address, state: u64, tx: u64) -> Option<UnusedNonce> {
+        let unused = self.unused.get(&sender)?;
+        let gap = tx.checked_sub(state)?;
+        let covered = unused.range(state..tx).count() as u64;
+        (gap > 0 && covered == gap).then(|| unused[&state])
+    }
+
     /// The excluded transactions, in block order.
     pub(crate) fn into_excluded(self) -> Vec<Exclusion> {
         self.excluded
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compliance::RejectionReason;
+
+    fn rejection(claim: u8) -> Rejection {
+        Rejection { pool: Address::ZERO, claim, reason: RejectionReason::Missing }
+    }
+
+    fn too_high(tx: u64, state: u64) -> Result<ExecutionResult<HaltReason>, TxFailure> {
+        Err(TxFailure::Invalid(InvalidTransaction::NonceTooHigh { tx, state }))
+    }
+
+    /// Feeds `(nonce, failure)` of one sender in order; returns each transaction's
+    /// `cascaded_from` (`Some(None)`: rejected itself), or `None` where the block fails.
+    fn cascades(
+        txs: &[(u64, Result<ExecutionResult<HaltReason>, TxFailure>)],
+    ) -> Vec<Option<Option<usize>>> {
+        let mut ledger = Ledger::new(ComplianceMode::Exclude);
+        let sender = Address::repeat_byte(1);
+        txs.iter()
+            .enumerate()
+            .map(|(index, (nonce, result))| {
+                ledger.decide(index, sender, *nonce, result.clone()).ok().map(|_| {
+                    ledger.excluded.iter().find(|e| e.index == index).and_then(|e| e.cascaded_from)
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_cascade_needs_every_nonce_of_its_gap_unused() {
+        let rejected = |claim| Err(TxFailure::Rejected(rejection(claim)));
+        // Nonces 3 and 4 rejected: 5 (state 3) cascades from the first, 7 (state 3) does
+        // not (6 was never sent).
+        let got = cascades(&[(3, rejected(0)), (4, rejected(1)), (5, too_high(5, 3))]);
+        assert_eq!(got, [Some(None), Some(None), Some(Some(0))]);
+        let got = cascades(&[(3, rejected(0)), (4, rejected(1)), (7, too_high(7, 3))]);
+        assert_eq!(got[2], None);
+        // No exclusion of this sender: a gap fails.
+        assert_eq!(cascades(&[(1, too_high(1, 0))]), [None]);
+    }
+
+    #[test]
+    fn the_cascade_carries_the_rejection_of_the_gaps_first_nonce() {
+        let mut ledger = Ledger::new(ComplianceMode::Exclude);
+        let sender = Address::repeat_byte(1);
+        for (index, claim) in [(0, 7), (1, 8)] {
+            let result = Err(TxFailure::Rejected(rejection(claim)));
+            ledger.decide(index, sender, 10 + index as u64, result).unwrap();
+        }
+        assert_eq!(ledger.decide(2, sender, 12, too_high(12, 11)).unwrap(), None);
+        let cascade = ledger.excluded[2];
+        assert_eq!((cascade.rejection.claim, cascade.cascaded_from), (8, Some(1)));
     }
 }

@@ -97,7 +97,7 @@ impl Committed {
         let tx = &block.transactions[index];
         check_gas_available(block, index, tx.gas_limit, self.gas_used)?;
         self.next = index + 1;
-        let Some(result) = self.ledger.decide(index, tx.caller, output.result)? else {
+        let Some(result) = self.ledger.decide(index, tx.caller, tx.nonce, output.result)? else {
             return Ok(());
         };
         self.touched.extend(output.touched);
