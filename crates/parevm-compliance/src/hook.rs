@@ -5,9 +5,10 @@ use parevm::{ComplianceHook, GatedCall, ReadError, Rejection, RejectionReason, S
 
 use crate::layout::{credential_slot, issuer_slot, pool_policy_slot, Credential};
 
-/// Checks calls to gated pools against the `CredentialRegistry` deployed at `registry`.
+/// Checks transactions addressing or changing gated pools against the `CredentialRegistry`
+/// deployed at `registry`.
 ///
-/// A call to `pool` is allowed if `poolPolicy[pool]` is zero; otherwise, for every required
+/// A transaction may address or change `pool` if `poolPolicy[pool]` is zero; otherwise, for every required
 /// claim in increasing order, the sender's credential must exist (else
 /// [`RejectionReason::Missing`]), not be revoked (`Revoked`), expire strictly after the
 /// block timestamp (`Expired`), and its issuer must be active (`IssuerInactive`) and allowed

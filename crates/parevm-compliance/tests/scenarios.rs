@@ -6,6 +6,7 @@ use std::num::NonZeroUsize;
 use alloy_primitives::{Address, Bytes, TxKind, U256};
 use alloy_sol_types::{SolCall, SolValue};
 use parevm::revm::primitives::hardfork::SpecId;
+use parevm::revm::primitives::KECCAK_EMPTY;
 use parevm::{
     BlockInput, BlockOutput, ComplianceMode, ExecutionError, InMemoryStorage, Rejection,
     RejectionReason,
@@ -17,7 +18,7 @@ use parevm_fixtures::defi::{
     allowance_slot, balance_slot, delegation_designator, gated_pair_storage, Artifact, IBatch,
     IForwarder, IPair, IRegistry, IRouter, IToken,
 };
-use parevm_fixtures::synthetic::{account, ether, BlockBuilder};
+use parevm_fixtures::synthetic::{account, ether, Asm, BlockBuilder};
 
 const REGISTRY: Address = Address::repeat_byte(0xc5);
 const TOKEN_A: Address = Address::repeat_byte(0x7a);
@@ -534,11 +535,7 @@ fn the_check_sees_the_transactions_own_registry_writes() {
     let run = |targets: Vec<Address>, data: Vec<Bytes>| -> Bytes {
         IBatch::runCall { targets, data }.abi_encode().into()
     };
-    b.call(
-        account(3),
-        batch,
-        run(vec![REGISTRY, POOL], vec![issue(account(3)), direct_swap(account(3))]),
-    );
+    // The revoking one first: its swap would change the pool (the surplus is still there).
     b.call(
         account(4),
         batch,
@@ -547,7 +544,150 @@ fn the_check_sees_the_transactions_own_registry_writes() {
             vec![issue(account(4)), revoke(account(4)), direct_swap(account(4))],
         ),
     );
+    b.call(
+        account(3),
+        batch,
+        run(vec![REGISTRY, POOL], vec![issue(account(3)), direct_swap(account(3))]),
+    );
     let output = exclude(b);
+    assert_eq!(outcome(&output, 0), rejected(Claim::Kyc, RejectionReason::Revoked));
+    assert_eq!(outcome(&output, 1), Ok(true));
+}
+
+// The rule on state (issue 14): a sender without the credentials may not *change* a gated
+// account by any path, and calls that leave it unchanged are not rejections.
+
+/// Runtime code that calls `target` with its own calldata through `opcode` (`CALL` and
+/// `CALLCODE` with `value`, or `DELEGATECALL`), ignores the outcome and stops.
+fn caller_code(opcode: u8, target: Address, value: U256) -> Bytes {
+    use parevm::revm::bytecode::opcode as op;
+    let mut asm = Asm::new()
+        .op(&[op::CALLDATASIZE])
+        .push(0)
+        .push(0)
+        .op(&[op::CALLDATACOPY])
+        .push(0) // return size
+        .push(0) // return offset
+        .op(&[op::CALLDATASIZE])
+        .push(0); // arguments offset
+    if opcode != op::DELEGATECALL {
+        asm = asm.push_word(value);
+    }
+    asm.push_address(target).op(&[op::GAS, opcode, op::POP, op::STOP]).build()
+}
+
+const CATCHER: Address = Address::repeat_byte(0xca);
+
+/// A swap the pool refuses: more of token B out than it holds.
+fn failing_swap(to: Address) -> Bytes {
+    IPair::swapCall { amount0Out: U256::ZERO, amount1Out: U256::from(RESERVE * 2), to }
+        .abi_encode()
+        .into()
+}
+
+#[test]
+fn a_view_call_through_a_contract_leaves_the_pool_unchanged_and_is_allowed() {
+    // A legacy oracle reads the pool by CALL (not STATICCALL): nothing changes.
+    let mut b = world(|s| s);
+    let quote = forward(POOL, IPair::getReservesCall {}.abi_encode().into());
+    b.call(bob(), FORWARDER, quote);
+    assert_eq!(outcome(&exclude(b), 0), Ok(true));
+}
+
+#[test]
+fn a_caught_failing_pool_call_is_allowed_and_a_caught_successful_one_is_not() {
+    let mut b = world(|s| s);
+    b.contract(CATCHER, caller_code(parevm::revm::bytecode::opcode::CALL, POOL, U256::ZERO), []);
+    b.call(bob(), CATCHER, direct_swap(bob())); // 0: the swap would succeed: rejected
+    b.call(account(3), CATCHER, failing_swap(account(3))); // 1: the pool reverts, caught
+    b.call(alice(), CATCHER, direct_swap(alice())); // 2: credentialed
+    let output = exclude(b);
+    assert_eq!(outcome(&output, 0), rejected(Claim::Kyc, RejectionReason::Missing));
+    assert_eq!(outcome(&output, 1), Ok(true), "the catcher succeeds, the pool is unchanged");
+    assert_eq!(outcome(&output, 2), Ok(true));
+}
+
+#[test]
+fn a_call_with_more_value_than_the_caller_holds_is_allowed() {
+    let mut b = world(|s| s);
+    let call = parevm::revm::bytecode::opcode::CALL;
+    b.contract(CATCHER, caller_code(call, POOL, ether(1_000)), []);
+    b.call(bob(), CATCHER, Bytes::new());
+    assert_eq!(outcome(&exclude(b), 0), Ok(true), "the CALL fails: nothing reaches the pool");
+}
+
+#[test]
+fn callcode_and_delegatecall_into_the_pools_code_are_treated_alike() {
+    use parevm::revm::bytecode::opcode as op;
+    let (callcode, delegatecall) = (Address::repeat_byte(0xcc), Address::repeat_byte(0xdc));
+    let mut b = world(|s| s);
+    b.contract(callcode, caller_code(op::CALLCODE, POOL, U256::ZERO), []);
+    b.contract(delegatecall, caller_code(op::DELEGATECALL, POOL, U256::ZERO), []);
+    b.call(bob(), callcode, direct_swap(bob()));
+    b.call(bob(), delegatecall, direct_swap(bob()));
+    let output = exclude(b);
+    // The pool's code runs on the caller's storage: the pool itself is not changed.
     assert_eq!(outcome(&output, 0), Ok(true));
-    assert_eq!(outcome(&output, 1), rejected(Claim::Kyc, RejectionReason::Revoked));
+    assert_eq!(outcome(&output, 1), Ok(true));
+    assert!(!output.state.accounts.contains_key(&POOL));
+}
+
+#[test]
+fn selfdestruct_paying_a_gated_pool_is_checked() {
+    use parevm::revm::bytecode::opcode as op;
+    let destructor = Address::repeat_byte(0xde);
+    let mut b = world(|s| s);
+    let code = Asm::new().push_address(POOL).op(&[op::SELFDESTRUCT]).build();
+    b.storage_mut().insert_account(destructor, ether(1), 1, code, []);
+    b.call(bob(), destructor, Bytes::new());
+    b.call(alice(), destructor, Bytes::new());
+    let output = exclude(b);
+    assert_eq!(outcome(&output, 0), rejected(Claim::Kyc, RejectionReason::Missing));
+    assert_eq!(outcome(&output, 1), Ok(true));
+    assert_eq!(output.state.accounts[&POOL].info.as_ref().unwrap().balance, ether(1));
+}
+
+#[test]
+fn create2_deploying_at_a_gated_address_is_checked() {
+    let factory = Address::repeat_byte(0xfa);
+    let init = Asm::deployer(&[parevm::revm::bytecode::opcode::STOP]);
+    let target = factory.create2(alloy_primitives::B256::ZERO, alloy_primitives::keccak256(&init));
+    // A counterfactual address gated before anything is deployed there, holding ETH.
+    let mut b = world(|s| s.policy(target, Claim::Kyc.bit()));
+    b.contract(factory, parevm_fixtures::synthetic::contracts::create2_factory(), []);
+    b.fund(target, ether(1));
+    b.tx(bob(), TxKind::Call(factory), U256::ZERO, init.clone(), 200_000);
+    b.tx(alice(), TxKind::Call(factory), U256::ZERO, init, 200_000);
+    let output = exclude(b);
+    let missing = Rejection { pool: target, claim: 0, reason: RejectionReason::Missing };
+    assert_eq!(outcome(&output, 0), Err((missing, None)));
+    assert_eq!(outcome(&output, 1), Ok(true));
+    assert!(output.state.accounts[&target].info.as_ref().unwrap().code_hash != KECCAK_EMPTY);
+}
+
+#[test]
+fn an_eip7702_authorization_giving_code_to_a_gated_account_is_checked() {
+    use parevm::revm::context_interface::transaction::{
+        Authorization, RecoveredAuthority, RecoveredAuthorization,
+    };
+    // A code-less gated account that signed a delegation; whoever sends it sets its code.
+    let gated = account(77);
+    let mut b = world(|s| s.policy(gated, Claim::Kyc.bit()));
+    b.fund(gated, ether(1));
+    for sender in [bob(), alice()] {
+        b.transfer(sender, account(4), U256::ZERO);
+        let tx = b.block_mut().transactions.last_mut().unwrap();
+        tx.tx_type = 4;
+        tx.gas_limit = 100_000;
+        let auth = Authorization { chain_id: U256::from(1), address: FORWARDER, nonce: 0 };
+        tx.set_recovered_authorization(vec![RecoveredAuthorization::new_unchecked(
+            auth,
+            RecoveredAuthority::Valid(gated),
+        )]);
+    }
+    let output = exclude(b);
+    let missing = Rejection { pool: gated, claim: 0, reason: RejectionReason::Missing };
+    assert_eq!(outcome(&output, 0), Err((missing, None)));
+    assert_eq!(outcome(&output, 1), Ok(true));
+    assert_eq!(output.state.accounts[&gated].info.as_ref().unwrap().nonce, 1);
 }

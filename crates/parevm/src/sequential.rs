@@ -37,7 +37,6 @@ pub fn execute_sequential_with<S: Storage>(
 
     if let Some(compliance) = compliance {
         evm.ctx.journaled_state.database.gate = Some(Gate::new(&*compliance.hook));
-        gate::install(&mut evm.instruction);
     }
     let mut ledger = Ledger::new(compliance.map(|c| c.mode).unwrap_or_default());
     let mut transactions = Vec::with_capacity(block.transactions.len());
@@ -77,8 +76,8 @@ pub fn execute_sequential_with<S: Storage>(
     })
 }
 
-/// revm's mainnet handler with the compliance check of the transaction's own call before
-/// its first frame.
+/// revm's mainnet handler with the compliance checks: the transaction's own call before its
+/// first frame, the accounts it changed after its last.
 struct GatedHandler<'a, S: Storage>(PhantomData<BlockEvm<'a, S>>);
 
 impl<'a, S: Storage> Handler for GatedHandler<'a, S> {
@@ -92,7 +91,10 @@ impl<'a, S: Storage> Handler for GatedHandler<'a, S> {
         first_frame_input: <<Self::Evm as EvmTr>::Frame as FrameTr>::FrameInit,
     ) -> Result<FrameResult, Self::Error> {
         gate::check_transaction(evm.ctx_mut())?;
-        MainnetHandler::default().run_exec_loop(evm, first_frame_input)
+        let result =
+            MainnetHandler::<_, Self::Error, _>::default().run_exec_loop(evm, first_frame_input)?;
+        gate::check_changes(evm.ctx_mut())?;
+        Ok(result)
     }
 }
 

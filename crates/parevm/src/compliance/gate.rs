@@ -1,19 +1,12 @@
-//! Where the engine asks the [`ComplianceHook`]: the transaction's own call (from the
-//! handler, after validation) and the `CALL`/`CALLCODE` instructions (wrapped in the
-//! instruction table). Both executors' databases carry a [`Gate`]; with none, the wrappers
-//! are not installed (sequential) or return at their first branch (parallel).
+//! Where the engine asks the [`ComplianceHook`], both from the executors' handlers: the
+//! transaction's own call, after validation and before the first frame (the cheap early
+//! check), and every account the transaction changed, after its last frame and before the
+//! refund and the beneficiary's fee ([`check_changes`]). Both executors' databases carry a
+//! [`Gate`]; with none, both checks return at their first branch.
 
-use alloy_primitives::{Address, B256, U256};
-use revm::bytecode::opcode;
+use alloy_primitives::{Address, U256};
 use revm::context::result::EVMError;
-use revm::context::{BlockEnv, CfgEnv, Context, ContextError, Journal, TxEnv};
-use revm::handler::instructions::EthInstructions;
-use revm::interpreter::instructions::contract;
-use revm::interpreter::interpreter::EthInterpreter;
-use revm::interpreter::interpreter_types::RuntimeFlag;
-use revm::interpreter::{
-    Instruction, InstructionContext, InstructionExecResult, InstructionResult,
-};
+use revm::context::{BlockEnv, CfgEnv, Context, Journal, TxEnv};
 use revm::primitives::TxKind;
 use revm::state::EvmState;
 use revm::Database;
@@ -118,53 +111,44 @@ pub(crate) fn check_transaction<'h, DB: GatedDb<'h>>(
     }
 }
 
-type Ictx<'c, DB> = InstructionContext<'c, TxContext<DB>, EthInterpreter>;
+/// Whether the transaction changed `account`: its balance, nonce or code, a storage slot,
+/// or it created or destroyed it. Values written and restored within the transaction, and
+/// accounts only read or touched, are not changes. (In parallel execution some accounts
+/// are read without the credits of other transactions; the comparison is of two values
+/// of this transaction's journal, which carry the same offset, so it decides the same.)
+fn changed(account: &revm::state::Account) -> bool {
+    account.is_created()
+        || account.is_selfdestructed()
+        || account.is_changed()
+        || account.storage.values().any(|slot| slot.is_changed())
+}
 
-/// Checks the target of the `CALL` or `CALLCODE` about to execute, unless the frame is
-/// static (it cannot change state). On a rejection or a failed read, sets the context error
-/// and halts: the handler then stops the transaction.
-pub(crate) fn check_call<'h, DB: GatedDb<'h>>(ctx: &mut Ictx<'_, DB>) -> InstructionExecResult {
-    if ctx.host.journaled_state.database.gate().is_none()
-        || ctx.interpreter.runtime_flag.is_static()
-    {
+/// Checks every account the transaction changed except its sender's own: called by the
+/// handlers after the last frame (a reverted frame's changes are undone by then), before
+/// the refund and the beneficiary's fee. Accounts are checked in address order, so that the
+/// rejection named is the same in both executors.
+pub(crate) fn check_changes<'h, DB: GatedDb<'h>>(
+    ctx: &mut TxContext<DB>,
+) -> Result<(), EVMError<DB::Error>> {
+    if ctx.journaled_state.database.gate().is_none() {
         return Ok(());
     }
-    // CALL and CALLCODE: gas, address, value, ... (an underflow is the instruction's to report).
-    let Ok(word) = ctx.interpreter.stack.peek(1) else { return Ok(()) };
-    let pool = Address::from_word(B256::from(word));
-    let host = &mut *ctx.host;
-    match check(&mut host.journaled_state, host.tx.caller, pool, host.block.timestamp) {
-        Ok(()) => Ok(()),
-        Err(stop) => {
-            host.error = Err(match stop {
-                Stop::Rejected => ContextError::Custom(REJECTED.into()),
-                Stop::Read(e) => ContextError::Db(e),
-            });
-            Err(InstructionResult::FatalExternalError)
+    let origin = ctx.tx.caller;
+    let mut changes: smallvec::SmallVec<[Address; 8]> = ctx
+        .journaled_state
+        .inner
+        .state
+        .iter()
+        .filter(|(address, account)| **address != origin && changed(account))
+        .map(|(address, _)| *address)
+        .collect();
+    changes.sort_unstable();
+    for account in changes {
+        match check(&mut ctx.journaled_state, origin, account, ctx.block.timestamp) {
+            Ok(()) => {}
+            Err(Stop::Rejected) => return Err(EVMError::Custom(REJECTED.into())),
+            Err(Stop::Read(e)) => return Err(EVMError::Database(e)),
         }
     }
-}
-
-fn call<'h, DB: GatedDb<'h>>(mut ctx: Ictx<'_, DB>) -> InstructionExecResult {
-    check_call(&mut ctx)?;
-    contract::call::<{ opcode::CALL }, _, _>(ctx)
-}
-
-fn callcode<'h, DB: GatedDb<'h>>(mut ctx: Ictx<'_, DB>) -> InstructionExecResult {
-    check_call(&mut ctx)?;
-    contract::call::<{ opcode::CALLCODE }, _, _>(ctx)
-}
-
-/// Replaces `CALL` and `CALLCODE` of `instructions` with checked ones, keeping their gas.
-pub(crate) fn install<'h, DB: GatedDb<'h>>(
-    instructions: &mut EthInstructions<EthInterpreter, TxContext<DB>>,
-) {
-    let hooks: [(u8, Instruction<EthInterpreter, TxContext<DB>>); 2] = [
-        (opcode::CALL, Instruction::new(call::<DB>)),
-        (opcode::CALLCODE, Instruction::new(callcode::<DB>)),
-    ];
-    for (op, hook) in hooks {
-        let gas = instructions.gas_table()[op as usize];
-        instructions.insert_instruction(op, hook, gas);
-    }
+    Ok(())
 }

@@ -2,13 +2,16 @@
 //! senders holding the credentials they require.
 //!
 //! The engine decides *where* to check and what a rejection does; a [`ComplianceHook`]
-//! decides *whether* a call may proceed. The engine asks the hook for every frame that can
-//! change another account's state:
+//! decides *whether* a sender may change an account. The rule is on state: a sender
+//! without the credentials a gated account requires may not change it (balance, nonce,
+//! code or storage) by any path. The engine asks the hook
 //!
-//! - the transaction's own call (`tx.to`), after the transaction has passed validation;
-//! - every `CALL` or `CALLCODE` instruction executed in a non-static frame, at any depth:
-//!   through routers, proxies (a `DELEGATECALL` chain ending in a `CALL`), constructors and
-//!   EIP-7702 delegated code alike. `STATICCALL` and `DELEGATECALL` are never checked.
+//! - about the transaction's own call (`tx.to`), after the transaction has passed
+//!   validation and before its first frame (so that obvious cases stop before any work);
+//! - about every account the transaction changed but the sender's own, after its last
+//!   frame (reverted frames already undone) and before the refund and the beneficiary's
+//!   fee: `CALL`, `CALLCODE`, value transfers, `CREATE`/`CREATE2`, EIP-7702 authorizations
+//!   and `SELFDESTRUCT` alike, and no rejection for calls that leave an account unchanged.
 //!
 //! The hook reads state through a [`StateView`]: the state as the transaction sees it at that
 //! point (its own writes, then the block's earlier transactions, then storage). In parallel
@@ -62,22 +65,23 @@ impl fmt::Display for ReadError {
 
 impl std::error::Error for ReadError {}
 
-/// A call the engine asks a [`ComplianceHook`] about.
+/// What the engine asks a [`ComplianceHook`] about: whether `origin`'s transaction may
+/// address or change `pool` (the transaction's `to`, or an account it changed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GatedCall {
     /// The transaction's sender (`tx.origin`).
     pub origin: Address,
-    /// The account being called: a pool if the hook's policy gates it.
+    /// The account addressed or changed: a pool if the hook's policy gates it.
     pub pool: Address,
     /// The block's timestamp.
     pub timestamp: u64,
 }
 
-/// Decides whether a call may proceed. Implementations must be deterministic functions of
-/// the call and the state they read through the view: the engine relies on that to give
-/// the same answer in sequential and parallel execution.
+/// Decides whether a transaction may address or change an account. Implementations must
+/// be deterministic functions of the call and the state they read through the view: the
+/// engine relies on that to give the same answer in sequential and parallel execution.
 pub trait ComplianceHook: Send + Sync + fmt::Debug {
-    /// `None` if `call` may proceed, otherwise why not.
+    /// `None` if `call.origin` may address or change `call.pool`, otherwise why not.
     fn check(
         &self,
         call: &GatedCall,

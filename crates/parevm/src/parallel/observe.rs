@@ -5,8 +5,7 @@
 //! hooks wrap revm's own instructions and note the account before running them:
 //! `BALANCE`, `SELFBALANCE`, and the executing account of a value-bearing `CALL`, `CALLCODE`,
 //! `CREATE` or `CREATE2` (its balance is checked) and of `SELFDESTRUCT` (it sends all of it).
-//! Every other instruction runs untouched, at no cost. `CALL` and `CALLCODE` also ask the
-//! compliance gate ([`crate::compliance`]), if one is configured.
+//! Every other instruction runs untouched, at no cost.
 
 use alloy_primitives::{Address, B256, U256};
 use revm::bytecode::opcode;
@@ -17,7 +16,7 @@ use revm::interpreter::interpreter_types::InputsTr;
 use revm::interpreter::{Instruction, InstructionContext, InstructionExecResult};
 use revm::Database;
 
-use crate::compliance::gate::{self, GatedDb, TxContext};
+use crate::compliance::gate::{GatedDb, TxContext};
 
 /// A database that notes which accounts' balances the transaction observed.
 pub(crate) trait ObservesBalances {
@@ -56,7 +55,6 @@ fn selfbalance<'h, DB: GatedDb<'h> + ObservesBalances>(
 }
 
 fn call<'h, DB: GatedDb<'h> + ObservesBalances>(mut ctx: Ctx<'_, DB>) -> InstructionExecResult {
-    gate::check_call(&mut ctx)?;
     // CALL: gas, address, value, ...
     if nonzero(&ctx, 2) {
         let address = current(&ctx);
@@ -66,7 +64,6 @@ fn call<'h, DB: GatedDb<'h> + ObservesBalances>(mut ctx: Ctx<'_, DB>) -> Instruc
 }
 
 fn callcode<'h, DB: GatedDb<'h> + ObservesBalances>(mut ctx: Ctx<'_, DB>) -> InstructionExecResult {
-    gate::check_call(&mut ctx)?;
     if nonzero(&ctx, 2) {
         let address = current(&ctx);
         observe(&mut ctx, address);

@@ -285,7 +285,10 @@ impl<'a, S: Storage> Handler for DeferredFeeHandler<'a, S> {
         first_frame_input: <<Self::Evm as EvmTr>::Frame as FrameTr>::FrameInit,
     ) -> Result<FrameResult, Self::Error> {
         gate::check_transaction(evm.ctx_mut())?;
-        MainnetHandler::default().run_exec_loop(evm, first_frame_input)
+        let result =
+            MainnetHandler::<_, Self::Error, _>::default().run_exec_loop(evm, first_frame_input)?;
+        gate::check_changes(evm.ctx_mut())?;
+        Ok(result)
     }
 }
 
