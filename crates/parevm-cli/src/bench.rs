@@ -113,7 +113,8 @@ struct Report<'a> {
 }
 
 /// The synthetic suite: every workload kind, plus the swap block with the compliance hook
-/// on (no pool gated: the hook's pure cost) and the gated block with it off.
+/// on (no pool gated: the hook's pure cost), and the gated block with it off and in
+/// `revert` mode beside its own (`exclude`).
 fn suite(
     args: &WorkloadArgs,
     only: &[String],
@@ -162,7 +163,13 @@ fn suite(
             }
             WorkloadKind::Gated => {
                 let off = other("gated, hook off", None);
-                cases.extend([off, plain]);
+                // The same block with rejections included as failed, paying their gas.
+                let reverting = plain
+                    .compliance
+                    .clone()
+                    .map(|c| Compliance { mode: ComplianceMode::Revert, ..c });
+                let revert = other("gated, revert mode", reverting);
+                cases.extend([off, plain, revert]);
             }
             _ => cases.push(plain),
         }

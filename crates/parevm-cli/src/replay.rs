@@ -88,7 +88,7 @@ pub struct ReplayArgs {
     /// commit, scheduling, idle), from separate runs with phase timers on.
     #[arg(long)]
     phases: bool,
-    /// Compliance configuration (`{"registry": "0x…", "mode": "exclude" | "fail-block"}`)
+    /// Compliance configuration (`{"registry": "0x…", "mode": "exclude" | "revert" | "fail-block"}`)
     /// for every block [default: each snapshot folder's own `compliance.json`, if any].
     #[arg(long, value_name = "FILE")]
     compliance: Option<PathBuf>,
@@ -130,7 +130,7 @@ impl ReplayArgs {
 #[derive(Serialize)]
 struct OutcomeRecord {
     index: usize,
-    /// `included` or `excluded`.
+    /// `included`, `rejected` (included as failed, `revert` mode) or `excluded`.
     status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     success: Option<bool>,
@@ -151,15 +151,19 @@ fn outcomes(output: &BlockOutput) -> Vec<OutcomeRecord> {
     let mut records: Vec<OutcomeRecord> = output
         .transactions
         .iter()
-        .map(|tx| OutcomeRecord {
-            index: tx.index,
-            status: "included",
-            success: Some(tx.is_success()),
-            gas_used: Some(tx.gas_used()),
-            pool: None,
-            claim: None,
-            reason: None,
-            cascaded_from: None,
+        .map(|tx| {
+            let rejection =
+                output.rejected.iter().find(|r| r.index == tx.index).map(|r| r.rejection);
+            OutcomeRecord {
+                index: tx.index,
+                status: if rejection.is_some() { "rejected" } else { "included" },
+                success: Some(tx.is_success()),
+                gas_used: Some(tx.gas_used()),
+                pool: rejection.map(|r| r.pool.to_string()),
+                claim: rejection.map(|r| Claim::describe(r.claim)),
+                reason: rejection.map(|r| r.reason.as_str()),
+                cascaded_from: None,
+            }
         })
         .chain(output.excluded.iter().map(|e| OutcomeRecord {
             index: e.index,
@@ -308,6 +312,7 @@ fn replay_one(source: &Source, args: &ReplayArgs, executor: &mut Executor) -> Re
     };
     record.compliance = compliance.map(|c| match c.mode {
         ModeName::Exclude => "exclude",
+        ModeName::Revert => "revert",
         ModeName::FailBlock => "fail-block",
     });
     executor.set_compliance(compliance.map(|c| c.compliance()));

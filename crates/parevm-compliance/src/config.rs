@@ -18,12 +18,14 @@ pub const COMPLIANCE_FILE: &str = "compliance.json";
 pub enum ModeName {
     /// [`ComplianceMode::Exclude`].
     Exclude,
+    /// [`ComplianceMode::Revert`].
+    Revert,
     /// [`ComplianceMode::FailBlock`].
     FailBlock,
 }
 
 /// The content of `compliance.json`:
-/// `{ "registry": "0x…", "mode": "exclude" | "fail-block" }`.
+/// `{ "registry": "0x…", "mode": "exclude" | "revert" | "fail-block" }`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ComplianceFile {
@@ -90,6 +92,7 @@ impl ComplianceFile {
             hook: Arc::new(RegistryHook::new(self.registry)),
             mode: match self.mode {
                 ModeName::Exclude => ComplianceMode::Exclude,
+                ModeName::Revert => ComplianceMode::Revert,
                 ModeName::FailBlock => ComplianceMode::FailBlock,
             },
         }

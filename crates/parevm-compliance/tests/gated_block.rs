@@ -1,5 +1,6 @@
 //! A synthetic block of thousands of swaps on gated pools, with credential issuances and
-//! revocations interleaved, gives the sequential outcome at 1, 2, 4 and 8 threads, 20 times.
+//! revocations interleaved, gives the sequential outcome at 1, 2, 4 and 8 threads, 20 times
+//! (and 5 times in `revert` mode).
 
 use std::num::NonZeroUsize;
 
@@ -24,6 +25,45 @@ fn gated_block_is_deterministic_across_thread_counts() {
     assert!(reference.excluded.iter().any(|e| e.cascaded_from.is_some()));
     assert!(reference.transactions.len() > 2_000);
     for round in 0..20 {
+        for threads in [1, 2, 4, 8] {
+            let config = Config {
+                threads: NonZeroUsize::new(threads).unwrap(),
+                mode: ExecutionMode::Parallel,
+                compliance: Some(compliance.clone()),
+                ..Config::default()
+            };
+            let parallel = execute_block(&generated.storage, &generated.block, &config).unwrap();
+            if let Some(difference) = reference.first_difference(&parallel.output) {
+                panic!("round {round}, {threads} threads: {difference}");
+            }
+        }
+    }
+}
+
+#[test]
+fn gated_block_in_revert_mode_is_deterministic_and_charges_the_rejected() {
+    let workload = Workload {
+        accounts: 400,
+        pools: 20,
+        hot_ratio: 0.2,
+        ..Workload::new(WorkloadKind::Gated, 3_000)
+    };
+    let generated = generate(&workload);
+    let compliance = parevm::Compliance {
+        mode: parevm::ComplianceMode::Revert,
+        ..generated.compliance.expect("gated blocks carry their configuration").compliance()
+    };
+    let reference =
+        execute_sequential_with(&generated.storage, &generated.block, Some(&compliance)).unwrap();
+    // Every rejection is included as failed: nothing excluded, no cascade, all 3,000 in.
+    assert!(reference.rejected.len() > 50, "{} rejected", reference.rejected.len());
+    assert!(reference.excluded.is_empty());
+    assert_eq!(reference.transactions.len(), 3_000);
+    for r in &reference.rejected {
+        let tx = reference.transactions.iter().find(|t| t.index == r.index).unwrap();
+        assert!(!tx.is_success() && tx.gas_used() >= 21_000, "transaction {}", r.index);
+    }
+    for round in 0..5 {
         for threads in [1, 2, 4, 8] {
             let config = Config {
                 threads: NonZeroUsize::new(threads).unwrap(),

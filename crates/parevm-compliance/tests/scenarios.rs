@@ -144,6 +144,7 @@ fn run(
         registry: REGISTRY,
         mode: match mode {
             ComplianceMode::Exclude => parevm_compliance::ModeName::Exclude,
+            ComplianceMode::Revert => parevm_compliance::ModeName::Revert,
             ComplianceMode::FailBlock => parevm_compliance::ModeName::FailBlock,
         },
     };
@@ -665,29 +666,96 @@ fn create2_deploying_at_a_gated_address_is_checked() {
     assert!(output.state.accounts[&target].info.as_ref().unwrap().code_hash != KECCAK_EMPTY);
 }
 
-#[test]
-fn an_eip7702_authorization_giving_code_to_a_gated_account_is_checked() {
+/// Makes the block's last transaction an EIP-7702 one carrying `authority`'s signed
+/// delegation to the forwarder (its nonce 0).
+fn authorize_last(b: &mut BlockBuilder, authority: Address) {
     use parevm::revm::context_interface::transaction::{
         Authorization, RecoveredAuthority, RecoveredAuthorization,
     };
+    let tx = b.block_mut().transactions.last_mut().unwrap();
+    tx.tx_type = 4;
+    tx.gas_limit = 100_000;
+    let auth = Authorization { chain_id: U256::from(1), address: FORWARDER, nonce: 0 };
+    tx.set_recovered_authorization(vec![RecoveredAuthorization::new_unchecked(
+        auth,
+        RecoveredAuthority::Valid(authority),
+    )]);
+}
+
+#[test]
+fn an_eip7702_authorization_giving_code_to_a_gated_account_is_checked() {
     // A code-less gated account that signed a delegation; whoever sends it sets its code.
     let gated = account(77);
     let mut b = world(|s| s.policy(gated, Claim::Kyc.bit()));
     b.fund(gated, ether(1));
     for sender in [bob(), alice()] {
         b.transfer(sender, account(4), U256::ZERO);
-        let tx = b.block_mut().transactions.last_mut().unwrap();
-        tx.tx_type = 4;
-        tx.gas_limit = 100_000;
-        let auth = Authorization { chain_id: U256::from(1), address: FORWARDER, nonce: 0 };
-        tx.set_recovered_authorization(vec![RecoveredAuthorization::new_unchecked(
-            auth,
-            RecoveredAuthority::Valid(gated),
-        )]);
+        authorize_last(&mut b, gated);
     }
     let output = exclude(b);
     let missing = Rejection { pool: gated, claim: 0, reason: RejectionReason::Missing };
     assert_eq!(outcome(&output, 0), Err((missing, None)));
     assert_eq!(outcome(&output, 1), Ok(true));
     assert_eq!(output.state.accounts[&gated].info.as_ref().unwrap().nonce, 1);
+}
+
+// `revert` mode: a rejection costs the sender.
+
+fn revert(b: BlockBuilder) -> BlockOutput {
+    let (storage, block) = b.build();
+    run(&storage, &block, ComplianceMode::Revert).expect("the block executes")
+}
+
+fn nonce_and_balance(output: &BlockOutput, account: Address) -> (u64, U256) {
+    let info = output.state.accounts[&account].info.as_ref().expect("exists");
+    (info.nonce, info.balance)
+}
+
+#[test]
+fn revert_mode_includes_a_rejected_transaction_as_failed_and_charges_its_gas() {
+    let mut b = world(|s| s);
+    b.call(bob(), POOL, direct_swap(bob())); // 0: rejected before its first frame
+    swap(&mut b, bob()); // 1: rejected after its frames (through the router)
+    b.transfer(bob(), account(4), U256::from(7)); // 2: bob's next nonce: no cascade
+    b.call(alice(), POOL, direct_swap(alice())); // 3: the surplus is still there
+    let output = revert(b);
+    let missing = Rejection { pool: POOL, claim: 0, reason: RejectionReason::Missing };
+    assert!(output.excluded.is_empty());
+    let rejected: Vec<_> = output.rejected.iter().map(|r| (r.index, r.rejection)).collect();
+    assert_eq!(rejected, [(0, missing), (1, missing)]);
+    assert_eq!(
+        [0, 1, 2, 3].map(|i| outcome(&output, i)),
+        [Ok(false), Ok(false), Ok(true), Ok(true)]
+    );
+    let gas: Vec<u64> = output.transactions.iter().map(|t| t.gas_used()).collect();
+    assert_eq!(output.gas_used, gas.iter().sum::<u64>(), "the rejected count in the block");
+    // The early rejection pays the intrinsic gas only; the router swap pays for the frames
+    // it ran up to the rejection.
+    let intrinsic = 21_000 + 16 * 4 + 16 * 3 * 32; // selector and three non-zero words
+    assert!(gas[0] <= intrinsic, "{}", gas[0]);
+    assert!(gas[1] > gas[0] + 20_000, "{} against {}", gas[1], gas[0]);
+    // Bob used three nonces and paid for all three; the pool and his tokens are untouched.
+    let (nonce, balance) = nonce_and_balance(&output, bob());
+    assert_eq!(nonce, 3);
+    let price = U256::from(parevm_fixtures::synthetic::BASE_FEE)
+        + U256::from(parevm_fixtures::synthetic::PRIORITY_FEE);
+    let paid = U256::from(gas[0] + gas[1] + gas[2]) * price + U256::from(7);
+    assert_eq!(balance, ether(10) - paid);
+    let token_a = &output.state.accounts[&TOKEN_A].storage;
+    assert!(!token_a.contains_key(&balance_slot(bob())), "bob's tokens did not move");
+}
+
+#[test]
+fn revert_mode_excludes_what_no_revert_undoes() {
+    // An EIP-7702 authorization is applied before the first frame and survives a revert.
+    let gated = account(77);
+    let mut b = world(|s| s.policy(gated, Claim::Kyc.bit()));
+    b.fund(gated, ether(1));
+    b.transfer(bob(), account(4), U256::ZERO);
+    authorize_last(&mut b, gated);
+    let output = revert(b);
+    let missing = Rejection { pool: gated, claim: 0, reason: RejectionReason::Missing };
+    assert_eq!(outcome(&output, 0), Err((missing, None)));
+    assert!(output.rejected.is_empty());
+    assert!(!output.state.accounts.contains_key(&gated));
 }

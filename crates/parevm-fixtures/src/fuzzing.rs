@@ -3,7 +3,7 @@
 
 use std::num::NonZeroUsize;
 
-use alloy_primitives::{Address, Bytes, TxKind, U256};
+use alloy_primitives::{keccak256, Address, Bytes, TxKind, B256, U256};
 use arbitrary::{Result as ArbResult, Unstructured};
 use parevm::revm::primitives::hardfork::SpecId;
 use parevm::{BlockInput, InMemoryStorage};
@@ -216,6 +216,19 @@ pub fn decode_gated_block(
     for pool in 0..GATED_POOLS {
         registry = registry.policy(pool_address(pool), U256::from(u.int_in_range(0u8..=15)?));
     }
+    // Paths that change a gated account without calling it, and calls that leave it
+    // unchanged: a contract calling a pool and ignoring the outcome (try/catch), one
+    // self-destructing to a pool, CREATE2 at a gated counterfactual address, and an EIP-7702
+    // authorization for a gated code-less account.
+    let catcher = Address::repeat_byte(0xca);
+    let destructor = Address::repeat_byte(0xde);
+    let factory = Address::repeat_byte(0xfa);
+    let init = Asm::deployer(&[op::STOP]);
+    let counterfactual = factory.create2(B256::ZERO, keccak256(&init));
+    let delegator = who(GATED_ACCOUNTS);
+    registry = registry
+        .policy(counterfactual, U256::from(u.int_in_range(0u8..=15)?))
+        .policy(delegator, U256::from(u.int_in_range(0u8..=15)?));
     b.contract(
         REGISTRY,
         Artifact::CredentialRegistry.runtime(),
@@ -245,6 +258,26 @@ pub fn decode_gated_block(
     for i in 0..GATED_ACCOUNTS {
         b.fund(who(i), ether(10));
     }
+    let pool0 = pool_address(0);
+    let catcher_code = Asm::new()
+        .op(&[op::CALLDATASIZE])
+        .push(0)
+        .push(0)
+        .op(&[op::CALLDATACOPY])
+        .push(0)
+        .push(0)
+        .op(&[op::CALLDATASIZE])
+        .push(0)
+        .push(0)
+        .push_address(pool0)
+        .op(&[op::GAS, op::CALL, op::POP, op::STOP])
+        .build();
+    b.contract(catcher, catcher_code, []);
+    let destructor_code = Asm::new().push_address(pool0).op(&[op::SELFDESTRUCT]).build();
+    b.storage_mut().insert_account(destructor, ether(1), 1, destructor_code, []);
+    b.contract(factory, contracts::create2_factory(), []);
+    b.fund(counterfactual, ether(1));
+    b.fund(delegator, ether(1));
     let txs = u.int_in_range(1..=24)?;
     for _ in 0..txs {
         let from = who(u.int_in_range(0..=GATED_ACCOUNTS - 1)?);
@@ -258,7 +291,20 @@ pub fn decode_gated_block(
             amountOutMin: U256::ZERO,
             to: from,
         };
-        let (to, data): (Address, Vec<u8>) = match u.int_in_range(0u8..=9)? {
+        let mut authorize = None;
+        let (to, data): (Address, Vec<u8>) = match u.int_in_range(0u8..=13)? {
+            10 => {
+                // A swap on pool 0 that succeeds, or one it refuses (more out than it has).
+                let out = if u.arbitrary()? { U256::from(1000) } else { reserve * U256::from(2) };
+                let swap = IPair::swapCall { amount0Out: U256::ZERO, amount1Out: out, to: from };
+                (catcher, swap.abi_encode())
+            }
+            11 => (destructor, Vec::new()),
+            12 => (factory, init.to_vec()),
+            13 => {
+                authorize = Some(u.int_in_range(0u64..=1)?);
+                (who(u.int_in_range(0..=GATED_ACCOUNTS - 1)?), Vec::new())
+            }
             0..=3 => (ROUTER, swap.abi_encode()),
             4 => {
                 let quote = IPair::getReservesCall {}.abi_encode();
@@ -301,11 +347,23 @@ pub fn decode_gated_block(
             ),
         };
         b.tx(from, TxKind::Call(to), U256::ZERO, data.into(), 300_000);
+        if let Some(nonce) = authorize {
+            use parevm::revm::context_interface::transaction::{
+                Authorization, RecoveredAuthority, RecoveredAuthorization,
+            };
+            let tx = b.block_mut().transactions.last_mut().expect("just added");
+            tx.tx_type = 4;
+            let auth = Authorization { chain_id: U256::from(1), address: forwarder, nonce };
+            tx.set_recovered_authorization(vec![RecoveredAuthorization::new_unchecked(
+                auth,
+                RecoveredAuthority::Valid(delegator),
+            )]);
+        }
     }
-    let mode = if u.ratio(1u8, 4)? {
-        parevm::ComplianceMode::FailBlock
-    } else {
-        parevm::ComplianceMode::Exclude
+    let mode = match u.int_in_range(0u8..=3)? {
+        0 => parevm::ComplianceMode::FailBlock,
+        1 => parevm::ComplianceMode::Revert,
+        _ => parevm::ComplianceMode::Exclude,
     };
     let compliance = parevm::Compliance {
         hook: std::sync::Arc::new(parevm_compliance::RegistryHook::new(REGISTRY)),

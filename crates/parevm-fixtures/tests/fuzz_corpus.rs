@@ -61,7 +61,7 @@ fn compliance_corpus_and_random_sweep_agree() {
         compliance(input).unwrap_or_else(|e| panic!("corpus entry {i}: {e}"));
     }
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(13);
-    let (mut excluded, mut failed_blocks, mut included) = (0, 0, 0);
+    let (mut excluded, mut failed_blocks, mut included, mut rejected) = (0, 0, 0, 0);
     for i in 0..300 {
         let len = rng.random_range(0..600);
         let input: Vec<u8> = (0..len).map(|_| rng.random()).collect();
@@ -72,6 +72,7 @@ fn compliance_corpus_and_random_sweep_agree() {
             match parevm::execute_block(&storage, &block, &config) {
                 Ok(run) => {
                     excluded += run.output.excluded.len();
+                    rejected += run.output.rejected.len();
                     included += run.output.transactions.len();
                 }
                 Err(_) => failed_blocks += 1,
@@ -80,7 +81,7 @@ fn compliance_corpus_and_random_sweep_agree() {
     }
     // The decoder reaches every outcome.
     assert!(
-        excluded > 50 && included > 50 && failed_blocks > 5,
-        "{excluded} {included} {failed_blocks}"
+        excluded > 50 && included > 50 && failed_blocks > 5 && rejected > 5,
+        "{excluded} {included} {failed_blocks} {rejected}"
     );
 }

@@ -4,7 +4,7 @@ use alloy_consensus::{proofs::calculate_receipt_root, Eip658Value, Receipt, Rece
 use alloy_primitives::{Bloom, Log, B256};
 use revm::context::result::{ExecutionResult, HaltReason};
 
-use crate::{Exclusion, StateChanges};
+use crate::{Exclusion, RejectedTx, StateChanges};
 
 /// The outcome of one transaction: what a receipt is built from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,6 +79,10 @@ pub struct BlockOutput {
     pub transactions: Vec<TxOutcome>,
     /// The transactions left out by the compliance hook, in block order.
     pub excluded: Vec<Exclusion>,
+    /// The transactions the compliance hook rejected that are included as failed
+    /// ([`ComplianceMode::Revert`](crate::ComplianceMode::Revert)), in block order; each
+    /// is also in `transactions`.
+    pub rejected: Vec<RejectedTx>,
     /// The block's state changes, including system calls, rewards and withdrawals.
     pub state: StateChanges,
     /// Total gas used by the transactions.
@@ -109,6 +113,9 @@ impl BlockOutput {
         }
         if self.excluded != other.excluded {
             return Some(format!("excluded {:?}, expected {:?}", other.excluded, self.excluded));
+        }
+        if self.rejected != other.rejected {
+            return Some(format!("rejected {:?}, expected {:?}", other.rejected, self.rejected));
         }
         if self.transactions.len() != other.transactions.len() {
             return Some(format!(

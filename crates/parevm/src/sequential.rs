@@ -36,7 +36,7 @@ pub fn execute_sequential_with<S: Storage>(
     pre_block(&mut evm, block)?;
 
     if let Some(compliance) = compliance {
-        evm.ctx.journaled_state.database.gate = Some(Gate::new(&*compliance.hook));
+        evm.ctx.journaled_state.database.gate = Some(Gate::new(&*compliance.hook, compliance.mode));
     }
     let mut ledger = Ledger::new(compliance.map(|c| c.mode).unwrap_or_default());
     let mut transactions = Vec::with_capacity(block.transactions.len());
@@ -52,13 +52,18 @@ pub fn execute_sequential_with<S: Storage>(
         let state = evm.finalize();
         let rejection =
             evm.ctx.journaled_state.database.gate.as_mut().and_then(Gate::take_rejection);
-        let result = match (result, rejection) {
-            (_, Some(rejection)) => Err(TxFailure::Rejected(rejection)),
-            (Ok(result), None) => Ok(result),
-            (Err(EVMError::Transaction(reason)), None) => Err(TxFailure::Invalid(reason)),
+        // A rejection with a result: `Revert` mode included it as failed.
+        let (result, reverted_by) = match (result, rejection) {
+            (Ok(result), rejection) => (Ok(result), rejection),
+            (Err(EVMError::Database(e)), _) => return Err(ExecutionError::Storage(e)),
+            (_, Some(rejection)) => (Err(TxFailure::Rejected(rejection)), None),
+            (Err(EVMError::Transaction(reason)), None) => (Err(TxFailure::Invalid(reason)), None),
             (Err(e), None) => return Err(evm_error(index, e)),
         };
         let Some(result) = ledger.decide(index, tx.caller, tx.nonce, result)? else { continue };
+        if let Some(rejection) = reverted_by {
+            ledger.note_reverted(index, rejection);
+        }
         evm.ctx.journaled_state.database.changes.commit_tx(state);
         cumulative_gas_used += result.tx_gas_used();
         transactions.push(TxOutcome { index, tx_type: tx.tx_type, result, cumulative_gas_used });
@@ -68,12 +73,8 @@ pub fn execute_sequential_with<S: Storage>(
     post_block_calls(&mut evm, block)?;
     let mut state = std::mem::take(&mut evm.ctx.journaled_state.database.changes);
     post_block_balances(&mut state, storage, block)?;
-    Ok(BlockOutput {
-        transactions,
-        excluded: ledger.into_excluded(),
-        state,
-        gas_used: cumulative_gas_used,
-    })
+    let (excluded, rejected) = ledger.into_outcomes();
+    Ok(BlockOutput { transactions, excluded, rejected, state, gas_used: cumulative_gas_used })
 }
 
 /// revm's mainnet handler with the compliance checks: the transaction's own call before its
@@ -90,11 +91,9 @@ impl<'a, S: Storage> Handler for GatedHandler<'a, S> {
         evm: &mut Self::Evm,
         first_frame_input: <<Self::Evm as EvmTr>::Frame as FrameTr>::FrameInit,
     ) -> Result<FrameResult, Self::Error> {
-        gate::check_transaction(evm.ctx_mut())?;
-        let result =
-            MainnetHandler::<_, Self::Error, _>::default().run_exec_loop(evm, first_frame_input)?;
-        gate::check_changes(evm.ctx_mut())?;
-        Ok(result)
+        gate::run_checked(evm, first_frame_input, |evm, input| {
+            MainnetHandler::<_, Self::Error, _>::default().run_exec_loop(evm, input)
+        })
     }
 }
 

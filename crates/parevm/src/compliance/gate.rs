@@ -4,14 +4,21 @@
 //! refund and the beneficiary's fee ([`check_changes`]). Both executors' databases carry a
 //! [`Gate`]; with none, both checks return at their first branch.
 
+use alloy_primitives::Bytes;
 use alloy_primitives::{Address, U256};
 use revm::context::result::EVMError;
 use revm::context::{BlockEnv, CfgEnv, Context, Journal, TxEnv};
+use revm::context_interface::journaled_state::JournalCheckpoint;
+use revm::handler::{EvmTr, FrameResult};
+use revm::interpreter::interpreter_action::FrameInit;
+use revm::interpreter::{
+    CallOutcome, CreateOutcome, FrameInput, Gas, InstructionResult, InterpreterResult,
+};
 use revm::primitives::TxKind;
 use revm::state::EvmState;
 use revm::Database;
 
-use super::{ComplianceHook, GatedCall, ReadError, Rejection, StateView};
+use super::{ComplianceHook, ComplianceMode, GatedCall, ReadError, Rejection, StateView};
 
 /// The message of the context error that stops a rejected transaction. The executors
 /// recognise a rejection by the [`Gate`]'s record, never by this text.
@@ -21,12 +28,15 @@ const REJECTED: &str = "rejected by the compliance hook";
 #[derive(Debug)]
 pub(crate) struct Gate<'h> {
     hook: &'h dyn ComplianceHook,
+    /// [`ComplianceMode::Revert`]: a rejected transaction's changes are undone and it is
+    /// included as failed, where they can be.
+    revert: bool,
     rejection: Option<Rejection>,
 }
 
 impl<'h> Gate<'h> {
-    pub(crate) fn new(hook: &'h dyn ComplianceHook) -> Self {
-        Self { hook, rejection: None }
+    pub(crate) fn new(hook: &'h dyn ComplianceHook, mode: ComplianceMode) -> Self {
+        Self { hook, revert: mode == ComplianceMode::Revert, rejection: None }
     }
 
     /// The current transaction's rejection, if any, clearing it for the next transaction.
@@ -98,17 +108,10 @@ fn check<'h, DB: GatedDb<'h>>(
     }
 }
 
-/// Checks the transaction's own call, if it is one. Called by the handlers after validation,
-/// before the first frame.
-pub(crate) fn check_transaction<'h, DB: GatedDb<'h>>(
-    ctx: &mut TxContext<DB>,
-) -> Result<(), EVMError<DB::Error>> {
+/// Asks the hook about the transaction's own call, if it is one.
+fn check_transaction<'h, DB: GatedDb<'h>>(ctx: &mut TxContext<DB>) -> Result<(), Stop<DB::Error>> {
     let TxKind::Call(to) = ctx.tx.kind else { return Ok(()) };
-    match check(&mut ctx.journaled_state, ctx.tx.caller, to, ctx.block.timestamp) {
-        Ok(()) => Ok(()),
-        Err(Stop::Rejected) => Err(EVMError::Custom(REJECTED.into())),
-        Err(Stop::Read(e)) => Err(EVMError::Database(e)),
-    }
+    check(&mut ctx.journaled_state, ctx.tx.caller, to, ctx.block.timestamp)
 }
 
 /// Whether the transaction changed `account`: its balance, nonce or code, a storage slot,
@@ -123,16 +126,11 @@ fn changed(account: &revm::state::Account) -> bool {
         || account.storage.values().any(|slot| slot.is_changed())
 }
 
-/// Checks every account the transaction changed except its sender's own: called by the
-/// handlers after the last frame (a reverted frame's changes are undone by then), before
-/// the refund and the beneficiary's fee. Accounts are checked in address order, so that the
-/// rejection named is the same in both executors.
-pub(crate) fn check_changes<'h, DB: GatedDb<'h>>(
+/// Asks the hook about every account the transaction changed except its sender's own, in
+/// address order (so that the rejection named is the same in both executors).
+fn check_changed_accounts<'h, DB: GatedDb<'h>>(
     ctx: &mut TxContext<DB>,
-) -> Result<(), EVMError<DB::Error>> {
-    if ctx.journaled_state.database.gate().is_none() {
-        return Ok(());
-    }
+) -> Result<(), Stop<DB::Error>> {
     let origin = ctx.tx.caller;
     let mut changes: smallvec::SmallVec<[Address; 8]> = ctx
         .journaled_state
@@ -144,11 +142,92 @@ pub(crate) fn check_changes<'h, DB: GatedDb<'h>>(
         .collect();
     changes.sort_unstable();
     for account in changes {
-        match check(&mut ctx.journaled_state, origin, account, ctx.block.timestamp) {
-            Ok(()) => {}
-            Err(Stop::Rejected) => return Err(EVMError::Custom(REJECTED.into())),
-            Err(Stop::Read(e)) => return Err(EVMError::Database(e)),
-        }
+        check(&mut ctx.journaled_state, origin, account, ctx.block.timestamp)?;
     }
     Ok(())
+}
+
+/// The journal's position before the transaction's first frame, to undo the frames' changes
+/// to (without the depth a [`Journal::checkpoint`] would add, which revm reads).
+fn before_frames<DB: Database>(journal: &Journal<DB>) -> JournalCheckpoint {
+    JournalCheckpoint {
+        log_i: journal.inner.logs.len(),
+        journal_i: journal.inner.journal.len(),
+        selfdestructed_i: journal.inner.selfdestructed_addresses.len(),
+    }
+}
+
+/// The result of frames that reverted: no output, no refund, the gas spent kept.
+fn as_reverted(result: &mut FrameResult) {
+    let interpreted = match result {
+        FrameResult::Call(outcome) => &mut outcome.result,
+        FrameResult::Create(outcome) => {
+            outcome.address = None;
+            &mut outcome.result
+        }
+    };
+    interpreted.result = InstructionResult::Revert;
+    interpreted.output = Bytes::new();
+    interpreted.gas.set_refunded(0);
+}
+
+/// The result of a transaction stopped before its first frame: reverted, none of the
+/// frame's gas spent.
+fn reverted_before_frames(input: &FrameInput) -> FrameResult {
+    let gas = |limit, reservoir| Gas::new_with_regular_gas_and_reservoir(limit, reservoir);
+    let result = |gas| InterpreterResult::new(InstructionResult::Revert, Bytes::new(), gas);
+    match input {
+        FrameInput::Create(inputs) => FrameResult::Create(CreateOutcome::new(
+            result(gas(inputs.gas_limit(), inputs.reservoir())),
+            None,
+        )),
+        FrameInput::Call(inputs) => FrameResult::Call(CallOutcome::new(
+            result(gas(inputs.gas_limit, inputs.reservoir)),
+            inputs.return_memory_offset.clone(),
+        )),
+        FrameInput::Empty => unreachable!("a transaction's first frame has an input"),
+    }
+}
+
+/// Runs a transaction's frames (`frames`: revm's execution loop) between the two checks:
+/// its own call before them, the accounts it changed after them. A rejection is a context
+/// error, recorded in the gate, that the executors turn into [`super::TxFailure`]; in
+/// [`ComplianceMode::Revert`] the frames' changes are undone instead and the transaction
+/// ends as reverted, paying for the gas it spent up to the rejection (the rejection still
+/// recorded) — unless what it changed before its frames (an EIP-7702 authorization) is
+/// itself rejected, which no revert undoes.
+pub(crate) fn run_checked<'h, DB, EVM, F>(
+    evm: &mut EVM,
+    input: FrameInit,
+    frames: F,
+) -> Result<FrameResult, EVMError<DB::Error>>
+where
+    DB: GatedDb<'h>,
+    EVM: EvmTr<Context = TxContext<DB>>,
+    F: FnOnce(&mut EVM, FrameInit) -> Result<FrameResult, EVMError<DB::Error>>,
+{
+    let Some(revert) = evm.ctx_mut().journaled_state.database.gate().map(|g| g.revert) else {
+        return frames(evm, input);
+    };
+    let stop = |stop: Stop<DB::Error>| match stop {
+        Stop::Rejected => EVMError::Custom(REJECTED.into()),
+        Stop::Read(e) => EVMError::Database(e),
+    };
+    let start = before_frames(&evm.ctx_mut().journaled_state);
+    let mut result = match check_transaction(evm.ctx_mut()) {
+        Ok(()) => frames(evm, input)?,
+        Err(Stop::Rejected) if revert => reverted_before_frames(&input.frame_input),
+        Err(other) => return Err(stop(other)),
+    };
+    let ctx = evm.ctx_mut();
+    match check_changed_accounts(ctx) {
+        Ok(()) => Ok(result),
+        Err(Stop::Rejected) if revert => {
+            ctx.journaled_state.inner.checkpoint_revert(start);
+            as_reverted(&mut result);
+            check_changed_accounts(ctx).map_err(stop)?;
+            Ok(result)
+        }
+        Err(other) => Err(stop(other)),
+    }
 }

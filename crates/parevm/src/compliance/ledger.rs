@@ -7,7 +7,7 @@ use alloy_primitives::map::AddressMap;
 use alloy_primitives::Address;
 use revm::context::result::{ExecutionResult, HaltReason, InvalidTransaction};
 
-use super::{ComplianceMode, Exclusion, Rejection};
+use super::{ComplianceMode, Exclusion, RejectedTx, Rejection};
 use crate::ExecutionError;
 
 /// Why a transaction produced no execution result.
@@ -33,6 +33,8 @@ struct UnusedNonce {
 pub(crate) struct Ledger {
     mode: ComplianceMode,
     excluded: Vec<Exclusion>,
+    /// Rejected transactions included as failed ([`ComplianceMode::Revert`]).
+    rejected: Vec<RejectedTx>,
     /// Per sender, the nonces its excluded transactions carried (each left unused), first
     /// exclusion of each nonce kept.
     unused: AddressMap<BTreeMap<u64, UnusedNonce>>,
@@ -67,7 +69,8 @@ impl Ledger {
                 ComplianceMode::FailBlock => {
                     Err(ExecutionError::ComplianceRejected { index, rejection })
                 }
-                ComplianceMode::Exclude => {
+                // In `Revert` mode only a rejection no revert undoes arrives here.
+                ComplianceMode::Exclude | ComplianceMode::Revert => {
                     // A rejected transaction passed validation: its nonce is the sender's.
                     self.unused
                         .entry(sender)
@@ -104,9 +107,15 @@ impl Ledger {
         (gap > 0 && covered == gap).then(|| unused[&state])
     }
 
-    /// The excluded transactions, in block order.
-    pub(crate) fn into_excluded(self) -> Vec<Exclusion> {
-        self.excluded
+    /// Notes that transaction `index`, just included, was rejected and reverted
+    /// ([`ComplianceMode::Revert`]).
+    pub(crate) fn note_reverted(&mut self, index: usize, rejection: Rejection) {
+        self.rejected.push(RejectedTx { index, rejection });
+    }
+
+    /// The excluded transactions and the rejected ones included as failed, in block order.
+    pub(crate) fn into_outcomes(self) -> (Vec<Exclusion>, Vec<RejectedTx>) {
+        (self.excluded, self.rejected)
     }
 }
 

@@ -19,9 +19,10 @@
 //! policy change by an earlier transaction of the block is honoured exactly as sequential
 //! execution honours it.
 //!
-//! A rejected transaction is either excluded ([`ComplianceMode::Exclude`]: no state change,
-//! no gas, no receipt; later transactions of its sender that its missing nonce invalidates
-//! are excluded with it) or fails the block ([`ComplianceMode::FailBlock`]).
+//! A rejected transaction is excluded ([`ComplianceMode::Exclude`]: no state change, no
+//! gas, no receipt; later transactions of its sender that its missing nonce invalidates are
+//! excluded with it), included as failed and charged for its gas
+//! ([`ComplianceMode::Revert`]), or fails the block ([`ComplianceMode::FailBlock`]).
 
 pub(crate) mod gate;
 mod ledger;
@@ -148,6 +149,13 @@ pub enum ComplianceMode {
     /// transactions of its sender that the missing nonce invalidates.
     #[default]
     Exclude,
+    /// Block building where a rejection costs the sender: the transaction is included as
+    /// failed — every change its frames made undone, the gas it spent up to the rejection
+    /// charged, its nonce used, counted in the block's gas — and listed in
+    /// [`BlockOutput::rejected`](crate::BlockOutput::rejected). A rejected change made
+    /// before the first frame (an EIP-7702 authorization), which no revert undoes, is
+    /// excluded as in [`Self::Exclude`].
+    Revert,
     /// Block validation: the block fails with
     /// [`ExecutionError::ComplianceRejected`](crate::ExecutionError::ComplianceRejected).
     FailBlock,
@@ -160,6 +168,16 @@ pub struct Compliance {
     pub hook: Arc<dyn ComplianceHook>,
     /// What a rejection does.
     pub mode: ComplianceMode,
+}
+
+/// A transaction the hook rejected that was included as failed, paying for the gas it
+/// spent up to the rejection ([`ComplianceMode::Revert`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RejectedTx {
+    /// Index of the transaction in the block.
+    pub index: usize,
+    /// The rejection.
+    pub rejection: Rejection,
 }
 
 /// A transaction left out of the block ([`ComplianceMode::Exclude`]).

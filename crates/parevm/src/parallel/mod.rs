@@ -38,7 +38,7 @@ use crate::compliance::Ledger;
 use crate::output::{BlockOutput, ExecutionStats, TxOutcome};
 use crate::sequential::check_gas_available;
 use crate::system::{block_evm, post_block_balances, post_block_calls, pre_block};
-use crate::{BlockInput, Compliance, ComplianceHook, ExecutionError, StateChanges, Storage};
+use crate::{BlockInput, Compliance, ExecutionError, StateChanges, Storage};
 
 /// Index of a transaction in the block.
 pub(crate) type TxIdx = usize;
@@ -100,6 +100,9 @@ impl Committed {
         let Some(result) = self.ledger.decide(index, tx.caller, tx.nonce, output.result)? else {
             return Ok(());
         };
+        if let Some(rejection) = output.reverted_by {
+            self.ledger.note_reverted(index, rejection);
+        }
         self.touched.extend(output.touched);
         self.created.extend(output.created);
         self.gas_used += result.tx_gas_used();
@@ -116,8 +119,8 @@ impl Committed {
 /// Everything the workers share while executing one block.
 struct Shared<'a, S> {
     block: &'a BlockInput,
-    /// The compliance hook, if configured.
-    hook: Option<&'a dyn ComplianceHook>,
+    /// The compliance hook and its mode, if configured.
+    compliance: Option<&'a Compliance>,
     base: Base<'a, S>,
     mv: MvMemory,
     scheduler: Scheduler,
@@ -320,7 +323,7 @@ impl<S: Storage> Shared<'_, S> {
         }
         let mut clock = Clock::new(self.timed);
         let mut vm =
-            Vm::new(self.block, &self.base, &self.mv, &self.new_code, self.hook, self.timed);
+            Vm::new(self.block, &self.base, &self.mv, &self.new_code, self.compliance, self.timed);
         clock.lap(Phase::Schedule);
         let mut stats = ExecutionStats::default();
         let mut task = None;
@@ -479,7 +482,7 @@ fn execute_parallel_inner<S: Storage>(
 
     let shared = Shared {
         block,
-        hook: compliance.map(|c| &*c.hook),
+        compliance,
         base: Base { storage, changes: &pre },
         mv: MvMemory::new(block.spec, block.env.beneficiary, n),
         scheduler: Scheduler::new(n),
@@ -563,7 +566,8 @@ fn execute_parallel_inner<S: Storage>(
     let mut state = std::mem::take(&mut evm.ctx.journaled_state.database.changes);
     drop(evm);
     post_block_balances(&mut state, storage, block)?;
-    let output = BlockOutput { transactions, excluded: ledger.into_excluded(), state, gas_used };
+    let (excluded, rejected) = ledger.into_outcomes();
+    let output = BlockOutput { transactions, excluded, rejected, state, gas_used };
     let finish = finishing.elapsed().saturating_sub(merge);
     let phases = timed.then_some(PhaseTimes { setup, workers, merge, finish });
     Ok((output, stats, phases))

@@ -27,8 +27,9 @@ use super::read_set::{
 use super::TxIdx;
 use crate::block_db::{account_info, read_block_hash, read_code, read_storage};
 use crate::compliance::gate::{self, Gate, GatedDb};
-use crate::compliance::{ComplianceHook, ReadError, ReadErrorKind, TxFailure};
+use crate::compliance::{ReadError, ReadErrorKind, Rejection, TxFailure};
 use crate::storage::AccountBasic;
+use crate::Compliance;
 use crate::{BlockInput, Storage};
 
 /// The database of one incarnation.
@@ -284,11 +285,9 @@ impl<'a, S: Storage> Handler for DeferredFeeHandler<'a, S> {
         evm: &mut Self::Evm,
         first_frame_input: <<Self::Evm as EvmTr>::Frame as FrameTr>::FrameInit,
     ) -> Result<FrameResult, Self::Error> {
-        gate::check_transaction(evm.ctx_mut())?;
-        let result =
-            MainnetHandler::<_, Self::Error, _>::default().run_exec_loop(evm, first_frame_input)?;
-        gate::check_changes(evm.ctx_mut())?;
-        Ok(result)
+        gate::run_checked(evm, first_frame_input, |evm, input| {
+            MainnetHandler::<_, Self::Error, _>::default().run_exec_loop(evm, input)
+        })
     }
 }
 
@@ -297,6 +296,8 @@ impl<'a, S: Storage> Handler for DeferredFeeHandler<'a, S> {
 pub(crate) struct TxOutput {
     /// The transaction's result, or why it is invalid on the state it read or was rejected.
     pub(crate) result: Result<ExecutionResult<HaltReason>, TxFailure>,
+    /// The rejection of a transaction included as failed ([`crate::ComplianceMode::Revert`]).
+    pub(crate) reverted_by: Option<Rejection>,
     /// Accounts the transaction touched without a full write of them: they appear in the
     /// block's state changes (as in a sequential commit of revm's state) even if unchanged.
     pub(crate) touched: Vec<Address>,
@@ -335,11 +336,11 @@ impl<'a, S: Storage> Vm<'a, S> {
         base: &'a Base<'a, S>,
         mv: &'a MvMemory,
         new_code: &'a DashMap<B256, Bytecode, alloy_primitives::map::DefaultHashBuilder>,
-        hook: Option<&'a dyn ComplianceHook>,
+        compliance: Option<&'a Compliance>,
         timed: bool,
     ) -> Self {
         let db = VmDb {
-            gate: hook.map(Gate::new),
+            gate: compliance.map(|c| Gate::new(&*c.hook, c.mode)),
             base,
             mv,
             new_code,
@@ -426,16 +427,20 @@ impl<'a, S: Storage> Vm<'a, S> {
         let db = &mut self.evm.ctx.journaled_state.database;
         let mut reads = std::mem::take(&mut db.reads);
         let rejection = db.gate.as_mut().and_then(Gate::take_rejection);
+        // A rejection with a result: `Revert` mode included it as failed.
+        let reverted_by = rejection.filter(|_| result.is_ok());
+        // A read that must wait, or a failed storage, comes before a rejection: the check
+        // that rejected may have read it.
         let result = match (result, rejection) {
-            (_, Some(rejection)) => Err(TxFailure::Rejected(rejection)),
-            (Ok(result), None) => Ok(result),
-            (Err(EVMError::Transaction(invalid)), None) => Err(TxFailure::Invalid(invalid)),
-            (Err(EVMError::Database(VmError::Blocked(idx))), None) => {
+            (Ok(result), _) => Ok(result),
+            (Err(EVMError::Database(VmError::Blocked(idx))), _) => {
                 return Err(ExecuteError::Blocked(idx))
             }
-            (Err(EVMError::Database(VmError::Storage(e))), None) => {
+            (Err(EVMError::Database(VmError::Storage(e))), _) => {
                 return Err(ExecuteError::Fatal(crate::ExecutionError::Storage(e)))
             }
+            (_, Some(rejection)) => Err(TxFailure::Rejected(rejection)),
+            (Err(EVMError::Transaction(invalid)), None) => Err(TxFailure::Invalid(invalid)),
             (Err(EVMError::Header(e)), None) => {
                 return Err(ExecuteError::Fatal(crate::ExecutionError::InvalidHeader(
                     e.to_string(),
@@ -507,7 +512,7 @@ impl<'a, S: Storage> Vm<'a, S> {
         self.evm.ctx.journaled_state.inner.state = state;
         let Effects { touched, created } = effects;
         Ok(Attempt::Done(Box::new(Incarnation {
-            output: TxOutput { result, touched, created },
+            output: TxOutput { result, reverted_by, touched, created },
             reads,
             writes,
         })))
