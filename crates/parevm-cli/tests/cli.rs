@@ -229,7 +229,16 @@ fn bench_writes_json_and_a_chart() {
         report["results"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
     assert_eq!(
         names,
-        ["transfers", "erc20", "swaps", "swaps, hook on", "mixed", "gated, hook off", "gated"]
+        [
+            "transfers",
+            "erc20",
+            "swaps",
+            "swaps, hook on",
+            "mixed",
+            "gated, hook off",
+            "gated",
+            "gated, revert mode"
+        ]
     );
     assert!(report["results"].as_array().unwrap().iter().all(|r| r["matches_sequential"] == true));
     let chart = fs::read_to_string(&svg).unwrap();

@@ -759,3 +759,67 @@ fn revert_mode_excludes_what_no_revert_undoes() {
     assert!(output.rejected.is_empty());
     assert!(!output.state.accounts.contains_key(&gated));
 }
+
+/// Runtime code that burns about `rounds` × 80 gas hashing, then calls the pool with its
+/// calldata: the "free computation" attack, paid for only in `revert` mode.
+fn burner(rounds: u64) -> Bytes {
+    use parevm::revm::bytecode::opcode as op;
+    let asm = Asm::new().push(rounds);
+    let top = asm.len() as u64;
+    asm.op(&[op::JUMPDEST])
+        .push(64)
+        .push(0)
+        .op(&[op::KECCAK256, op::POP])
+        .push(1)
+        .op(&[op::SWAP1, op::SUB, op::DUP1])
+        .push(top)
+        .op(&[op::JUMPI, op::POP, op::CALLDATASIZE])
+        .push(0)
+        .push(0)
+        .op(&[op::CALLDATACOPY])
+        .push(0)
+        .push(0)
+        .op(&[op::CALLDATASIZE])
+        .push(0)
+        .push(0)
+        .push_address(POOL)
+        .op(&[op::GAS, op::CALL, op::POP, op::STOP])
+        .build()
+}
+
+#[test]
+fn free_computation_costs_nothing_under_exclude_and_its_gas_under_revert() {
+    let burn = Address::repeat_byte(0xbb);
+    let attackers: Vec<Address> = (0..8).map(|i| account(500 + i)).collect();
+    let block = |mode| {
+        let mut b = world(|s| s);
+        b.contract(burn, burner(38_500), []);
+        for attacker in &attackers {
+            b.fund(*attacker, ether(1));
+            b.tx(*attacker, TxKind::Call(burn), U256::ZERO, direct_swap(*attacker), 3_500_000);
+        }
+        b.call(alice(), POOL, direct_swap(alice()));
+        let (storage, block) = b.build();
+        let started = std::time::Instant::now();
+        let output = run(&storage, &block, mode).expect("the block executes");
+        (output, started.elapsed())
+    };
+    let (excluded, excluded_time) = block(ComplianceMode::Exclude);
+    let (reverted, reverted_time) = block(ComplianceMode::Revert);
+    println!("8 burners: exclude {excluded_time:?}, revert {reverted_time:?} (both paths, 4 thread counts)");
+    // Exclude: the work was done, nobody paid, and the transactions stay valid.
+    assert_eq!(excluded.excluded.len(), 8);
+    assert_eq!(excluded.transactions.len(), 1);
+    for attacker in &attackers {
+        assert!(!excluded.state.accounts.contains_key(attacker), "untouched: replayable");
+    }
+    // Revert: each burner paid for about 3M gas and used its nonce.
+    assert_eq!(reverted.rejected.len(), 8);
+    for (tx, attacker) in reverted.transactions.iter().zip(&attackers) {
+        assert!(tx.gas_used() > 2_900_000 && !tx.is_success(), "{}", tx.gas_used());
+        let (nonce, balance) = nonce_and_balance(&reverted, *attacker);
+        assert_eq!(nonce, 1);
+        assert!(balance < ether(1) - U256::from(2_900_000u64 * 11_000_000_000));
+    }
+    assert_eq!(outcome(&reverted, 8), Ok(true), "the honest swap still goes through");
+}
