@@ -4,18 +4,26 @@
 
 use std::num::NonZeroUsize;
 
-use parevm::{execute_block, execute_sequential_with, Config, ExecutionMode};
-use parevm_fixtures::workload::{generate, Workload, WorkloadKind};
+use parevm::{
+    execute_block, execute_sequential_with, BlockOutput, Compliance, ComplianceMode, Config,
+    ExecutionMode,
+};
+use parevm_fixtures::workload::{generate, GeneratedBlock, Workload, WorkloadKind};
 
-#[test]
-fn gated_block_is_deterministic_across_thread_counts() {
+/// 3,000 transactions: swaps by 400 senders on 20 gated pools, issuances and revocations.
+fn gated_block() -> GeneratedBlock {
     let workload = Workload {
         accounts: 400,
         pools: 20,
         hot_ratio: 0.2,
         ..Workload::new(WorkloadKind::Gated, 3_000)
     };
-    let generated = generate(&workload);
+    generate(&workload)
+}
+
+#[test]
+fn gated_block_is_deterministic_across_thread_counts() {
+    let generated = gated_block();
     let compliance =
         generated.compliance.expect("gated blocks carry their configuration").compliance();
     let reference =
@@ -24,33 +32,14 @@ fn gated_block_is_deterministic_across_thread_counts() {
     assert!(reference.excluded.len() > 50, "{} excluded", reference.excluded.len());
     assert!(reference.excluded.iter().any(|e| e.cascaded_from.is_some()));
     assert!(reference.transactions.len() > 2_000);
-    for round in 0..20 {
-        for threads in [1, 2, 4, 8] {
-            let config = Config {
-                threads: NonZeroUsize::new(threads).unwrap(),
-                mode: ExecutionMode::Parallel,
-                compliance: Some(compliance.clone()),
-                ..Config::default()
-            };
-            let parallel = execute_block(&generated.storage, &generated.block, &config).unwrap();
-            if let Some(difference) = reference.first_difference(&parallel.output) {
-                panic!("round {round}, {threads} threads: {difference}");
-            }
-        }
-    }
+    assert_parallel_matches(&generated, &compliance, &reference, 20);
 }
 
 #[test]
 fn gated_block_in_revert_mode_is_deterministic_and_charges_the_rejected() {
-    let workload = Workload {
-        accounts: 400,
-        pools: 20,
-        hot_ratio: 0.2,
-        ..Workload::new(WorkloadKind::Gated, 3_000)
-    };
-    let generated = generate(&workload);
-    let compliance = parevm::Compliance {
-        mode: parevm::ComplianceMode::Revert,
+    let generated = gated_block();
+    let compliance = Compliance {
+        mode: ComplianceMode::Revert,
         ..generated.compliance.expect("gated blocks carry their configuration").compliance()
     };
     let reference =
@@ -63,7 +52,17 @@ fn gated_block_in_revert_mode_is_deterministic_and_charges_the_rejected() {
         let tx = reference.transactions.iter().find(|t| t.index == r.index).unwrap();
         assert!(!tx.is_success() && tx.gas_used() >= 21_000, "transaction {}", r.index);
     }
-    for round in 0..5 {
+    assert_parallel_matches(&generated, &compliance, &reference, 5);
+}
+
+/// Block-STM at 1, 2, 4 and 8 threads, `rounds` times, gives `reference`.
+fn assert_parallel_matches(
+    generated: &GeneratedBlock,
+    compliance: &Compliance,
+    reference: &BlockOutput,
+    rounds: usize,
+) {
+    for round in 0..rounds {
         for threads in [1, 2, 4, 8] {
             let config = Config {
                 threads: NonZeroUsize::new(threads).unwrap(),

@@ -562,19 +562,7 @@ fn the_check_sees_the_transactions_own_registry_writes() {
 /// `CALLCODE` with `value`, or `DELEGATECALL`), ignores the outcome and stops.
 fn caller_code(opcode: u8, target: Address, value: U256) -> Bytes {
     use parevm::revm::bytecode::opcode as op;
-    let mut asm = Asm::new()
-        .op(&[op::CALLDATASIZE])
-        .push(0)
-        .push(0)
-        .op(&[op::CALLDATACOPY])
-        .push(0) // return size
-        .push(0) // return offset
-        .op(&[op::CALLDATASIZE])
-        .push(0); // arguments offset
-    if opcode != op::DELEGATECALL {
-        asm = asm.push_word(value);
-    }
-    asm.push_address(target).op(&[op::GAS, opcode, op::POP, op::STOP]).build()
+    Asm::new().call_with_calldata(opcode, target, value).op(&[op::STOP]).build()
 }
 
 const CATCHER: Address = Address::repeat_byte(0xca);
@@ -773,17 +761,9 @@ fn burner(rounds: u64) -> Bytes {
         .push(1)
         .op(&[op::SWAP1, op::SUB, op::DUP1])
         .push(top)
-        .op(&[op::JUMPI, op::POP, op::CALLDATASIZE])
-        .push(0)
-        .push(0)
-        .op(&[op::CALLDATACOPY])
-        .push(0)
-        .push(0)
-        .op(&[op::CALLDATASIZE])
-        .push(0)
-        .push(0)
-        .push_address(POOL)
-        .op(&[op::GAS, op::CALL, op::POP, op::STOP])
+        .op(&[op::JUMPI, op::POP])
+        .call_with_calldata(op::CALL, POOL, U256::ZERO)
+        .op(&[op::STOP])
         .build()
 }
 

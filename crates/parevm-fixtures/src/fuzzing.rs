@@ -259,19 +259,8 @@ pub fn decode_gated_block(
         b.fund(who(i), ether(10));
     }
     let pool0 = pool_address(0);
-    let catcher_code = Asm::new()
-        .op(&[op::CALLDATASIZE])
-        .push(0)
-        .push(0)
-        .op(&[op::CALLDATACOPY])
-        .push(0)
-        .push(0)
-        .op(&[op::CALLDATASIZE])
-        .push(0)
-        .push(0)
-        .push_address(pool0)
-        .op(&[op::GAS, op::CALL, op::POP, op::STOP])
-        .build();
+    let catcher_code =
+        Asm::new().call_with_calldata(op::CALL, pool0, U256::ZERO).op(&[op::STOP]).build();
     b.contract(catcher, catcher_code, []);
     let destructor_code = Asm::new().push_address(pool0).op(&[op::SELFDESTRUCT]).build();
     b.storage_mut().insert_account(destructor, ether(1), 1, destructor_code, []);

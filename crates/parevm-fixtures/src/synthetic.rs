@@ -75,6 +75,27 @@ impl Asm {
         self
     }
 
+    /// Appends a call of `target` with the current calldata through `opcode` (`CALL` or
+    /// `CALLCODE` with `value`, `DELEGATECALL` or `STATICCALL` without), its success flag
+    /// popped: the outcome is ignored, as a `try`/`catch` would.
+    pub fn call_with_calldata(self, opcode: u8, target: Address, value: U256) -> Self {
+        const DELEGATECALL: u8 = 0xf4;
+        const STATICCALL: u8 = 0xfa;
+        let mut asm = self
+            .op(&[op::CALLDATASIZE])
+            .push(0)
+            .push(0)
+            .op(&[op::CALLDATACOPY])
+            .push(0) // return size
+            .push(0) // return offset
+            .op(&[op::CALLDATASIZE])
+            .push(0); // arguments offset
+        if opcode != DELEGATECALL && opcode != STATICCALL {
+            asm = asm.push_word(value);
+        }
+        asm.push_address(target).op(&[op::GAS, opcode, op::POP])
+    }
+
     /// The current length (for jump targets).
     pub fn len(&self) -> usize {
         self.0.len()
