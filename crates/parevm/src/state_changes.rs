@@ -60,13 +60,9 @@ impl StateChanges {
             if account.is_created() {
                 change.storage_cleared = true;
                 change.storage.clear();
-                if let Some(code) = &account.info.code {
-                    if account.info.code_hash != KECCAK_EMPTY {
-                        self.contracts
-                            .entry(account.info.code_hash)
-                            .or_insert_with(|| code.clone());
-                    }
-                }
+            }
+            if let Some((hash, code)) = code_set(&account) {
+                self.contracts.entry(hash).or_insert_with(|| code.clone());
             }
             change.info = Some(AccountBasic::from(&account.info));
             for (slot, value) in account.storage {
@@ -209,6 +205,20 @@ impl Credited {
             Self::Unchanged => current,
         }
     }
+}
+
+/// The code a transaction set on `account`, which a commit stores by its hash: a contract's
+/// when the transaction created it, or an EIP-7702 delegation an authorization of the
+/// transaction wrote (the account's code hash changed without a creation). Both executors
+/// store exactly this.
+pub(crate) fn code_set(account: &revm::state::Account) -> Option<(B256, &Bytecode)> {
+    let code = account.info.code.as_ref()?;
+    if account.info.code_hash == KECCAK_EMPTY {
+        return None;
+    }
+    let set = account.is_created()
+        || (code.is_eip7702() && account.original_info().code_hash != account.info.code_hash);
+    set.then_some((account.info.code_hash, code))
 }
 
 #[cfg(test)]

@@ -148,6 +148,41 @@ fn deploy_then_call_in_one_block() {
 }
 
 #[test]
+fn eip7702_delegation_then_calls_to_the_delegated_account_in_one_block() {
+    use parevm::revm::context_interface::transaction::{
+        Authorization, RecoveredAuthority, RecoveredAuthorization,
+    };
+    // Transaction 0 carries account 3's authorization to delegate to the counter; later
+    // transactions call account 3, whose code (the delegation designator) exists only in
+    // the block's own writes. Found by the compliance fuzz target: the designator was not
+    // stored, and a later read of it by hash failed.
+    let mut b = BlockBuilder::new(SpecId::PRAGUE, COINBASE);
+    let counter = Address::repeat_byte(0xc0);
+    b.contract(counter, contracts::counter(), []);
+    for i in 1..=3 {
+        b.fund(account(i), ether(1));
+    }
+    b.transfer(account(1), account(2), U256::ZERO);
+    let tx = b.block_mut().transactions.last_mut().unwrap();
+    tx.tx_type = 4;
+    tx.gas_limit = 100_000;
+    let auth = Authorization { chain_id: U256::from(1), address: counter, nonce: 0 };
+    tx.set_recovered_authorization(vec![RecoveredAuthorization::new_unchecked(
+        auth,
+        RecoveredAuthority::Valid(account(3)),
+    )]);
+    for _ in 0..3 {
+        b.tx(account(2), TxKind::Call(account(3)), U256::ZERO, Bytes::new(), 100_000);
+    }
+    let (storage, block) = b.build();
+    let out = same_everywhere(&storage, &block).unwrap();
+    assert!(out.transactions.iter().all(|t| t.is_success()));
+    assert_eq!(slot(&out, account(3), 0), U256::from(3), "the counter ran in account 3");
+    let code_hash = out.state.accounts[&account(3)].info.unwrap().code_hash;
+    assert!(out.state.code(&code_hash).is_some_and(|c| c.is_eip7702()));
+}
+
+#[test]
 fn selfdestruct_then_redeploy_at_the_same_address() {
     // Before Cancun, SELFDESTRUCT deletes any contract; CREATE2 can then redeploy it.
     let mut b = BlockBuilder::new(SpecId::SHANGHAI, COINBASE);

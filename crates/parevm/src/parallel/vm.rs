@@ -601,14 +601,14 @@ fn write_set(
         } else {
             effects.touched.push(*address);
         }
-        if account.is_created() && account.info.code_hash != KECCAK_EMPTY {
-            if let Some(code) = &account.info.code {
-                new_code.entry(account.info.code_hash).or_insert_with(|| code.clone());
-                if value.is_some() {
-                    // As in a sequential commit: a contract destroyed by the transaction
-                    // that created it leaves no code.
-                    effects.created.push((account.info.code_hash, code.clone()));
-                }
+        if let Some((hash, code)) = crate::state_changes::code_set(account) {
+            // Later transactions read it by hash (a delegation's too, when they call the
+            // delegated account).
+            new_code.entry(hash).or_insert_with(|| code.clone());
+            if value.is_some() {
+                // As in a sequential commit: a contract destroyed by the transaction that
+                // created it leaves no code.
+                effects.created.push((hash, code.clone()));
             }
         }
         if value.is_some() {
