@@ -657,17 +657,8 @@ fn create2_deploying_at_a_gated_address_is_checked() {
 /// Makes the block's last transaction an EIP-7702 one carrying `authority`'s signed
 /// delegation to the forwarder (its nonce 0).
 fn authorize_last(b: &mut BlockBuilder, authority: Address) {
-    use parevm::revm::context_interface::transaction::{
-        Authorization, RecoveredAuthority, RecoveredAuthorization,
-    };
-    let tx = b.block_mut().transactions.last_mut().unwrap();
-    tx.tx_type = 4;
-    tx.gas_limit = 100_000;
-    let auth = Authorization { chain_id: U256::from(1), address: FORWARDER, nonce: 0 };
-    tx.set_recovered_authorization(vec![RecoveredAuthorization::new_unchecked(
-        auth,
-        RecoveredAuthority::Valid(authority),
-    )]);
+    b.authorize_last(authority, FORWARDER, 0);
+    b.block_mut().transactions.last_mut().unwrap().gas_limit = 100_000;
 }
 
 #[test]

@@ -337,16 +337,7 @@ pub fn decode_gated_block(
         };
         b.tx(from, TxKind::Call(to), U256::ZERO, data.into(), 300_000);
         if let Some(nonce) = authorize {
-            use parevm::revm::context_interface::transaction::{
-                Authorization, RecoveredAuthority, RecoveredAuthorization,
-            };
-            let tx = b.block_mut().transactions.last_mut().expect("just added");
-            tx.tx_type = 4;
-            let auth = Authorization { chain_id: U256::from(1), address: forwarder, nonce };
-            tx.set_recovered_authorization(vec![RecoveredAuthorization::new_unchecked(
-                auth,
-                RecoveredAuthority::Valid(delegator),
-            )]);
+            b.authorize_last(delegator, forwarder, nonce);
         }
     }
     let mode = match u.int_in_range(0u8..=3)? {

@@ -321,6 +321,22 @@ impl BlockBuilder {
         self
     }
 
+    /// Makes the last transaction an EIP-7702 one (type 4) carrying `authority`'s signed
+    /// delegation to `delegate` with the authority's nonce `nonce` (the signature taken as
+    /// recovered).
+    pub fn authorize_last(&mut self, authority: Address, delegate: Address, nonce: u64) {
+        use parevm::revm::context_interface::transaction::{
+            Authorization, RecoveredAuthority, RecoveredAuthorization,
+        };
+        let tx = self.block.transactions.last_mut().expect("a transaction to authorize");
+        tx.tx_type = 4;
+        let auth = Authorization { chain_id: U256::from(1), address: delegate, nonce };
+        tx.set_recovered_authorization(vec![RecoveredAuthorization::new_unchecked(
+            auth,
+            RecoveredAuthority::Valid(authority),
+        )]);
+    }
+
     /// Appends a plain transfer.
     pub fn transfer(&mut self, from: Address, to: Address, value: U256) -> &mut Self {
         self.tx(from, TxKind::Call(to), value, Bytes::new(), 21_000)

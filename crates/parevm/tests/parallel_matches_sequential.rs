@@ -149,9 +149,6 @@ fn deploy_then_call_in_one_block() {
 
 #[test]
 fn eip7702_delegation_then_calls_to_the_delegated_account_in_one_block() {
-    use parevm::revm::context_interface::transaction::{
-        Authorization, RecoveredAuthority, RecoveredAuthorization,
-    };
     // Transaction 0 carries account 3's authorization to delegate to the counter; later
     // transactions call account 3, whose code (the delegation designator) exists only in
     // the block's own writes. Found by the compliance fuzz target: the designator was not
@@ -163,14 +160,8 @@ fn eip7702_delegation_then_calls_to_the_delegated_account_in_one_block() {
         b.fund(account(i), ether(1));
     }
     b.transfer(account(1), account(2), U256::ZERO);
-    let tx = b.block_mut().transactions.last_mut().unwrap();
-    tx.tx_type = 4;
-    tx.gas_limit = 100_000;
-    let auth = Authorization { chain_id: U256::from(1), address: counter, nonce: 0 };
-    tx.set_recovered_authorization(vec![RecoveredAuthorization::new_unchecked(
-        auth,
-        RecoveredAuthority::Valid(account(3)),
-    )]);
+    b.authorize_last(account(3), counter, 0);
+    b.block_mut().transactions.last_mut().unwrap().gas_limit = 100_000;
     for _ in 0..3 {
         b.tx(account(2), TxKind::Call(account(3)), U256::ZERO, Bytes::new(), 100_000);
     }
