@@ -6,25 +6,39 @@ use std::num::NonZeroUsize;
 use alloy_primitives::{Address, Bytes, TxKind, U256};
 use parevm::revm::primitives::hardfork::SpecId;
 use parevm::{
-    execute_parallel, execute_sequential, BlockInput, BlockOutput, ExecutionError, InMemoryStorage,
-    Storage,
+    execute_parallel, execute_sequential, BlockInput, BlockOutput, Config, ExecutionError,
+    ExecutionMode, Executor, InMemoryStorage, Storage,
 };
 use parevm_fixtures::synthetic::{account, contracts, ether, Asm, BlockBuilder};
 
 const COINBASE: Address = Address::repeat_byte(0xcb);
 const THREADS: [usize; 6] = [1, 2, 3, 4, 8, 16];
 
-/// Runs `block` sequentially and in parallel at every thread count in [`THREADS`], asserts
-/// that all agree, and returns the sequential result.
+/// Runs `block` sequentially and in parallel at every thread count in [`THREADS`] (on
+/// threads spawned for the block, and through an [`Executor`]'s pool, whose helpers may
+/// join late and which runs a block of one sender's chain on one worker), asserts that all
+/// agree, and returns the sequential result.
 fn same_everywhere(storage: &InMemoryStorage, block: &BlockInput) -> Result<BlockOutput, String> {
     let sequential = execute_sequential(storage, block);
+    let agree =
+        |parallel: Result<BlockOutput, ExecutionError>, how: &str| match (&sequential, &parallel) {
+            (Ok(s), Ok(p)) => assert_eq!(s, p, "parallel differs {how}"),
+            (Err(s), Err(p)) => {
+                assert_eq!(format!("{s:?}"), format!("{p:?}"), "errors differ {how}")
+            }
+            _ => panic!("{how}: sequential {sequential:?}, parallel {parallel:?}"),
+        };
     for threads in THREADS {
         let threads = NonZeroUsize::new(threads).unwrap();
         let parallel = execute_parallel(storage, block, threads).map(|(output, _)| output);
-        match (&sequential, &parallel) {
-            (Ok(s), Ok(p)) => assert_eq!(s, p, "parallel differs at {threads} threads"),
-            (Err(s), Err(p)) => assert_eq!(format!("{s:?}"), format!("{p:?}"), "errors differ"),
-            _ => panic!("at {threads} threads: sequential {sequential:?}, parallel {parallel:?}"),
+        agree(parallel, &format!("at {threads} threads"));
+        let config = Config { threads, mode: ExecutionMode::Parallel, ..Config::default() };
+        let executor = Executor::new(config).unwrap();
+        // Twice: the second block finds the pool's threads awake, or still busy with the
+        // first block's late helpers.
+        for round in 0..2 {
+            let parallel = executor.execute(storage, block).map(|execution| execution.output);
+            agree(parallel, &format!("through an executor at {threads} threads, round {round}"));
         }
     }
     sequential.map_err(|e: ExecutionError| e.to_string())

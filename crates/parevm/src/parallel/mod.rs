@@ -9,6 +9,7 @@
 //! per account in block order, are the sequential result's state ([`final_state`]).
 
 mod final_state;
+mod helpers;
 mod mv_memory;
 mod observe;
 mod perturb;
@@ -141,10 +142,17 @@ struct Shared<'a, S> {
     timed: bool,
     /// Each worker's phase times, the calling thread's first.
     phases: Mutex<Vec<WorkerPhases>>,
-    /// How many workers run the block, and the number the next one to start takes.
+    /// How many workers may run the block (helpers that start late do not: see
+    /// [`helpers`]).
     workers: usize,
+    /// The number the next worker to start takes (for its perturbation seed).
+    #[cfg(feature = "perturb")]
     workers_started: AtomicUsize,
-    /// The workers' shares of the block's state changes.
+    /// The block's state changes are built in `workers` shares; the next share to build.
+    /// Each worker that runs takes shares until none is left, so the calling thread builds
+    /// the shares of helpers that did not come.
+    next_share: AtomicUsize,
+    /// The shares built.
     shares: Mutex<Vec<final_state::Share>>,
     /// Seed of the scheduling perturbation of stress runs (feature `perturb`), 0 for none.
     #[cfg(feature = "perturb")]
@@ -310,10 +318,9 @@ impl<S: Storage> Shared<'_, S> {
     /// A worker's loop: take tasks until the scheduler is done. `first` is the calling
     /// thread.
     fn work(&self, first: bool) {
-        let worker = self.workers_started.fetch_add(1, Ordering::Relaxed);
         #[cfg(feature = "perturb")]
         {
-            let worker = worker as u64;
+            let worker = self.workers_started.fetch_add(1, Ordering::Relaxed) as u64;
             let seed = self.perturb_seed;
             perturb::seed(if seed == 0 {
                 0
@@ -368,29 +375,36 @@ impl<S: Storage> Shared<'_, S> {
             total.validation_aborts += stats.validation_aborts;
             total.dependency_waits += stats.dependency_waits;
         }
-        if self.fatal.lock().is_none() {
-            // Every transaction is executed and validated: the store's entries are final.
-            match final_state::build_share(
+        // Every transaction is executed and validated: the store's entries are final.
+        while self.fatal.lock().is_none() {
+            let share = self.next_share.fetch_add(1, Ordering::Relaxed);
+            if share >= self.workers {
+                break;
+            }
+            let built = final_state::build_share(
                 &self.base,
                 &self.mv,
-                worker % self.workers,
+                share,
                 self.workers,
                 self.block.spec,
-            ) {
+            );
+            match built {
                 Ok(share) => self.shares.lock().push(share),
                 Err(error) => self.fail(error),
             }
-            clock.lap(Phase::State);
         }
+        clock.lap(Phase::State);
         if self.timed {
             let mut phases = self.phases.lock();
             let at = if first { 0 } else { phases.len() };
             phases.insert(at, clock.phases);
         }
     }
+}
 
-    /// Runs [`Self::work`], turning a panic into a fatal error that stops the others.
-    fn work_guarded(&self, first: bool) {
+impl<S: Storage> helpers::Work for Shared<'_, S> {
+    /// Runs [`Shared::work`], turning a panic into a fatal error that stops the others.
+    fn work(&self, first: bool) {
         let outcome = catch_unwind(AssertUnwindSafe(|| self.work(first)));
         #[cfg(feature = "perturb")]
         perturb::seed(0);
@@ -409,10 +423,45 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
-/// For each transaction, the index of the previous transaction with the same sender.
-fn previous_of_sender(block: &BlockInput) -> Vec<Option<TxIdx>> {
-    let mut last = AddressMap::<TxIdx>::default();
-    block.transactions.iter().enumerate().map(|(idx, tx)| last.insert(tx.caller, idx)).collect()
+/// A block whose busiest sender's transactions carry at least this share of its gas limit
+/// runs on one worker: they execute one after another (each needs the previous one's
+/// nonce), so other workers could take at most a tenth of the work, and they cost more than
+/// that in shared-state traffic (measured on the mainnet blocks: `docs/performance.md`).
+pub(crate) const ONE_WORKER_CHAIN_SHARE: f64 = 0.9;
+
+/// The block's sender chains: for each transaction, the previous transaction of the same
+/// sender; and the largest gas limit one sender's transactions add up to.
+fn sender_chains(block: &BlockInput) -> (Vec<Option<TxIdx>>, u64) {
+    let mut last = AddressMap::<(TxIdx, u64)>::default();
+    let mut longest = 0;
+    let previous = block
+        .transactions
+        .iter()
+        .enumerate()
+        .map(|(idx, tx)| {
+            let (previous, gas) = match last.get_mut(&tx.caller) {
+                Some((last, gas)) => (Some(std::mem::replace(last, idx)), gas),
+                None => (None, &mut last.entry(tx.caller).or_insert((idx, 0)).1),
+            };
+            *gas += tx.gas_limit;
+            longest = longest.max(*gas);
+            previous
+        })
+        .collect();
+    (previous, longest)
+}
+
+/// How many workers [`crate::Executor`] runs `block` on when `threads` are available: one
+/// per thread, no more than there are transactions, and one if a single sender's chain
+/// carries nearly all of its gas ([`ONE_WORKER_CHAIN_SHARE`]). ([`execute_parallel`] and
+/// the stress runs use every thread they are given, to exercise the races.)
+fn worker_count(block: &BlockInput, threads: usize, longest_chain_gas: u64) -> usize {
+    let n = block.transactions.len();
+    let total = block.total_gas_limit();
+    if longest_chain_gas as f64 >= ONE_WORKER_CHAIN_SHARE * total as f64 {
+        return 1;
+    }
+    threads.min(n).max(1)
 }
 
 /// How the workers of one block are run.
@@ -431,7 +480,7 @@ pub fn execute_parallel<S: Storage>(
     threads: NonZeroUsize,
 ) -> Result<(BlockOutput, ExecutionStats), ExecutionError> {
     let (output, stats, _) =
-        execute_parallel_with(storage, block, Workers::Spawn(threads), None, false)?;
+        execute_parallel_inner(storage, block, Workers::Spawn(threads), None, false, false, 0)?;
     Ok((output, stats))
 }
 
@@ -447,7 +496,7 @@ pub fn execute_parallel_perturbed<S: Storage>(
 ) -> Result<(BlockOutput, ExecutionStats), ExecutionError> {
     let workers = Workers::Spawn(threads);
     let (output, stats, _) =
-        execute_parallel_inner(storage, block, workers, compliance, false, seed.max(1))?;
+        execute_parallel_inner(storage, block, workers, compliance, false, false, seed.max(1))?;
     Ok((output, stats))
 }
 
@@ -458,7 +507,7 @@ pub(crate) fn execute_parallel_with<S: Storage>(
     compliance: Option<&Compliance>,
     timed: bool,
 ) -> Result<(BlockOutput, ExecutionStats, Option<PhaseTimes>), ExecutionError> {
-    execute_parallel_inner(storage, block, workers, compliance, timed, 0)
+    execute_parallel_inner(storage, block, workers, compliance, timed, true, 0)
 }
 
 fn execute_parallel_inner<S: Storage>(
@@ -467,6 +516,7 @@ fn execute_parallel_inner<S: Storage>(
     workers: Workers<'_>,
     compliance: Option<&Compliance>,
     timed: bool,
+    fit_workers: bool,
     #[cfg_attr(not(feature = "perturb"), allow(unused_variables))] perturb_seed: u64,
 ) -> Result<(BlockOutput, ExecutionStats, Option<PhaseTimes>), ExecutionError> {
     let started = std::time::Instant::now();
@@ -480,6 +530,11 @@ fn execute_parallel_inner<S: Storage>(
     let pre = std::mem::take(&mut evm.ctx.journaled_state.database.changes);
     drop(evm);
 
+    let (previous_of_sender, longest_chain_gas) = sender_chains(block);
+    let threads = match &workers {
+        Workers::Spawn(threads) => threads.get(),
+        Workers::Pool(pool) => 1 + pool.current_num_threads(),
+    };
     let shared = Shared {
         block,
         compliance,
@@ -496,17 +551,20 @@ fn execute_parallel_inner<S: Storage>(
             created: Vec::new(),
         }),
         committed_upto: CachePadded::new(AtomicUsize::new(0)),
-        previous_of_sender: previous_of_sender(block),
+        previous_of_sender,
         new_code: DashMap::default(),
         fatal: Mutex::new(None),
         stats: Mutex::new(ExecutionStats::default()),
         timed,
         phases: Mutex::new(Vec::new()),
-        workers: match &workers {
-            Workers::Spawn(threads) => threads.get().min(n.max(1)),
-            Workers::Pool(pool) => 1 + pool.current_num_threads().min(n.saturating_sub(1)),
+        workers: if fit_workers {
+            worker_count(block, threads, longest_chain_gas)
+        } else {
+            threads.min(n).max(1)
         },
+        #[cfg(feature = "perturb")]
         workers_started: AtomicUsize::new(0),
+        next_share: AtomicUsize::new(0),
         shares: Mutex::new(Vec::new()),
         #[cfg(feature = "perturb")]
         perturb_seed,
@@ -515,18 +573,14 @@ fn execute_parallel_inner<S: Storage>(
     {
         let _span = debug_span!("block_stm").entered();
         match workers {
-            Workers::Spawn(threads) => std::thread::scope(|scope| {
-                for _ in 1..threads.get().min(n.max(1)) {
-                    scope.spawn(|| shared.work_guarded(false));
+            _ if shared.workers == 1 => helpers::Work::work(&shared, true),
+            Workers::Spawn(_) => std::thread::scope(|scope| {
+                for _ in 1..shared.workers {
+                    scope.spawn(|| helpers::Work::work(&shared, false));
                 }
-                shared.work_guarded(true);
+                helpers::Work::work(&shared, true);
             }),
-            Workers::Pool(pool) => pool.in_place_scope(|scope| {
-                for _ in 0..pool.current_num_threads().min(n.saturating_sub(1)) {
-                    scope.spawn(|_| shared.work_guarded(false));
-                }
-                shared.work_guarded(true);
-            }),
+            Workers::Pool(pool) => helpers::run(pool, shared.workers - 1, &shared),
         }
     }
     if let Some(error) = shared.fatal.lock().take() {
@@ -553,7 +607,7 @@ fn execute_parallel_inner<S: Storage>(
     let shares = shares.into_inner();
     if shares.len() != started {
         return Err(ExecutionError::Panic(format!(
-            "{} of {started} workers built their share of the state changes",
+            "{} of {started} shares of the state changes were built",
             shares.len()
         )));
     }
@@ -571,4 +625,61 @@ fn execute_parallel_inner<S: Storage>(
     let finish = finishing.elapsed().saturating_sub(merge);
     let phases = timed.then_some(PhaseTimes { setup, workers, merge, finish });
     Ok((output, stats, phases))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use revm::context::{BlockEnv, TxEnv};
+    use revm::primitives::hardfork::SpecId;
+
+    /// A block of transactions `(sender, gas limit)`.
+    fn block(txs: &[(u8, u64)]) -> BlockInput {
+        BlockInput {
+            spec: SpecId::CANCUN,
+            chain_id: 1,
+            env: BlockEnv::default(),
+            transactions: txs
+                .iter()
+                .map(|&(sender, gas_limit)| TxEnv {
+                    caller: Address::repeat_byte(sender),
+                    gas_limit,
+                    ..Default::default()
+                })
+                .collect(),
+            parent_hash: B256::ZERO,
+            parent_beacon_block_root: None,
+            withdrawals: Vec::new(),
+            ommers: Vec::new(),
+            unknown_ommers: 0,
+            block_rewards: false,
+        }
+    }
+
+    #[test]
+    fn sender_chains_link_each_transaction_to_its_senders_previous_one() {
+        let b = block(&[(1, 10), (2, 5), (1, 20), (3, 1), (2, 50), (1, 1)]);
+        let (previous, longest) = sender_chains(&b);
+        assert_eq!(previous, vec![None, None, Some(0), None, Some(1), Some(2)]);
+        // Sender 2's 55 beats sender 1's 31.
+        assert_eq!(longest, 55);
+        assert_eq!(sender_chains(&block(&[])), (Vec::new(), 0));
+    }
+
+    #[test]
+    fn one_worker_for_a_block_of_one_senders_chain() {
+        let count = |txs: &[(u8, u64)], threads| {
+            let b = block(txs);
+            worker_count(&b, threads, sender_chains(&b).1)
+        };
+        // One sender with 90 % of the gas limit or more: one worker.
+        assert_eq!(count(&[(1, 90), (1, 0), (2, 10)], 4), 1);
+        assert_eq!(count(&[(1, 100); 8], 4), 1);
+        // Just below: every thread, up to the number of transactions.
+        assert_eq!(count(&[(1, 89), (2, 11)], 4), 2);
+        assert_eq!(count(&[(1, 10), (2, 10), (3, 10), (4, 10), (5, 10)], 4), 4);
+        assert_eq!(count(&[(1, 10), (2, 10), (3, 10)], 1), 1);
+        // No transaction (and no gas): one worker for the system calls' bookkeeping.
+        assert_eq!(count(&[], 4), 1);
+    }
 }
