@@ -291,18 +291,7 @@ fn run_state_test(report: &mut FileReport, name: &str, unit: &TestUnit, threads:
                 Err(_) if case.expect_exception.is_some() => Ok(()),
                 Err(e) => Err(format!("cannot build the transaction: {e}")),
                 Ok(tx) => {
-                    let block = BlockInput {
-                        spec,
-                        chain_id,
-                        env: env.clone(),
-                        transactions: vec![tx],
-                        parent_hash: B256::ZERO,
-                        parent_beacon_block_root: None,
-                        withdrawals: Vec::new(),
-                        ommers: Vec::new(),
-                        unknown_ommers: 0,
-                        block_rewards: false,
-                    };
+                    let block = BlockInput::new(spec, chain_id, env.clone(), vec![tx]);
                     check_state_case(&storage, &block, threads, case, pre_root)
                 }
             };

@@ -237,18 +237,8 @@ impl BlockBuilder {
             prevrandao: spec.is_enabled_in(SpecId::MERGE).then_some(Default::default()),
             ..Default::default()
         };
-        let mut block = BlockInput {
-            spec,
-            chain_id: 1,
-            env,
-            transactions: Vec::new(),
-            parent_hash: Default::default(),
-            parent_beacon_block_root: None,
-            withdrawals: Vec::new(),
-            ommers: Vec::new(),
-            unknown_ommers: 0,
-            block_rewards: true,
-        };
+        let mut block =
+            BlockInput { block_rewards: true, ..BlockInput::new(spec, 1, env, Vec::new()) };
         if spec.is_enabled_in(SpecId::CANCUN) {
             block.env.set_blob_excess_gas_and_price(0, 3_338_477);
         }

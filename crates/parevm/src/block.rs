@@ -42,6 +42,24 @@ pub struct BlockInput {
 }
 
 impl BlockInput {
+    /// A block of `transactions` on chain `chain_id` under `spec`, with no parent hash,
+    /// beacon root, withdrawals or uncles and without block rewards (as a state test
+    /// executes a transaction); set the other fields for a real block.
+    pub fn new(spec: SpecId, chain_id: u64, env: BlockEnv, transactions: Vec<TxEnv>) -> Self {
+        Self {
+            spec,
+            chain_id,
+            env,
+            transactions,
+            parent_hash: B256::ZERO,
+            parent_beacon_block_root: None,
+            withdrawals: Vec::new(),
+            ommers: Vec::new(),
+            unknown_ommers: 0,
+            block_rewards: false,
+        }
+    }
+
     /// revm's configuration for this block.
     pub fn cfg(&self) -> CfgEnv {
         let mut cfg =

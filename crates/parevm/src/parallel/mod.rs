@@ -635,25 +635,15 @@ mod tests {
 
     /// A block of transactions `(sender, gas limit)`.
     fn block(txs: &[(u8, u64)]) -> BlockInput {
-        BlockInput {
-            spec: SpecId::CANCUN,
-            chain_id: 1,
-            env: BlockEnv::default(),
-            transactions: txs
-                .iter()
-                .map(|&(sender, gas_limit)| TxEnv {
-                    caller: Address::repeat_byte(sender),
-                    gas_limit,
-                    ..Default::default()
-                })
-                .collect(),
-            parent_hash: B256::ZERO,
-            parent_beacon_block_root: None,
-            withdrawals: Vec::new(),
-            ommers: Vec::new(),
-            unknown_ommers: 0,
-            block_rewards: false,
-        }
+        let transactions = txs
+            .iter()
+            .map(|&(sender, gas_limit)| TxEnv {
+                caller: Address::repeat_byte(sender),
+                gas_limit,
+                ..Default::default()
+            })
+            .collect();
+        BlockInput::new(SpecId::CANCUN, 1, BlockEnv::default(), transactions)
     }
 
     #[test]
