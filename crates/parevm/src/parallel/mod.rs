@@ -219,7 +219,7 @@ impl<S: Storage> Shared<'_, S> {
                 Ok(incarnation) => {
                     let wrote_new = self.record(version, incarnation);
                     clock.lap(Phase::Record);
-                    let next = self.scheduler.finish_execution(version, wrote_new);
+                    let next = self.scheduler.finish_execution(version, wrote_new, !final_on_start);
                     clock.lap(Phase::Schedule);
                     if final_on_start {
                         // Final already: commit it (and whatever became final above it) now,

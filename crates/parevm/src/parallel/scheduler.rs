@@ -246,10 +246,16 @@ impl Scheduler {
     /// resumed transaction: this worker has just written what that one waits for (in a chain
     /// of one sender's transactions, the chain stays on one core instead of moving between
     /// the workers at every link).
+    ///
+    /// `needs_validation` is `false` for an incarnation that started with every lower
+    /// transaction committed: it read only final values, so its validation cannot fail and
+    /// is skipped (the validation index moves past it if it points at it, and a new write
+    /// sends only the transactions above it back to validation).
     pub(crate) fn finish_execution(
         &self,
         version: Version,
         wrote_new_location: bool,
+        needs_validation: bool,
     ) -> Option<Task> {
         self.txs[version.tx].status.store(Word::new(version.incarnation, Status::Executed));
         let dependents = std::mem::take(&mut *self.txs[version.tx].dependents.lock());
@@ -262,10 +268,19 @@ impl Scheduler {
         }
         if self.validation_idx.load(Ordering::SeqCst) > version.tx {
             if wrote_new_location {
-                self.decrease_validation_idx(version.tx);
-            } else {
+                self.decrease_validation_idx(version.tx + usize::from(!needs_validation));
+            } else if needs_validation {
                 return Some(Task::Validate(version));
             }
+        } else if !needs_validation {
+            // As if its validation were taken and passed at once. (This worker's execution
+            // task is still active, so `done` cannot be decided meanwhile.)
+            let _ = self.validation_idx.compare_exchange(
+                version.tx,
+                version.tx + 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            );
         }
         if let Some(min) = resumed {
             // The active task passes to the resumed execution (or ends if another worker
@@ -352,7 +367,7 @@ mod tests {
                                     Ok(read) => {
                                         executions[version.tx].fetch_add(1, Ordering::SeqCst);
                                         *seen[version.tx].lock() = read;
-                                        scheduler.finish_execution(version, false)
+                                        scheduler.finish_execution(version, false, true)
                                     }
                                 }
                             }
@@ -413,6 +428,30 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn an_incarnation_that_read_only_final_values_gets_no_validation_task() {
+        let scheduler = Scheduler::new(3);
+        let first = Version { tx: 0, incarnation: 0 };
+        assert_eq!(scheduler.next_task(), Some(Task::Execute(first)));
+        assert_eq!(scheduler.finish_execution(first, true, false), None);
+        // Not `Validate(0)`: the validation index moved past it.
+        let second = Version { tx: 1, incarnation: 0 };
+        assert_eq!(scheduler.next_task(), Some(Task::Execute(second)));
+        // One that needs validation gets it as usual.
+        assert_eq!(scheduler.finish_execution(second, false, true), None);
+        assert_eq!(scheduler.next_task(), Some(Task::Validate(second)));
+        assert_eq!(scheduler.finish_validation(1, false), None);
+        let third = Version { tx: 2, incarnation: 0 };
+        assert_eq!(scheduler.next_task(), Some(Task::Execute(third)));
+        // Validated past it meanwhile (another worker) and wrote a new location: the
+        // transactions above it are validated again, not itself.
+        scheduler.validation_idx.store(3, Ordering::SeqCst);
+        assert_eq!(scheduler.finish_execution(third, true, false), None);
+        assert_eq!(scheduler.validation_idx.load(Ordering::SeqCst), 3);
+        assert_eq!(scheduler.next_task(), None);
+        assert!(scheduler.done());
     }
 
     #[test]
