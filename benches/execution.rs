@@ -36,12 +36,12 @@ fn bench_block(
 ) {
     let reference = execute_sequential_with(storage, block, compliance.as_ref())
         .unwrap_or_else(|e| panic!("{name}: {e}"));
-    let executor = Executor::new(Config {
-        threads: threads(),
-        mode: ExecutionMode::Parallel,
-        compliance: compliance.clone(),
-        ..Config::default()
-    })
+    let executor = Executor::new(
+        Config::default()
+            .with_threads(threads())
+            .with_mode(ExecutionMode::Parallel)
+            .with_compliance(compliance.clone()),
+    )
     .expect("worker threads start");
     let parallel = executor.execute(storage, block).expect("parallel execution");
     assert!(parallel.output == reference, "{name}: parallel differs from sequential");

@@ -472,12 +472,10 @@ fn stress(
         let result = parevm::execute_block(
             &snapshot.storage,
             &snapshot.block,
-            &Config {
-                threads,
-                mode: ExecutionMode::Parallel,
-                compliance: compliance.cloned(),
-                ..Config::default()
-            },
+            &Config::default()
+                .with_threads(threads)
+                .with_mode(ExecutionMode::Parallel)
+                .with_compliance(compliance.cloned()),
         )
         .map(|execution| execution.output);
         let divergence = match result {

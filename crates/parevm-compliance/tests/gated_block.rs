@@ -64,12 +64,10 @@ fn assert_parallel_matches(
 ) {
     for round in 0..rounds {
         for threads in [1, 2, 4, 8] {
-            let config = Config {
-                threads: NonZeroUsize::new(threads).unwrap(),
-                mode: ExecutionMode::Parallel,
-                compliance: Some(compliance.clone()),
-                ..Config::default()
-            };
+            let config = Config::default()
+                .with_threads(NonZeroUsize::new(threads).unwrap())
+                .with_mode(ExecutionMode::Parallel)
+                .with_compliance(Some(compliance.clone()));
             let parallel = execute_block(&generated.storage, &generated.block, &config).unwrap();
             if let Some(difference) = reference.first_difference(&parallel.output) {
                 panic!("round {round}, {threads} threads: {difference}");

@@ -27,7 +27,10 @@ pub fn both_paths_with<S: Storage>(
     compliance: Option<&Compliance>,
 ) -> Result<Result<BlockOutput, ExecutionError>, String> {
     let run = |mode| {
-        let config = Config { threads, mode, compliance: compliance.cloned(), ..Config::default() };
+        let config = Config::default()
+            .with_threads(threads)
+            .with_mode(mode)
+            .with_compliance(compliance.cloned());
         execute_block(storage, block, &config).map(|execution| execution.output)
     };
     let sequential = run(ExecutionMode::Sequential);

@@ -68,7 +68,7 @@ fn compliance_corpus_and_random_sweep_agree() {
         compliance(&input).unwrap_or_else(|e| panic!("random input {i}: {e}"));
         let mut u = arbitrary::Unstructured::new(&input);
         if let Ok((storage, block, hook, _)) = decode_gated_block(&mut u) {
-            let config = parevm::Config { compliance: Some(hook), ..Default::default() };
+            let config = parevm::Config::default().with_compliance(Some(hook));
             match parevm::execute_block(&storage, &block, &config) {
                 Ok(run) => {
                     excluded += run.output.excluded.len();

@@ -21,8 +21,10 @@ pub enum ExecutionMode {
     Auto,
 }
 
-/// How to execute blocks.
+/// How to execute blocks: [`Config::default`], then the `with_` methods (new settings may
+/// be added, so the struct cannot be built field by field outside this crate).
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Config {
     /// Worker threads for the parallel executor.
     pub threads: NonZeroUsize,
@@ -45,6 +47,32 @@ impl Default for Config {
             compliance: None,
             phase_timers: false,
         }
+    }
+}
+
+impl Config {
+    /// The same, with `threads` worker threads.
+    pub fn with_threads(mut self, threads: NonZeroUsize) -> Self {
+        self.threads = threads;
+        self
+    }
+
+    /// The same, choosing executors as `mode` says.
+    pub fn with_mode(mut self, mode: ExecutionMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// The same, with `compliance` as the compliance hook (`None`: no hook).
+    pub fn with_compliance(mut self, compliance: Option<Compliance>) -> Self {
+        self.compliance = compliance;
+        self
+    }
+
+    /// The same, with the phase timers on or off ([`Config::phase_timers`]).
+    pub fn with_phase_timers(mut self, on: bool) -> Self {
+        self.phase_timers = on;
+        self
     }
 }
 
@@ -174,7 +202,7 @@ impl Executor {
                 .num_threads(config.threads.get() - 1)
                 .thread_name(|i| format!("parevm-worker-{i}"))
                 .build()
-                .map_err(|e| ExecutionError::Panic(format!("cannot start worker threads: {e}")))?;
+                .map_err(|e| ExecutionError::ThreadPool(e.to_string()))?;
             Some(pool)
         } else {
             None

@@ -63,8 +63,9 @@ impl std::error::Error for StorageError {
 
 impl DBErrorMarker for StorageError {}
 
-/// Why a block could not be executed.
+/// Why a block could not be executed. (New variants may be added: match with a wildcard.)
 #[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ExecutionError {
     /// The storage backend failed.
     #[error("storage error: {0}")]
@@ -117,7 +118,16 @@ pub enum ExecutionError {
         /// Why.
         rejection: crate::Rejection,
     },
-    /// A worker thread panicked while executing a transaction.
-    #[error("worker panicked: {0}")]
+    /// Code running for the block panicked (the embedder's storage, or a bug in the
+    /// engine or revm), on a worker thread or on the calling thread; the message is the
+    /// panic's.
+    #[error("panic during execution: {0}")]
     Panic(String),
+    /// The parallel executor found one of its own invariants broken: a bug in parevm,
+    /// reported instead of a wrong result.
+    #[error("internal error of the parallel executor: {0}")]
+    Internal(String),
+    /// The worker threads could not be started.
+    #[error("cannot start worker threads: {0}")]
+    ThreadPool(String),
 }

@@ -156,7 +156,7 @@ fn a_panic_is_an_error_on_both_paths_of_the_executor() {
     for mode in [ExecutionMode::Sequential, ExecutionMode::Parallel] {
         for threads in [1, 2, 4] {
             let config =
-                Config { threads: NonZeroUsize::new(threads).unwrap(), mode, ..Config::default() };
+                Config::default().with_threads(NonZeroUsize::new(threads).unwrap()).with_mode(mode);
             let executor = Executor::new(config).unwrap();
             let storage = FailingStorage::new(inner.clone(), 30, true);
             let error = executor.execute(&storage, &block).unwrap_err();

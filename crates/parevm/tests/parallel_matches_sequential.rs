@@ -32,7 +32,7 @@ fn same_everywhere(storage: &InMemoryStorage, block: &BlockInput) -> Result<Bloc
         let threads = NonZeroUsize::new(threads).unwrap();
         let parallel = execute_parallel(storage, block, threads).map(|(output, _)| output);
         agree(parallel, &format!("at {threads} threads"));
-        let config = Config { threads, mode: ExecutionMode::Parallel, ..Config::default() };
+        let config = Config::default().with_threads(threads).with_mode(ExecutionMode::Parallel);
         let executor = Executor::new(config).unwrap();
         // Twice: the second block finds the pool's threads awake, or still busy with the
         // first block's late helpers.

@@ -164,7 +164,7 @@ fn listed_change<'c, S: Storage>(
 
 /// A transaction's entry is still an estimate after every transaction became final.
 fn left_estimate(tx: TxIdx) -> ExecutionError {
-    ExecutionError::Panic(format!(
-        "internal error: transaction {tx} left an estimate in the multi-version store"
+    ExecutionError::Internal(format!(
+        "transaction {tx} left an estimate in the multi-version store"
     ))
 }

@@ -304,7 +304,7 @@ impl<S: Storage> Shared<'_, S> {
                 record.output.take()
             };
             let Some(output) = output else {
-                self.fail(ExecutionError::Panic(format!("transaction {tx} has no output")));
+                self.fail(ExecutionError::Internal(format!("transaction {tx} has no output")));
                 return;
             };
             if let Err(error) = committed.commit(self.block, tx, output) {
@@ -602,11 +602,11 @@ fn execute_parallel_inner<S: Storage>(
     let Committed { next, ledger, transactions, gas_used, touched, created } =
         committed.into_inner();
     if next != n {
-        return Err(ExecutionError::Panic(format!("transaction {next} did not become final")));
+        return Err(ExecutionError::Internal(format!("transaction {next} did not become final")));
     }
     let shares = shares.into_inner();
     if shares.len() != started {
-        return Err(ExecutionError::Panic(format!(
+        return Err(ExecutionError::Internal(format!(
             "{} of {started} shares of the state changes were built",
             shares.len()
         )));
