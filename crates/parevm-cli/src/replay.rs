@@ -41,15 +41,14 @@ pub enum Mode {
 impl Mode {
     /// The engine configuration for this mode on `threads` threads (default: all cores).
     pub fn config(self, threads: Option<NonZeroUsize>) -> Config {
-        let mut config = Config::default();
-        if let Some(threads) = threads {
-            config.threads = threads;
-        }
-        config.mode = match self {
+        let config = Config::default().with_mode(match self {
             Mode::Auto => ExecutionMode::Auto,
             Mode::Parallel => ExecutionMode::Parallel,
-        };
-        config
+        });
+        match threads {
+            Some(threads) => config.with_threads(threads),
+            None => config,
+        }
     }
 }
 

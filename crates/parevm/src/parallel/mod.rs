@@ -58,12 +58,15 @@ impl<T> std::ops::Deref for CacheLine<T> {
     }
 }
 
-/// Per-transaction record of the last finished incarnation.
+/// Per-transaction record of the last finished incarnation. The read set and the written
+/// locations are dropped when the transaction is committed (nothing can invalidate or abort
+/// it then).
 #[derive(Default)]
 struct TxRecord {
     /// The last incarnation's read set.
     reads: Vec<(Location, ReadOrigin)>,
-    /// Locations the last incarnation wrote (to remove stale entries on re-execution).
+    /// Locations the last incarnation wrote (to remove stale entries on re-execution, and
+    /// to mark them as estimates on an abort).
     written: Vec<Location>,
     /// The last incarnation's output.
     output: Option<TxOutput>,
@@ -187,7 +190,8 @@ impl<S: Storage> Shared<'_, S> {
     }
 
     /// Whether transaction `tx`'s last read set still reads the same values. Only called
-    /// for executed transactions, whose record holds their read set.
+    /// for executed transactions, whose record holds their read set (a committed one's is
+    /// empty, and it is valid: it is final).
     fn validate(&self, tx: TxIdx) -> bool {
         let record = self.records[tx].lock();
         read_set::still_valid(&record.reads, &self.mv, &self.base, tx)
@@ -296,13 +300,18 @@ impl<S: Storage> Shared<'_, S> {
                 _ => self.scheduler.executed_incarnation(tx).filter(|_| self.validate(tx)),
             };
             let Some(version) = final_version else { return };
-            let output = {
+            let (output, reads, written) = {
                 let mut record = self.records[tx].lock();
                 if !self.scheduler.is_executed(version) {
                     return;
                 }
-                record.output.take()
+                // Final: it will not be aborted or executed again, so its read set and the
+                // list of its writes can go now (the store keeps the writes). A read set
+                // then lives only while its transaction is in flight, not to the block's end.
+                let reads = std::mem::take(&mut record.reads);
+                (record.output.take(), reads, std::mem::take(&mut record.written))
             };
+            drop((reads, written));
             let Some(output) = output else {
                 self.fail(ExecutionError::Internal(format!("transaction {tx} has no output")));
                 return;
