@@ -22,7 +22,7 @@ use std::num::NonZeroUsize;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use alloy_primitives::map::{AddressMap, DefaultHashBuilder};
+use alloy_primitives::map::{AddressMap, DefaultHashBuilder, HashSet};
 use alloy_primitives::{Address, B256};
 use crossbeam::utils::CachePadded;
 use dashmap::DashMap;
@@ -179,9 +179,9 @@ impl<S: Storage> Shared<'_, S> {
             perturb::point();
         }
         let mut record = self.records[version.tx].lock();
-        let wrote_new = locations.iter().any(|l| !record.written.contains(l));
-        for stale in record.written.iter().filter(|l| !locations.contains(l)) {
-            self.mv.remove(stale, version.tx);
+        let (wrote_new, stale) = compare_writes(&record.written, &locations);
+        for stale in stale {
+            self.mv.remove(&stale, version.tx);
         }
         record.written = locations;
         record.reads = incarnation.reads;
@@ -423,6 +423,26 @@ impl<S: Storage> helpers::Work for Shared<'_, S> {
     }
 }
 
+/// Compares an incarnation's written locations with the previous incarnation's: whether it
+/// wrote one the previous did not, and the previous one's locations it no longer writes.
+/// Linear in both for the common sizes; through a set when both are large (a re-executed
+/// transaction that writes thousands of slots would otherwise cost millions of compares).
+fn compare_writes(previous: &[Location], current: &[Location]) -> (bool, Vec<Location>) {
+    if previous.is_empty() {
+        return (!current.is_empty(), Vec::new());
+    }
+    if previous.len().saturating_mul(current.len()) <= 1024 {
+        let wrote_new = current.iter().any(|l| !previous.contains(l));
+        let stale = previous.iter().filter(|l| !current.contains(l)).copied().collect();
+        return (wrote_new, stale);
+    }
+    let before: HashSet<&Location> = previous.iter().collect();
+    let now: HashSet<&Location> = current.iter().collect();
+    let wrote_new = current.iter().any(|l| !before.contains(l));
+    let stale = previous.iter().filter(|l| !now.contains(l)).copied().collect();
+    (wrote_new, stale)
+}
+
 /// The message of a caught panic.
 pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
@@ -653,6 +673,24 @@ mod tests {
             })
             .collect();
         BlockInput::new(SpecId::CANCUN, 1, BlockEnv::default(), transactions)
+    }
+
+    #[test]
+    fn compare_writes_finds_new_and_stale_locations_at_every_size() {
+        let slot =
+            |i: u64| Location::Storage(Address::repeat_byte(1), alloy_primitives::U256::from(i));
+        assert_eq!(compare_writes(&[], &[]), (false, vec![]));
+        assert_eq!(compare_writes(&[], &[slot(1)]), (true, vec![]));
+        assert_eq!(compare_writes(&[slot(1), slot(2)], &[slot(2)]), (false, vec![slot(1)]));
+        assert_eq!(compare_writes(&[slot(1)], &[slot(1), slot(3)]), (true, vec![]));
+        // Large enough for the set path: both paths agree with the definition.
+        for (from, to) in [(0..3000, 1000..4000), (0..3000, 0..3000), (0..3000, 500..1000)] {
+            let previous: Vec<_> = from.clone().map(slot).collect();
+            let current: Vec<_> = to.clone().map(slot).collect();
+            let stale: Vec<_> = from.clone().filter(|i| !to.contains(i)).map(slot).collect();
+            let wrote_new = to.clone().any(|i| !from.contains(&i));
+            assert_eq!(compare_writes(&previous, &current), (wrote_new, stale));
+        }
     }
 
     #[test]
