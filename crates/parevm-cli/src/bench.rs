@@ -154,10 +154,8 @@ fn suite(
         };
         match kind {
             WorkloadKind::Swaps => {
-                let hook = Compliance {
-                    hook: Arc::new(RegistryHook::new(REGISTRY)),
-                    mode: ComplianceMode::Exclude,
-                };
+                let hook =
+                    Compliance::new(Arc::new(RegistryHook::new(REGISTRY)), ComplianceMode::Exclude);
                 let on = other("swaps, hook on", Some(hook));
                 cases.extend([plain, on]);
             }
@@ -167,7 +165,7 @@ fn suite(
                 let reverting = plain
                     .compliance
                     .clone()
-                    .map(|c| Compliance { mode: ComplianceMode::Revert, ..c });
+                    .map(|c| Compliance::new(c.hook, ComplianceMode::Revert));
                 let revert = other("gated, revert mode", reverting);
                 cases.extend([off, plain, revert]);
             }

@@ -25,7 +25,8 @@ pub enum ModeName {
 }
 
 /// The content of `compliance.json`:
-/// `{ "registry": "0x…", "mode": "exclude" | "revert" | "fail-block" }`.
+/// `{ "registry": "0x…", "mode": "exclude" | "revert" | "fail-block" }`, with
+/// `"exclusion_budget": <gas>` optionally beside `"mode": "exclude"`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ComplianceFile {
@@ -33,6 +34,10 @@ pub struct ComplianceFile {
     pub registry: Address,
     /// What a rejection does.
     pub mode: ModeName,
+    /// With `exclude`: the gas excluded transactions may spend in one block
+    /// ([`Compliance::exclusion_budget`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclusion_budget: Option<u64>,
 }
 
 /// Why `compliance.json` could not be used.
@@ -79,22 +84,33 @@ impl ComplianceFile {
     /// Parses `bytes`, naming `path` in errors.
     pub fn parse(path: &Path, bytes: &[u8]) -> Result<Self, ComplianceFileError> {
         let mut de = serde_json::Deserializer::from_slice(bytes);
-        serde_path_to_error::deserialize(&mut de).map_err(|e| ComplianceFileError::Parse {
-            path: path.to_owned(),
-            field: e.path().to_string(),
-            message: e.inner().to_string(),
-        })
+        let file: Self =
+            serde_path_to_error::deserialize(&mut de).map_err(|e| ComplianceFileError::Parse {
+                path: path.to_owned(),
+                field: e.path().to_string(),
+                message: e.inner().to_string(),
+            })?;
+        if file.exclusion_budget.is_some() && file.mode != ModeName::Exclude {
+            return Err(ComplianceFileError::Parse {
+                path: path.to_owned(),
+                field: "exclusion_budget".into(),
+                message: "an exclusion budget applies to mode `exclude` only".into(),
+            });
+        }
+        Ok(file)
     }
 
-    /// The engine configuration: a [`RegistryHook`] with the file's mode.
+    /// The engine configuration: a [`RegistryHook`] with the file's mode and budget.
     pub fn compliance(&self) -> Compliance {
-        Compliance {
-            hook: Arc::new(RegistryHook::new(self.registry)),
-            mode: match self.mode {
-                ModeName::Exclude => ComplianceMode::Exclude,
-                ModeName::Revert => ComplianceMode::Revert,
-                ModeName::FailBlock => ComplianceMode::FailBlock,
-            },
+        let mode = match self.mode {
+            ModeName::Exclude => ComplianceMode::Exclude,
+            ModeName::Revert => ComplianceMode::Revert,
+            ModeName::FailBlock => ComplianceMode::FailBlock,
+        };
+        let compliance = Compliance::new(Arc::new(RegistryHook::new(self.registry)), mode);
+        match self.exclusion_budget {
+            Some(gas) => compliance.with_exclusion_budget(gas),
+            None => compliance,
         }
     }
 }
@@ -126,5 +142,18 @@ mod tests {
             br#"{"registry": "0x00000000000000000000000000000000000000aa", "mode": "exclude", "x": 1}"#,
         );
         assert!(unknown.unwrap_err().to_string().contains("unknown field"));
+        let budget = ComplianceFile::parse(
+            path,
+            br#"{"registry": "0x00000000000000000000000000000000000000aa", "mode": "exclude", "exclusion_budget": 5000000}"#,
+        )
+        .unwrap();
+        assert_eq!(budget.compliance().exclusion_budget, Some(5_000_000));
+        assert_eq!(ok.compliance().exclusion_budget, None);
+        let misplaced = ComplianceFile::parse(
+            path,
+            br#"{"registry": "0x00000000000000000000000000000000000000aa", "mode": "revert", "exclusion_budget": 1}"#,
+        );
+        let message = misplaced.unwrap_err().to_string();
+        assert!(message.contains("`exclusion_budget`: an exclusion budget applies"), "{message}");
     }
 }

@@ -38,10 +38,8 @@ fn gated_block_is_deterministic_across_thread_counts() {
 #[test]
 fn gated_block_in_revert_mode_is_deterministic_and_charges_the_rejected() {
     let generated = gated_block();
-    let compliance = Compliance {
-        mode: ComplianceMode::Revert,
-        ..generated.compliance.expect("gated blocks carry their configuration").compliance()
-    };
+    let hook = generated.compliance.expect("gated blocks carry their configuration");
+    let compliance = Compliance::new(hook.compliance().hook, ComplianceMode::Revert);
     let reference =
         execute_sequential_with(&generated.storage, &generated.block, Some(&compliance)).unwrap();
     // Every rejection is included as failed: nothing excluded, no cascade, all 3,000 in.

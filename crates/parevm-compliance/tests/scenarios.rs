@@ -147,12 +147,21 @@ fn run(
             ComplianceMode::Revert => parevm_compliance::ModeName::Revert,
             ComplianceMode::FailBlock => parevm_compliance::ModeName::FailBlock,
         },
+        exclusion_budget: None,
     };
-    let compliance = file.compliance();
+    run_with(storage, block, &file.compliance())
+}
+
+/// Executes with `compliance` on both paths at 1, 2, 4 and 8 threads.
+fn run_with(
+    storage: &InMemoryStorage,
+    block: &BlockInput,
+    compliance: &parevm::Compliance,
+) -> Result<BlockOutput, ExecutionError> {
     let mut first = None;
     for threads in [1, 2, 4, 8] {
         let threads = NonZeroUsize::new(threads).unwrap();
-        let result = both_paths_with(storage, block, threads, Some(&compliance))
+        let result = both_paths_with(storage, block, threads, Some(compliance))
             .unwrap_or_else(|difference| panic!("{threads} threads: {difference}"));
         first.get_or_insert(result);
     }
@@ -793,4 +802,60 @@ fn free_computation_costs_nothing_under_exclude_and_its_gas_under_revert() {
         assert!(balance < ether(1) - U256::from(2_900_000u64 * 11_000_000_000));
     }
     assert_eq!(outcome(&reverted, 8), Ok(true), "the honest swap still goes through");
+}
+
+#[test]
+fn an_exclusion_budget_bounds_the_free_work_in_block_order() {
+    let burn = Address::repeat_byte(0xbb);
+    let attackers: Vec<Address> = (0..8).map(|i| account(500 + i)).collect();
+    // The second attacker holds KYC, revoked by the block's first transaction: whether its
+    // burner spends budget, and so which later burners fit, depends on an earlier write.
+    let mut b = world(|s| s.credential(attackers[1], Claim::Kyc.id(), valid(issuer())));
+    b.contract(burn, burner(38_500), []);
+    registry_call(
+        &mut b,
+        issuer(),
+        IRegistry::revokeCall { subject: attackers[1], claim: Claim::Kyc.id() }.abi_encode(),
+    );
+    for attacker in &attackers {
+        b.fund(*attacker, ether(1));
+        b.tx(*attacker, TxKind::Call(burn), U256::ZERO, direct_swap(*attacker), 3_500_000);
+    }
+    b.call(bob(), POOL, direct_swap(bob())); // refused by its `to`: 22k-odd gas, still fits
+    let (storage, block) = b.build();
+    let file = ComplianceFile {
+        registry: REGISTRY,
+        mode: parevm_compliance::ModeName::Exclude,
+        exclusion_budget: Some(10_000_000),
+    };
+    let indices = |output: &BlockOutput| {
+        let excluded: Vec<usize> = output.excluded.iter().map(|e| e.index).collect();
+        let rejected: Vec<usize> = output.rejected.iter().map(|r| r.index).collect();
+        (excluded, rejected)
+    };
+    let output = run_with(&storage, &block, &file.compliance()).expect("the block executes");
+    // Each burner spends about 3.0M gas before its rejection: three fit in 10M, then bob.
+    let (excluded, rejected) = indices(&output);
+    assert_eq!(excluded, [1, 2, 3, 9], "attackers 0 to 2, and bob, within the budget");
+    assert_eq!(rejected, [4, 5, 6, 7, 8], "the other burners pay");
+    for tx in output.transactions.iter().filter(|t| rejected.contains(&t.index)) {
+        assert!(tx.gas_used() > 2_900_000 && !tx.is_success(), "{}", tx.gas_used());
+    }
+    for attacker in &attackers[3..] {
+        assert_eq!(nonce_and_balance(&output, *attacker).0, 1, "its nonce is used");
+    }
+    for attacker in &attackers[..3] {
+        assert!(!output.state.accounts.contains_key(attacker), "excluded: untouched");
+    }
+    // Without the revocation, attacker 1 trades the pool's surplus: the later burners'
+    // swaps revert, leave the pool unchanged and are not rejected at all.
+    let mut without = block.clone();
+    without.transactions.remove(0);
+    let output = run_with(&storage, &without, &file.compliance()).expect("the block executes");
+    assert_eq!(indices(&output), (vec![0, 8], vec![]));
+    assert_eq!(outcome(&output, 1), Ok(true));
+    // A budget of zero makes every rejection pay, as revert mode does.
+    let zero = ComplianceFile { exclusion_budget: Some(0), ..file };
+    let output = run_with(&storage, &block, &zero.compliance()).expect("the block executes");
+    assert_eq!(indices(&output), (vec![], vec![1, 2, 3, 4, 5, 6, 7, 8, 9]));
 }

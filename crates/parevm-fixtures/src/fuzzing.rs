@@ -340,14 +340,14 @@ pub fn decode_gated_block(
             b.authorize_last(delegator, forwarder, nonce);
         }
     }
-    let mode = match u.int_in_range(0u8..=3)? {
-        0 => parevm::ComplianceMode::FailBlock,
-        1 => parevm::ComplianceMode::Revert,
-        _ => parevm::ComplianceMode::Exclude,
-    };
-    let compliance = parevm::Compliance {
-        hook: std::sync::Arc::new(parevm_compliance::RegistryHook::new(REGISTRY)),
-        mode,
+    let hook = std::sync::Arc::new(parevm_compliance::RegistryHook::new(REGISTRY));
+    let compliance = match u.int_in_range(0u8..=4)? {
+        0 => parevm::Compliance::new(hook, parevm::ComplianceMode::FailBlock),
+        1 => parevm::Compliance::new(hook, parevm::ComplianceMode::Revert),
+        // A budget that some of the block's exclusions fit in and others do not.
+        2 => parevm::Compliance::new(hook, parevm::ComplianceMode::Exclude)
+            .with_exclusion_budget(u.int_in_range(0..=200_000)?),
+        _ => parevm::Compliance::new(hook, parevm::ComplianceMode::Exclude),
     };
     let threads = NonZeroUsize::new(u.int_in_range(1..=8)?).expect("at least 1");
     let (storage, block) = b.build();

@@ -524,8 +524,11 @@ pub fn generate(workload: &Workload) -> GeneratedBlock {
         unknown_ommers: 0,
         block_rewards: true,
     };
-    let compliance =
-        gated.then_some(ComplianceFile { registry: REGISTRY, mode: ModeName::Exclude });
+    let compliance = gated.then_some(ComplianceFile {
+        registry: REGISTRY,
+        mode: ModeName::Exclude,
+        exclusion_budget: None,
+    });
     GeneratedBlock {
         storage,
         block,

@@ -21,6 +21,8 @@ pub struct BlockDb<'a, S> {
     pub changes: StateChanges,
     /// The compliance gate of the transactions, if configured.
     pub(crate) gate: Option<Gate<'a>>,
+    /// The gas the block's excluded transactions spent so far (with an exclusion budget).
+    excluded_gas: u64,
 }
 
 impl<'a, S: Storage> BlockDb<'a, S> {
@@ -31,7 +33,7 @@ impl<'a, S: Storage> BlockDb<'a, S> {
 
     /// A view of `storage` with `changes` already applied.
     pub fn with_changes(storage: &'a S, changes: StateChanges) -> Self {
-        Self { storage, changes, gate: None }
+        Self { storage, changes, gate: None, excluded_gas: 0 }
     }
 
     /// The underlying storage.
@@ -146,6 +148,14 @@ impl<'a, S: Storage> GatedDb<'a> for BlockDb<'a, S> {
                 StorageError::new(Location::Account(Address::ZERO), UnexpectedBlock(tx))
             }
         }
+    }
+
+    fn excluded_gas(&mut self) -> Result<u64, StorageError> {
+        Ok(self.excluded_gas)
+    }
+
+    fn set_excluded_gas(&mut self, total: u64) {
+        self.excluded_gas = total;
     }
 }
 

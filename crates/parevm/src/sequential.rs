@@ -36,7 +36,7 @@ pub fn execute_sequential_with<S: Storage>(
     pre_block(&mut evm, block)?;
 
     if let Some(compliance) = compliance {
-        evm.ctx.journaled_state.database.gate = Some(Gate::new(&*compliance.hook, compliance.mode));
+        evm.ctx.journaled_state.database.gate = Some(Gate::new(compliance));
     }
     let mut ledger = Ledger::new(compliance.map(|c| c.mode).unwrap_or_default());
     let mut transactions = Vec::with_capacity(block.transactions.len());

@@ -18,7 +18,9 @@ use revm::primitives::TxKind;
 use revm::state::EvmState;
 use revm::Database;
 
-use super::{ComplianceHook, ComplianceMode, GatedCall, ReadError, Rejection, StateView};
+use super::{
+    Compliance, ComplianceHook, ComplianceMode, GatedCall, ReadError, Rejection, StateView,
+};
 
 /// The message of the context error that stops a rejected transaction. The executors
 /// recognise a rejection by the [`Gate`]'s record, never by this text.
@@ -31,12 +33,21 @@ pub(crate) struct Gate<'h> {
     /// [`ComplianceMode::Revert`]: a rejected transaction's changes are undone and it is
     /// included as failed, where they can be.
     revert: bool,
+    /// [`ComplianceMode::Exclude`]: the gas excluded transactions may spend in the block
+    /// ([`Compliance::exclusion_budget`]).
+    budget: Option<u64>,
     rejection: Option<Rejection>,
 }
 
 impl<'h> Gate<'h> {
-    pub(crate) fn new(hook: &'h dyn ComplianceHook, mode: ComplianceMode) -> Self {
-        Self { hook, revert: mode == ComplianceMode::Revert, rejection: None }
+    pub(crate) fn new(compliance: &'h Compliance) -> Self {
+        let exclude = compliance.mode == ComplianceMode::Exclude;
+        Self {
+            hook: &*compliance.hook,
+            revert: compliance.mode == ComplianceMode::Revert,
+            budget: compliance.exclusion_budget.filter(|_| exclude),
+            rejection: None,
+        }
     }
 
     /// The current transaction's rejection, if any, clearing it for the next transaction.
@@ -53,6 +64,12 @@ pub(crate) trait GatedDb<'h>: Database {
     fn to_read_error(error: Self::Error) -> ReadError;
     /// A read error the hook returned, as this database's error.
     fn from_read_error(error: ReadError) -> Self::Error;
+    /// The gas the block's transactions below this one spent before being excluded (with
+    /// an exclusion budget; parallel execution reads it as a versioned location).
+    fn excluded_gas(&mut self) -> Result<u64, Self::Error>;
+    /// Records that this transaction is excluded within the budget, the block's excluded
+    /// gas becoming `total`.
+    fn set_excluded_gas(&mut self, total: u64);
 }
 
 /// The revm context both executors run transactions in.
@@ -108,10 +125,16 @@ fn check<'h, DB: GatedDb<'h>>(
     }
 }
 
-/// Asks the hook about the transaction's own call, if it is one.
+/// Asks the hook about the transaction's own call, if it is one, and about the accounts its
+/// EIP-7702 authorizations changed, if it has any: both are known before any work.
 fn check_transaction<'h, DB: GatedDb<'h>>(ctx: &mut TxContext<DB>) -> Result<(), Stop<DB::Error>> {
-    let TxKind::Call(to) = ctx.tx.kind else { return Ok(()) };
-    check(&mut ctx.journaled_state, ctx.tx.caller, to, ctx.block.timestamp)
+    if let TxKind::Call(to) = ctx.tx.kind {
+        check(&mut ctx.journaled_state, ctx.tx.caller, to, ctx.block.timestamp)?;
+    }
+    if !ctx.tx.authorization_list.is_empty() {
+        check_changed_accounts(ctx)?;
+    }
+    Ok(())
 }
 
 /// Whether the transaction changed `account`: its balance, nonce or code, a storage slot,
@@ -145,6 +168,36 @@ fn check_changed_accounts<'h, DB: GatedDb<'h>>(
         check(&mut ctx.journaled_state, origin, account, ctx.block.timestamp)?;
     }
     Ok(())
+}
+
+/// Whether a rejected transaction that spent `spent` gas is included as failed (`true`)
+/// rather than excluded: in [`ComplianceMode::Revert`], and in [`ComplianceMode::Exclude`]
+/// once its gas would pass the exclusion budget. An exclusion within the budget is counted
+/// against it here.
+fn include_as_failed<'h, DB: GatedDb<'h>>(
+    db: &mut DB,
+    spent: u64,
+) -> Result<bool, Stop<DB::Error>> {
+    let Some(gate) = db.gate() else { return Ok(false) };
+    if gate.revert {
+        return Ok(true);
+    }
+    let Some(budget) = gate.budget else { return Ok(false) };
+    let total = db.excluded_gas().map_err(Stop::Read)?.saturating_add(spent);
+    if total > budget {
+        return Ok(true);
+    }
+    db.set_excluded_gas(total);
+    Ok(false)
+}
+
+/// The gas limit of a transaction's first frame: its gas limit less the intrinsic gas.
+fn frame_gas_limit(input: &FrameInput) -> u64 {
+    match input {
+        FrameInput::Create(inputs) => inputs.gas_limit(),
+        FrameInput::Call(inputs) => inputs.gas_limit,
+        FrameInput::Empty => 0,
+    }
 }
 
 /// The journal's position before the transaction's first frame, to undo the frames' changes
@@ -192,10 +245,10 @@ fn reverted_before_frames(input: &FrameInput) -> FrameResult {
 /// Runs a transaction's frames (`frames`: revm's execution loop) between the two checks:
 /// its own call before them, the accounts it changed after them. A rejection is a context
 /// error, recorded in the gate, that the executors turn into [`super::TxFailure`]; in
-/// [`ComplianceMode::Revert`] the frames' changes are undone instead and the transaction
-/// ends as reverted, paying for the gas it spent up to the rejection (the rejection still
-/// recorded) — unless what it changed before its frames (an EIP-7702 authorization) is
-/// itself rejected, which no revert undoes.
+/// [`ComplianceMode::Revert`], and past the exclusion budget, the frames' changes are undone
+/// instead and the transaction ends as reverted, paying for the gas it spent up to the
+/// rejection (the rejection still recorded) — unless what it changed before its frames (an
+/// EIP-7702 authorization) is itself rejected, which no revert undoes.
 pub(crate) fn run_checked<'h, DB, EVM, F>(
     evm: &mut EVM,
     input: FrameInit,
@@ -206,23 +259,35 @@ where
     EVM: EvmTr<Context = TxContext<DB>>,
     F: FnOnce(&mut EVM, FrameInit) -> Result<FrameResult, EVMError<DB::Error>>,
 {
-    let Some(revert) = evm.ctx_mut().journaled_state.database.gate().map(|g| g.revert) else {
+    if evm.ctx_mut().journaled_state.database.gate().is_none() {
         return frames(evm, input);
-    };
+    }
     let stop = |stop: Stop<DB::Error>| match stop {
         Stop::Rejected => EVMError::Custom(REJECTED.into()),
         Stop::Read(e) => EVMError::Database(e),
     };
+    let gas_limit = evm.ctx_mut().tx.gas_limit;
+    let intrinsic = gas_limit.saturating_sub(frame_gas_limit(&input.frame_input));
     let start = before_frames(&evm.ctx_mut().journaled_state);
     let mut result = match check_transaction(evm.ctx_mut()) {
         Ok(()) => frames(evm, input)?,
-        Err(Stop::Rejected) if revert => reverted_before_frames(&input.frame_input),
+        Err(Stop::Rejected) => {
+            let db = &mut evm.ctx_mut().journaled_state.database;
+            if !include_as_failed(db, intrinsic).map_err(stop)? {
+                return Err(stop(Stop::Rejected));
+            }
+            reverted_before_frames(&input.frame_input)
+        }
         Err(other) => return Err(stop(other)),
     };
     let ctx = evm.ctx_mut();
     match check_changed_accounts(ctx) {
         Ok(()) => Ok(result),
-        Err(Stop::Rejected) if revert => {
+        Err(Stop::Rejected) => {
+            let spent = intrinsic.saturating_add(result.gas().total_gas_spent());
+            if !include_as_failed(&mut ctx.journaled_state.database, spent).map_err(stop)? {
+                return Err(stop(Stop::Rejected));
+            }
             ctx.journaled_state.inner.checkpoint_revert(start);
             as_reverted(&mut result);
             check_changed_accounts(ctx).map_err(stop)?;

@@ -22,7 +22,11 @@
 //! A rejected transaction is excluded ([`ComplianceMode::Exclude`]: no state change, no
 //! gas, no receipt; later transactions of its sender that its missing nonce invalidates are
 //! excluded with it), included as failed and charged for its gas
-//! ([`ComplianceMode::Revert`]), or fails the block ([`ComplianceMode::FailBlock`]).
+//! ([`ComplianceMode::Revert`]), or fails the block ([`ComplianceMode::FailBlock`]). An
+//! exclusion budget ([`Compliance::exclusion_budget`]) bounds the gas excluded transactions
+//! spend: the total so far is one more versioned location of the block, read and written
+//! only by rejected transactions, so the parallel executor decides each one exactly as the
+//! sequential one does.
 
 pub(crate) mod gate;
 mod ledger;
@@ -163,11 +167,33 @@ pub enum ComplianceMode {
 
 /// A compliance hook and what its rejections do.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Compliance {
     /// The hook.
     pub hook: Arc<dyn ComplianceHook>,
     /// What a rejection does.
     pub mode: ComplianceMode,
+    /// [`ComplianceMode::Exclude`] only: the gas excluded transactions may spend in one
+    /// block before rejections start to cost. Each excluded transaction's gas up to its
+    /// rejection counts against it, in block order; a rejected transaction whose gas would
+    /// pass the budget is included as failed instead, as in [`ComplianceMode::Revert`].
+    /// So the work a block's excluded transactions make the executor do for nothing is at
+    /// most the budget. `None`: no bound.
+    pub exclusion_budget: Option<u64>,
+}
+
+impl Compliance {
+    /// `hook` with rejections handled as `mode` says, without an exclusion budget.
+    pub fn new(hook: Arc<dyn ComplianceHook>, mode: ComplianceMode) -> Self {
+        Self { hook, mode, exclusion_budget: None }
+    }
+
+    /// The same, with [`Self::exclusion_budget`] set to `gas` (meaningful in
+    /// [`ComplianceMode::Exclude`], ignored otherwise).
+    pub fn with_exclusion_budget(mut self, gas: u64) -> Self {
+        self.exclusion_budget = Some(gas);
+        self
+    }
 }
 
 /// A transaction the hook rejected that was included as failed, paying for the gas it

@@ -21,7 +21,8 @@
 //! at the end: [`super::final_state`]); storage slots have a map of their own. The
 //! beneficiary's fees, which nearly every transaction pays, are not a shared entry list
 //! that every transaction appends to under one lock: each transaction has its own
-//! cache-line-sized slot, folded only when a transaction reads the beneficiary in full.
+//! cache-line-sized slot, folded only when a transaction reads the beneficiary in full. The
+//! exclusion budget's running total ([`Location::ExcludedGas`]) has one entry list of its own.
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,6 +49,10 @@ pub(crate) enum Location {
     Wipe(Address),
     /// Balance credits to the account.
     Credit(Address),
+    /// The gas the block's excluded transactions spent up to and including the writer
+    /// (with an exclusion budget, [`crate::Compliance::exclusion_budget`]): written and read
+    /// only by rejected transactions, never part of the block's state.
+    ExcludedGas,
 }
 
 /// A value in the store.
@@ -61,6 +66,8 @@ pub(crate) enum Value {
     Storage(U256),
     /// For [`Location::Wipe`].
     Wipe,
+    /// For [`Location::ExcludedGas`].
+    Gas(u64),
 }
 
 /// One transaction's entry at a location.
@@ -204,6 +211,8 @@ pub(crate) struct MvMemory {
     /// The block's beneficiary and each transaction's fee to it.
     beneficiary: Address,
     fees: Box<[FeeSlot]>,
+    /// [`Location::ExcludedGas`]: rarely written (by rejected transactions only).
+    excluded_gas: Mutex<Versions<u64>>,
     /// Bit `h(location) mod bits` is set once any entry for the location may exist.
     written: Box<[AtomicU64]>,
     /// `bits - 1` (bits is a power of two).
@@ -226,6 +235,7 @@ impl MvMemory {
             storage: sized_map(transactions),
             beneficiary,
             fees: (0..transactions).map(|_| FeeSlot::default()).collect(),
+            excluded_gas: Mutex::default(),
             written: (0..bits / 64).map(|_| AtomicU64::new(0)).collect(),
             mask: bits as u64 - 1,
             hasher: DefaultHashBuilder::default(),
@@ -277,6 +287,9 @@ impl MvMemory {
             (Location::Wipe(address), Value::Wipe) => {
                 self.accounts.entry(address).or_default().wipes.write(tx, incarnation, ())
             }
+            (Location::ExcludedGas, Value::Gas(gas)) => {
+                self.excluded_gas.lock().write(tx, incarnation, gas)
+            }
             (location, value) => unreachable!("{value:?} written to {location:?}"),
         }
     }
@@ -294,6 +307,7 @@ impl MvMemory {
                 let mut slot = self.fees[tx].lock();
                 f(&mut FeeOps(&mut slot));
             }
+            Location::ExcludedGas => f(&mut *self.excluded_gas.lock()),
             Location::Basic(address) | Location::Credit(address) | Location::Wipe(address) => {
                 if let Some(mut entries) = self.accounts.get_mut(&address) {
                     match location {
@@ -336,6 +350,7 @@ impl MvMemory {
                     }
                 }
             }
+            Location::ExcludedGas => self.excluded_gas.lock().read(tx, Value::Gas),
             Location::Basic(address) | Location::Credit(address) | Location::Wipe(address) => {
                 let Some(entries) = self.accounts.get(&address) else {
                     return Read::PreState;

@@ -62,6 +62,9 @@ pub(crate) struct VmDb<'a, S> {
     force_full: alloy_primitives::map::AddressSet,
     /// The compliance gate, if configured.
     gate: Option<Gate<'a>>,
+    /// The block's excluded gas after this transaction, if it is excluded within an
+    /// exclusion budget: written to [`Location::ExcludedGas`].
+    excluded_gas: Option<u64>,
     /// Times the reads, with [`crate::Config::phase_timers`].
     stopwatch: Stopwatch,
 }
@@ -83,6 +86,22 @@ impl<'a, S: Storage> GatedDb<'a> for VmDb<'a, S> {
             ReadErrorKind::Blocked(tx) => VmError::Blocked(tx),
             ReadErrorKind::Storage(e) => VmError::Storage(e),
         }
+    }
+
+    fn excluded_gas(&mut self) -> Result<u64, VmError> {
+        let location = Location::ExcludedGas;
+        let (gas, origin) = match self.mv.read(&location, self.tx) {
+            Read::PreState => (0, ReadOrigin::PreState),
+            Read::Value(Value::Gas(gas), idx, inc) => (gas, ReadOrigin::Version(idx, inc)),
+            Read::Value(..) => unreachable!("the excluded-gas location holds gas"),
+            Read::Blocked(idx) => return Err(VmError::Blocked(idx)),
+        };
+        self.note_read(location, origin);
+        Ok(gas)
+    }
+
+    fn set_excluded_gas(&mut self, total: u64) {
+        self.excluded_gas = Some(total);
     }
 }
 
@@ -340,7 +359,8 @@ impl<'a, S: Storage> Vm<'a, S> {
         timed: bool,
     ) -> Self {
         let db = VmDb {
-            gate: compliance.map(|c| Gate::new(&*c.hook, c.mode)),
+            gate: compliance.map(Gate::new),
+            excluded_gas: None,
             base,
             mv,
             new_code,
@@ -416,6 +436,7 @@ impl<'a, S: Storage> Vm<'a, S> {
             db.lazy_read = false;
             db.lazy_accounts.clear();
             db.observed.clear();
+            db.excluded_gas = None;
         }
         self.evm.ctx.set_tx(self.txs[tx].clone());
         let mut handler = DeferredFeeHandler::<S> {
@@ -505,6 +526,9 @@ impl<'a, S: Storage> Vm<'a, S> {
                 writes.push((Location::Credit(self.beneficiary), Value::Credit(fee)));
             }
             write_set(&state, &db.basics, &balance_deltas, db.new_code, &mut writes, &mut effects);
+        }
+        if let Some(total) = db.excluded_gas {
+            writes.push((Location::ExcludedGas, Value::Gas(total)));
         }
         // Hand revm's state map back to the journal: the next transaction reuses its
         // allocation.
