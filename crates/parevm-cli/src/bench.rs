@@ -112,9 +112,13 @@ struct Report<'a> {
     results: &'a [Row],
 }
 
+/// The exclusion budget of the bench's budgeted gated case: 5 Mgas, about 50 rejected
+/// router swaps.
+const GATED_BENCH_BUDGET: u64 = 5_000_000;
+
 /// The synthetic suite: every workload kind, plus the swap block with the compliance hook
-/// on (no pool gated: the hook's pure cost), and the gated block with it off and in
-/// `revert` mode beside its own (`exclude`).
+/// on (no pool gated: the hook's pure cost), and the gated block with it off, in `revert`
+/// mode and in `exclude` mode with an exclusion budget beside its own (`exclude`).
 fn suite(
     args: &WorkloadArgs,
     only: &[String],
@@ -167,7 +171,13 @@ fn suite(
                     .clone()
                     .map(|c| Compliance::new(c.hook, ComplianceMode::Revert));
                 let revert = other("gated, revert mode", reverting);
-                cases.extend([off, plain, revert]);
+                // `exclude` with a budget: the first rejections excluded, the rest charged.
+                let budgeted = plain.compliance.clone().map(|c| {
+                    Compliance::new(c.hook, ComplianceMode::Exclude)
+                        .with_exclusion_budget(GATED_BENCH_BUDGET)
+                });
+                let budget = other("gated, exclusion budget", budgeted);
+                cases.extend([off, plain, revert, budget]);
             }
             _ => cases.push(plain),
         }

@@ -141,6 +141,9 @@ struct OutcomeRecord {
     claim: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'static str>,
+    /// The contract between the sender and the pool whose credential failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    caller: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     cascaded_from: Option<usize>,
 }
@@ -161,6 +164,7 @@ fn outcomes(output: &BlockOutput) -> Vec<OutcomeRecord> {
                 pool: rejection.map(|r| r.pool.to_string()),
                 claim: rejection.map(|r| Claim::describe(r.claim)),
                 reason: rejection.map(|r| r.reason.as_str()),
+                caller: rejection.and_then(|r| r.caller).map(|c| c.to_string()),
                 cascaded_from: None,
             }
         })
@@ -176,6 +180,7 @@ fn outcomes(output: &BlockOutput) -> Vec<OutcomeRecord> {
             } else {
                 e.rejection.reason.as_str()
             }),
+            caller: e.rejection.caller.map(|c| c.to_string()),
             cascaded_from: e.cascaded_from,
         }))
         .collect();

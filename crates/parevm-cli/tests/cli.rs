@@ -237,7 +237,8 @@ fn bench_writes_json_and_a_chart() {
             "mixed",
             "gated, hook off",
             "gated",
-            "gated, revert mode"
+            "gated, revert mode",
+            "gated, exclusion budget"
         ]
     );
     assert!(report["results"].as_array().unwrap().iter().all(|r| r["matches_sequential"] == true));

@@ -1,18 +1,28 @@
 //! [`RegistryHook`]: the engine's compliance hook over a `CredentialRegistry` contract.
 
 use alloy_primitives::{Address, U256};
-use parevm::{ComplianceHook, GatedCall, ReadError, Rejection, RejectionReason, StateView};
+use parevm::{
+    CallerChain, ComplianceHook, GatedCall, ReadError, Rejection, RejectionReason, StateView,
+};
 
-use crate::layout::{credential_slot, issuer_slot, pool_policy_slot, Credential};
+use crate::layout::{
+    approved_router_slot, credential_slot, issuer_flags, issuer_slot, pool_options_slot,
+    pool_policy_slot, Credential, CALLER_CHAIN,
+};
 
 /// Checks transactions addressing or changing gated pools against the `CredentialRegistry`
 /// deployed at `registry`.
 ///
-/// A transaction may address or change `pool` if `poolPolicy[pool]` is zero; otherwise, for every required
-/// claim in increasing order, the sender's credential must exist (else
+/// A transaction may address or change `pool` if `poolPolicy[pool]` is zero; otherwise, for
+/// every required claim in increasing order, the sender's credential must exist (else
 /// [`RejectionReason::Missing`]), not be revoked (`Revoked`), expire strictly after the
-/// block timestamp (`Expired`), and its issuer must be active (`IssuerInactive`) and allowed
-/// for that claim now (`IssuerNotAllowed`). The first failure is the rejection.
+/// block timestamp (`Expired`), and its issuer must be active (`IssuerInactive`), allowed
+/// for that claim now (`IssuerNotAllowed`) and, if it is the credential's own subject,
+/// allowed to attest itself now (`SelfAttested`). The first failure is the rejection.
+///
+/// With the pool's [`CALLER_CHAIN`] option, every contract between the sender and a change
+/// of the pool must be an approved router or hold the required claims by the same rule;
+/// otherwise the rejection is [`RejectionReason::UnapprovedCaller`] naming the contract.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RegistryHook {
     registry: Address,
@@ -49,13 +59,53 @@ impl RegistryHook {
             return Ok(Some(RejectionReason::Expired));
         }
         let base = issuer_slot(credential.issuer);
-        let active = state.storage(self.registry, base + U256::from(1))?;
-        if active & U256::from(0xff) == U256::ZERO {
+        let (active, self_attest) =
+            issuer_flags(state.storage(self.registry, base + U256::from(1))?);
+        if !active {
             return Ok(Some(RejectionReason::IssuerInactive));
         }
         let allowed = state.storage(self.registry, base)?;
         if !allowed.bit(usize::from(claim)) {
             return Ok(Some(RejectionReason::IssuerNotAllowed));
+        }
+        if credential.issuer == subject && !self_attest {
+            return Ok(Some(RejectionReason::SelfAttested));
+        }
+        Ok(None)
+    }
+
+    /// `None` if `call.pool` is not gated; otherwise the claims it requires and the
+    /// rejection of the sender's credentials, if they do not satisfy them.
+    fn sender_check(
+        &self,
+        call: &GatedCall,
+        state: &mut dyn StateView,
+    ) -> Result<Option<(U256, Option<Rejection>)>, ReadError> {
+        let required = state.storage(self.registry, cached_policy_slot(call.pool))?;
+        if required.is_zero() {
+            return Ok(None);
+        }
+        let problem = self.claims_problem(state, required, call.origin, call.timestamp)?;
+        let rejection =
+            problem.map(|(claim, reason)| Rejection::of_sender(call.pool, claim, reason));
+        Ok(Some((required, rejection)))
+    }
+
+    /// The first claim of `required` that `subject`'s credentials do not satisfy, and why.
+    fn claims_problem(
+        &self,
+        state: &mut dyn StateView,
+        required: U256,
+        subject: Address,
+        timestamp: u64,
+    ) -> Result<Option<(u8, RejectionReason)>, ReadError> {
+        for claim in 0..=u8::MAX {
+            if !required.bit(usize::from(claim)) {
+                continue;
+            }
+            if let Some(reason) = self.credential_problem(state, subject, claim, timestamp)? {
+                return Ok(Some((claim, reason)));
+            }
         }
         Ok(None)
     }
@@ -92,18 +142,39 @@ impl ComplianceHook for RegistryHook {
         call: &GatedCall,
         state: &mut dyn StateView,
     ) -> Result<Option<Rejection>, ReadError> {
-        let required = state.storage(self.registry, cached_policy_slot(call.pool))?;
-        if required.is_zero() {
+        Ok(self.sender_check(call, state)?.and_then(|(_, rejection)| rejection))
+    }
+
+    fn check_change(
+        &self,
+        call: &GatedCall,
+        callers: &CallerChain<'_>,
+        state: &mut dyn StateView,
+    ) -> Result<Option<Rejection>, ReadError> {
+        let required = match self.sender_check(call, state)? {
+            None => return Ok(None),
+            Some((_, Some(rejection))) => return Ok(Some(rejection)),
+            Some((required, None)) => required,
+        };
+        let options = state.storage(self.registry, pool_options_slot(call.pool))?;
+        if !options.bit(CALLER_CHAIN.trailing_zeros() as usize) {
             return Ok(None);
         }
-        for claim in 0..=u8::MAX {
-            if !required.bit(usize::from(claim)) {
+        for caller in callers.contracts() {
+            let approved = state.storage(self.registry, approved_router_slot(caller))?;
+            if approved & U256::from(0xff) != U256::ZERO {
                 continue;
             }
-            if let Some(reason) =
-                self.credential_problem(state, call.origin, claim, call.timestamp)?
+            if let Some((claim, _)) =
+                self.claims_problem(state, required, caller, call.timestamp)?
             {
-                return Ok(Some(Rejection { pool: call.pool, claim, reason }));
+                let reason = RejectionReason::UnapprovedCaller;
+                return Ok(Some(Rejection {
+                    pool: call.pool,
+                    claim,
+                    reason,
+                    caller: Some(caller),
+                }));
             }
         }
         Ok(None)

@@ -8,9 +8,11 @@
 //! |---|---|---|
 //! | 0 | `admin` | address |
 //! | keccak(issuer . 1) | `issuers[issuer].claimMask` | uint256, bit c = may attest claim c |
-//! | keccak(issuer . 1) + 1 | `issuers[issuer].active` | bool (lowest byte) |
+//! | keccak(issuer . 1) + 1 | `issuers[issuer].active`, `.selfAttest` | bools (lowest byte, next byte) |
 //! | keccak(claim . keccak(subject . 2)) | `credentials[subject][claim]` | packed [`Credential`] |
 //! | keccak(pool . 3) | `poolPolicy[pool]` | uint256 claim mask, non-zero = gated |
+//! | keccak(pool . 4) | `poolOptions[pool]` | uint256, bit 0 = [`CALLER_CHAIN`] |
+//! | keccak(router . 5) | `approvedRouter[router]` | bool (lowest byte) |
 
 use alloy_primitives::{keccak256, Address, B256, U256};
 
@@ -22,6 +24,14 @@ pub const ISSUERS_SLOT: u64 = 1;
 pub const CREDENTIALS_SLOT: u64 = 2;
 /// Base slot of the `poolPolicy` mapping.
 pub const POOL_POLICY_SLOT: u64 = 3;
+/// Base slot of the `poolOptions` mapping.
+pub const POOL_OPTIONS_SLOT: u64 = 4;
+/// Base slot of the `approvedRouter` mapping.
+pub const APPROVED_ROUTER_SLOT: u64 = 5;
+
+/// `poolOptions` bit: every contract between the sender and the pool must hold the pool's
+/// required claims too, or be an approved router.
+pub const CALLER_CHAIN: u64 = 1;
 
 /// keccak256(key . slot) as a slot number.
 fn mapping_slot(key: B256, slot: U256) -> U256 {
@@ -49,6 +59,23 @@ pub fn credential_slot(subject: Address, claim: u8) -> U256 {
 /// Slot of `poolPolicy[pool]`.
 pub fn pool_policy_slot(pool: Address) -> U256 {
     mapping_slot(address_key(pool), U256::from(POOL_POLICY_SLOT))
+}
+
+/// Slot of `poolOptions[pool]`.
+pub fn pool_options_slot(pool: Address) -> U256 {
+    mapping_slot(address_key(pool), U256::from(POOL_OPTIONS_SLOT))
+}
+
+/// Slot of `approvedRouter[router]`.
+pub fn approved_router_slot(router: Address) -> U256 {
+    mapping_slot(address_key(router), U256::from(APPROVED_ROUTER_SLOT))
+}
+
+/// The issuer word at `issuer_slot(issuer) + 1`: whether the issuer is active and whether it
+/// may issue credentials to itself.
+pub fn issuer_flags(word: U256) -> (bool, bool) {
+    let bytes = word.to_be_bytes::<32>();
+    (bytes[31] != 0, bytes[30] != 0)
 }
 
 /// One credential as the registry stores it: packed from the low end, `issuer` (20 bytes),
@@ -96,11 +123,25 @@ impl RegistryState {
         Self { slots: vec![(ADMIN_SLOT, U256::from_be_slice(admin.as_slice()))] }
     }
 
-    /// Sets issuer `issuer`'s claim mask and whether it is active.
-    pub fn issuer(mut self, issuer: Address, claim_mask: U256, active: bool) -> Self {
+    /// Sets issuer `issuer`'s claim mask and whether it is active (and may not attest
+    /// itself).
+    pub fn issuer(self, issuer: Address, claim_mask: U256, active: bool) -> Self {
+        self.issuer_with(issuer, claim_mask, active, false)
+    }
+
+    /// Sets issuer `issuer`'s claim mask, whether it is active and whether it may issue
+    /// credentials to itself.
+    pub fn issuer_with(
+        mut self,
+        issuer: Address,
+        claim_mask: U256,
+        active: bool,
+        self_attest: bool,
+    ) -> Self {
         let base = issuer_slot(issuer);
+        let flags = u16::from(active) | (u16::from(self_attest) << 8);
         self.slots.push((base, claim_mask));
-        self.slots.push((base + U256::from(1), U256::from(u8::from(active))));
+        self.slots.push((base + U256::from(1), U256::from(flags)));
         self
     }
 
@@ -113,6 +154,18 @@ impl RegistryState {
     /// Sets the claims `pool` requires.
     pub fn policy(mut self, pool: Address, required_claims: U256) -> Self {
         self.slots.push((pool_policy_slot(pool), required_claims));
+        self
+    }
+
+    /// Sets `pool`'s options (bits such as [`CALLER_CHAIN`]).
+    pub fn options(mut self, pool: Address, options: u64) -> Self {
+        self.slots.push((pool_options_slot(pool), U256::from(options)));
+        self
+    }
+
+    /// Approves `router` (or withdraws the approval) for pools with [`CALLER_CHAIN`].
+    pub fn router(mut self, router: Address, approved: bool) -> Self {
+        self.slots.push((approved_router_slot(router), U256::from(u8::from(approved))));
         self
     }
 

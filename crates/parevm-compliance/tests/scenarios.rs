@@ -11,7 +11,7 @@ use parevm::{
     BlockInput, BlockOutput, ComplianceMode, ExecutionError, InMemoryStorage, Rejection,
     RejectionReason,
 };
-use parevm_compliance::layout::{Credential, RegistryState};
+use parevm_compliance::layout::{Credential, RegistryState, CALLER_CHAIN};
 use parevm_compliance::{Claim, ComplianceFile};
 use parevm_fixtures::both_paths_with;
 use parevm_fixtures::defi::{
@@ -183,7 +183,7 @@ fn outcome(output: &BlockOutput, index: usize) -> Result<bool, (Rejection, Optio
 }
 
 fn rejected(claim: Claim, reason: RejectionReason) -> Result<bool, (Rejection, Option<usize>)> {
-    Err((Rejection { pool: POOL, claim: claim.id(), reason }, None))
+    Err((Rejection { pool: POOL, claim: claim.id(), reason, caller: None }, None))
 }
 
 /// The sender's account is untouched by its excluded transactions.
@@ -283,7 +283,10 @@ fn credential_issued_earlier_in_the_block_is_honoured() {
     // nonce gap, excluded with the first one's rejection.
     assert_eq!(
         outcome(&output, 2),
-        Err((Rejection { pool: POOL, claim: 0, reason: RejectionReason::Missing }, Some(0)))
+        Err((
+            Rejection { pool: POOL, claim: 0, reason: RejectionReason::Missing, caller: None },
+            Some(0)
+        ))
     );
 }
 
@@ -435,7 +438,8 @@ fn exclusion_cascades_to_the_senders_later_transactions() {
         IToken::transferCall { to: alice(), value: U256::from(1) }.abi_encode().into(),
     ); // 4
     let output = exclude(b);
-    let missing = Rejection { pool: POOL, claim: 0, reason: RejectionReason::Missing };
+    let missing =
+        Rejection { pool: POOL, claim: 0, reason: RejectionReason::Missing, caller: None };
     assert_eq!(outcome(&output, 0), Err((missing, None)));
     assert_eq!(outcome(&output, 1), Err((missing, Some(0))));
     assert_eq!(outcome(&output, 2), Ok(true));
@@ -486,7 +490,8 @@ fn a_cascade_names_the_rejection_that_left_its_nonce_unused() {
     bob_tx(&mut b, 2, false); // 3: cascades from 2, not from 0
     bob_tx(&mut b, 3, false); // 4: cascades from 2 through 3
     let output = exclude(b);
-    let missing = Rejection { pool: POOL, claim: 0, reason: RejectionReason::Missing };
+    let missing =
+        Rejection { pool: POOL, claim: 0, reason: RejectionReason::Missing, caller: None };
     assert_eq!(outcome(&output, 0), Err((missing, None)));
     assert_eq!(outcome(&output, 1), Ok(true));
     assert_eq!(outcome(&output, 2), Err((missing, None)));
@@ -507,7 +512,7 @@ fn fail_block_mode_names_the_first_rejected_transaction() {
             assert_eq!(index, 1);
             assert_eq!(
                 rejection,
-                Rejection { pool: POOL, claim: 0, reason: RejectionReason::Missing }
+                Rejection { pool: POOL, claim: 0, reason: RejectionReason::Missing, caller: None }
             );
         }
         other => panic!("unexpected error {other}"),
@@ -657,7 +662,8 @@ fn create2_deploying_at_a_gated_address_is_checked() {
     b.tx(bob(), TxKind::Call(factory), U256::ZERO, init.clone(), 200_000);
     b.tx(alice(), TxKind::Call(factory), U256::ZERO, init, 200_000);
     let output = exclude(b);
-    let missing = Rejection { pool: target, claim: 0, reason: RejectionReason::Missing };
+    let missing =
+        Rejection { pool: target, claim: 0, reason: RejectionReason::Missing, caller: None };
     assert_eq!(outcome(&output, 0), Err((missing, None)));
     assert_eq!(outcome(&output, 1), Ok(true));
     assert!(output.state.accounts[&target].info.as_ref().unwrap().code_hash != KECCAK_EMPTY);
@@ -681,7 +687,8 @@ fn an_eip7702_authorization_giving_code_to_a_gated_account_is_checked() {
         authorize_last(&mut b, gated);
     }
     let output = exclude(b);
-    let missing = Rejection { pool: gated, claim: 0, reason: RejectionReason::Missing };
+    let missing =
+        Rejection { pool: gated, claim: 0, reason: RejectionReason::Missing, caller: None };
     assert_eq!(outcome(&output, 0), Err((missing, None)));
     assert_eq!(outcome(&output, 1), Ok(true));
     assert_eq!(output.state.accounts[&gated].info.as_ref().unwrap().nonce, 1);
@@ -707,7 +714,8 @@ fn revert_mode_includes_a_rejected_transaction_as_failed_and_charges_its_gas() {
     b.transfer(bob(), account(4), U256::from(7)); // 2: bob's next nonce: no cascade
     b.call(alice(), POOL, direct_swap(alice())); // 3: the surplus is still there
     let output = revert(b);
-    let missing = Rejection { pool: POOL, claim: 0, reason: RejectionReason::Missing };
+    let missing =
+        Rejection { pool: POOL, claim: 0, reason: RejectionReason::Missing, caller: None };
     assert!(output.excluded.is_empty());
     let rejected: Vec<_> = output.rejected.iter().map(|r| (r.index, r.rejection)).collect();
     assert_eq!(rejected, [(0, missing), (1, missing)]);
@@ -742,7 +750,8 @@ fn revert_mode_excludes_what_no_revert_undoes() {
     b.transfer(bob(), account(4), U256::ZERO);
     authorize_last(&mut b, gated);
     let output = revert(b);
-    let missing = Rejection { pool: gated, claim: 0, reason: RejectionReason::Missing };
+    let missing =
+        Rejection { pool: gated, claim: 0, reason: RejectionReason::Missing, caller: None };
     assert_eq!(outcome(&output, 0), Err((missing, None)));
     assert!(output.rejected.is_empty());
     assert!(!output.state.accounts.contains_key(&gated));
@@ -858,4 +867,148 @@ fn an_exclusion_budget_bounds_the_free_work_in_block_order() {
     let zero = ComplianceFile { exclusion_budget: Some(0), ..file };
     let output = run_with(&storage, &block, &zero.compliance()).expect("the block executes");
     assert_eq!(indices(&output), (vec![], vec![1, 2, 3, 4, 5, 6, 7, 8, 9]));
+}
+
+// Pool policy options: the caller chain (credentials are not lent) and self-attestation.
+
+fn unapproved(caller: Address) -> Result<bool, (Rejection, Option<usize>)> {
+    let reason = RejectionReason::UnapprovedCaller;
+    Err((Rejection { pool: POOL, claim: Claim::Kyc.id(), reason, caller: Some(caller) }, None))
+}
+
+#[test]
+fn credentials_lent_through_a_contract_are_refused_with_the_caller_chain_option() {
+    // Alice (KYC) has an uncredentialed contract trade for bob, and trades herself through
+    // the router; the same block with and without the pool's CALLER_CHAIN option.
+    // (Account 3, also KYC, trades through the router: alice's next nonce would cascade.)
+    let block = |options: u64, approve_router: bool| {
+        let mut b = world(|s| {
+            s.options(POOL, options).router(ROUTER, approve_router).credential(
+                account(3),
+                Claim::Kyc.id(),
+                valid(issuer()),
+            )
+        });
+        b.call(alice(), FORWARDER, forward(POOL, direct_swap(bob())));
+        swap(&mut b, account(3));
+        exclude(b)
+    };
+    // Today's meaning without the option: only the sender counts.
+    let output = block(0, false);
+    assert_eq!((outcome(&output, 0), outcome(&output, 1)), (Ok(true), Ok(true)));
+    // With it, the forwarder is between alice and the pool: refused, naming it; so is an
+    // unapproved router.
+    let output = block(CALLER_CHAIN, false);
+    assert_eq!(outcome(&output, 0), unapproved(FORWARDER));
+    assert_eq!(outcome(&output, 1), unapproved(ROUTER));
+    let output = block(CALLER_CHAIN, true);
+    assert_eq!(outcome(&output, 0), unapproved(FORWARDER));
+    assert_eq!(outcome(&output, 1), Ok(true), "an approved router may be between");
+}
+
+#[test]
+fn a_contract_between_may_hold_the_credentials_itself() {
+    // The proxy (to the forwarder) holds KYC: alice may trade through it; a view through the
+    // unapproved router changes nothing and is not checked.
+    let mut b = world(|s| {
+        s.options(POOL, CALLER_CHAIN).credential(PROXY, Claim::Kyc.id(), valid(issuer()))
+    });
+    b.call(alice(), PROXY, forward(POOL, direct_swap(alice())));
+    let quote = IRouter::quoteCall { pair: POOL, tokenIn: TOKEN_A, amountIn: U256::from(1000) };
+    b.call(alice(), ROUTER, quote.abi_encode().into());
+    let output = exclude(b);
+    assert_eq!((outcome(&output, 0), outcome(&output, 1)), (Ok(true), Ok(true)));
+}
+
+#[test]
+fn a_credentialed_sender_driving_an_uncredentialed_7702_account_is_refused() {
+    // Bob's account delegates to the forwarder; alice calls it, and bob's code trades.
+    let kyc = account(3);
+    let mut b =
+        world(|s| s.options(POOL, CALLER_CHAIN).credential(kyc, Claim::Kyc.id(), valid(issuer())));
+    b.storage_mut().insert_account(bob(), ether(10), 0, delegation_designator(FORWARDER), []);
+    b.call(alice(), bob(), forward(POOL, direct_swap(bob())));
+    // A credentialed account's own delegated code trading for it is not a contract between:
+    // it is the sender.
+    b.storage_mut().insert_account(kyc, ether(10), 0, delegation_designator(FORWARDER), []);
+    b.call(kyc, kyc, forward(POOL, direct_swap(kyc)));
+    let output = exclude(b);
+    assert_eq!(outcome(&output, 0), unapproved(bob()));
+    assert_eq!(outcome(&output, 1), Ok(true));
+}
+
+#[test]
+fn router_approval_and_pool_options_changed_mid_block_bind_later_transactions() {
+    // Three KYC senders, so that an exclusion does not cascade into the next swap.
+    let mut b = world(|s| {
+        s.credential(account(3), Claim::Kyc.id(), valid(issuer())).credential(
+            account(4),
+            Claim::Kyc.id(),
+            valid(issuer()),
+        )
+    });
+    swap(&mut b, alice()); // 0: no option yet
+    registry_call(
+        &mut b,
+        admin(),
+        IRegistry::setPoolOptionsCall { pool: POOL, options: U256::from(CALLER_CHAIN) }
+            .abi_encode(),
+    );
+    swap(&mut b, account(3)); // 2: the router is not approved
+    registry_call(
+        &mut b,
+        admin(),
+        IRegistry::setRouterCall { router: ROUTER, approved: true }.abi_encode(),
+    );
+    swap(&mut b, account(4)); // 4: now it is
+    let output = exclude(b);
+    assert_eq!(outcome(&output, 0), Ok(true));
+    assert_eq!(outcome(&output, 2), unapproved(ROUTER));
+    assert_eq!(outcome(&output, 4), Ok(true));
+}
+
+#[test]
+fn an_issuer_may_not_attest_itself_unless_the_admin_allows_it() {
+    let me = narrow_issuer();
+    let kyc_issuer = |s: RegistryState| s.issuer(me, Claim::mask(&Claim::ALL), true);
+    // The registry refuses the self-issuance (the transaction reverts), so the trade is
+    // refused as missing; a self-issued credential already in state is refused as such.
+    let mut b = world(kyc_issuer);
+    registry_call(
+        &mut b,
+        me,
+        IRegistry::issueCall { subject: me, claim: Claim::Kyc.id(), expiresAt: NOW + 100 }
+            .abi_encode(),
+    );
+    b.call(me, POOL, direct_swap(me));
+    let output = exclude(b);
+    assert_eq!(outcome(&output, 0), Ok(false), "the registry reverts the self-issuance");
+    assert_eq!(outcome(&output, 1), rejected(Claim::Kyc, RejectionReason::Missing));
+    let mut b = world(|s| kyc_issuer(s).credential(me, Claim::Kyc.id(), valid(me)));
+    b.call(me, POOL, direct_swap(me));
+    let output = exclude(b);
+    assert_eq!(outcome(&output, 0), rejected(Claim::Kyc, RejectionReason::SelfAttested));
+    // The admin allows it mid-block; a later setIssuer keeps the permission.
+    let mut b = world(kyc_issuer);
+    registry_call(
+        &mut b,
+        admin(),
+        IRegistry::setSelfAttestationCall { issuer: me, allowed: true }.abi_encode(),
+    );
+    registry_call(
+        &mut b,
+        admin(),
+        IRegistry::setIssuerCall { issuer: me, claimMask: Claim::mask(&Claim::ALL), active: true }
+            .abi_encode(),
+    );
+    registry_call(
+        &mut b,
+        me,
+        IRegistry::issueCall { subject: me, claim: Claim::Kyc.id(), expiresAt: NOW + 100 }
+            .abi_encode(),
+    );
+    b.call(me, POOL, direct_swap(me));
+    let output = exclude(b);
+    assert_eq!(outcome(&output, 2), Ok(true), "self-issuance allowed");
+    assert_eq!(outcome(&output, 3), Ok(true), "and honoured");
 }

@@ -37,6 +37,10 @@ sol! {
         function issue(address subject, uint8 claim, uint64 expiresAt) external;
         function revoke(address subject, uint8 claim) external;
         function setPoolPolicy(address pool, uint256 requiredClaims) external;
+        function setSelfAttestation(address issuer, bool allowed) external;
+        function setPoolOptions(address pool, uint256 options) external;
+        function setRouter(address router, bool approved) external;
+        function issuers(address issuer) external view returns (uint256 claimMask, bool active, bool selfAttest);
     }
 
     /// `Batch`: several calls in one transaction.

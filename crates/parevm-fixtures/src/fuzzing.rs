@@ -184,7 +184,7 @@ pub fn decode_gated_block(
     u: &mut Unstructured<'_>,
 ) -> ArbResult<(InMemoryStorage, BlockInput, parevm::Compliance, NonZeroUsize)> {
     use alloy_sol_types::SolCall;
-    use parevm_compliance::layout::{Credential, RegistryState};
+    use parevm_compliance::layout::{Credential, RegistryState, CALLER_CHAIN};
 
     use crate::defi::{
         allowance_slot, balance_slot, gated_pair_storage, Artifact, IForwarder, IPair, IRegistry,
@@ -198,8 +198,14 @@ pub fn decode_gated_block(
     let mut b = BlockBuilder::new(SpecId::PRAGUE, Address::repeat_byte(0xcb));
     let mut registry = RegistryState::new(who(0));
     for issuer in 1..=3 {
-        registry =
-            registry.issuer(who(issuer), U256::from(u.int_in_range(0u8..=15)?), u.arbitrary()?);
+        let mask = U256::from(u.int_in_range(0u8..=15)?);
+        registry = registry.issuer_with(who(issuer), mask, u.arbitrary()?, u.arbitrary()?);
+        if u.ratio(1u8, 3)? {
+            // A credential the issuer issued itself (valid only if it may attest itself).
+            let credential =
+                Credential { issuer: who(issuer), expires_at: NOW + 10, revoked: false };
+            registry = registry.credential(who(issuer), u.int_in_range(0u8..=3)?, credential);
+        }
     }
     for user in 4..GATED_ACCOUNTS {
         for claim in 0..4u8 {
@@ -215,7 +221,12 @@ pub fn decode_gated_block(
     }
     for pool in 0..GATED_POOLS {
         registry = registry.policy(pool_address(pool), U256::from(u.int_in_range(0u8..=15)?));
+        if u.ratio(1u8, 3)? {
+            registry = registry.options(pool_address(pool), CALLER_CHAIN);
+        }
     }
+    // The contracts that stand between senders and pools, approved as routers or not.
+    registry = registry.router(ROUTER, u.arbitrary()?).router(forwarder, u.arbitrary()?);
     // Paths that change a gated account without calling it, and calls that leave it
     // unchanged: a contract calling a pool and ignoring the outcome (try/catch), one
     // self-destructing to a pool, CREATE2 at a gated counterfactual address, and an EIP-7702
@@ -281,7 +292,41 @@ pub fn decode_gated_block(
             to: from,
         };
         let mut authorize = None;
-        let (to, data): (Address, Vec<u8>) = match u.int_in_range(0u8..=13)? {
+        let (to, data): (Address, Vec<u8>) = match u.int_in_range(0u8..=17)? {
+            14 => {
+                // A swap on the pool through the forwarder (a contract between).
+                let out = U256::from(u.int_in_range(1u64..=1000)?);
+                let swap = IPair::swapCall { amount0Out: U256::ZERO, amount1Out: out, to: from };
+                (
+                    forwarder,
+                    IForwarder::forwardCall { target: pool, data: swap.abi_encode().into() }
+                        .abi_encode(),
+                )
+            }
+            15 => (
+                REGISTRY,
+                IRegistry::setPoolOptionsCall {
+                    pool,
+                    options: U256::from(u.int_in_range(0u64..=CALLER_CHAIN)?),
+                }
+                .abi_encode(),
+            ),
+            16 => (
+                REGISTRY,
+                IRegistry::setRouterCall {
+                    router: if u.arbitrary()? { ROUTER } else { forwarder },
+                    approved: u.arbitrary()?,
+                }
+                .abi_encode(),
+            ),
+            17 => (
+                REGISTRY,
+                IRegistry::setSelfAttestationCall {
+                    issuer: who(u.int_in_range(1..=3)?),
+                    allowed: u.arbitrary()?,
+                }
+                .abi_encode(),
+            ),
             10 => {
                 // A swap on pool 0 that succeeds, or one it refuses (more out than it has).
                 let out = if u.arbitrary()? { U256::from(1000) } else { reserve * U256::from(2) };
@@ -305,7 +350,8 @@ pub fn decode_gated_block(
             5 => (
                 REGISTRY,
                 IRegistry::issueCall {
-                    subject,
+                    // Sometimes the sender itself: self-attestation.
+                    subject: if u.ratio(1u8, 4)? { from } else { subject },
                     claim,
                     expiresAt: NOW + u64::from(u.int_in_range(0u8..=2)?),
                 }

@@ -53,7 +53,14 @@ fn storage_layouts_are_the_documented_ones() {
     );
     assert_eq!(
         slots("CredentialRegistry"),
-        expected(&[("admin", "0"), ("issuers", "1"), ("credentials", "2"), ("poolPolicy", "3")])
+        expected(&[
+            ("admin", "0"),
+            ("issuers", "1"),
+            ("credentials", "2"),
+            ("poolPolicy", "3"),
+            ("poolOptions", "4"),
+            ("approvedRouter", "5")
+        ])
     );
     assert_eq!(
         slots("Pair"),

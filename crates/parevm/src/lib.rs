@@ -25,8 +25,8 @@ mod system;
 pub use block::{base_block_reward, mainnet_spec, BlockInput, Ommer};
 pub use block_db::BlockDb;
 pub use compliance::{
-    Compliance, ComplianceHook, ComplianceMode, Exclusion, GatedCall, ReadError, RejectedTx,
-    Rejection, RejectionReason, StateView,
+    CallerChain, Compliance, ComplianceHook, ComplianceMode, Exclusion, GatedCall, ReadError,
+    RejectedTx, Rejection, RejectionReason, StateView,
 };
 pub use config::{
     execute_block, BlockExecution, BlockShape, Config, ExecutionMode, Executor,

@@ -9,7 +9,8 @@ use alloy_primitives::{Address, U256};
 use revm::context::result::EVMError;
 use revm::context::{BlockEnv, CfgEnv, Context, Journal, TxEnv};
 use revm::context_interface::journaled_state::JournalCheckpoint;
-use revm::handler::{EvmTr, FrameResult};
+use revm::handler::{EthFrame, EvmTr, FrameResult, ItemOrResult};
+use revm::interpreter::interpreter::EthInterpreter;
 use revm::interpreter::interpreter_action::FrameInit;
 use revm::interpreter::{
     CallOutcome, CreateOutcome, FrameInput, Gas, InstructionResult, InterpreterResult,
@@ -18,8 +19,10 @@ use revm::primitives::TxKind;
 use revm::state::EvmState;
 use revm::Database;
 
+use super::call_tree::CallTree;
 use super::{
-    Compliance, ComplianceHook, ComplianceMode, GatedCall, ReadError, Rejection, StateView,
+    CallerChain, Compliance, ComplianceHook, ComplianceMode, GatedCall, ReadError, Rejection,
+    StateView,
 };
 
 /// The message of the context error that stops a rejected transaction. The executors
@@ -37,6 +40,8 @@ pub(crate) struct Gate<'h> {
     /// ([`Compliance::exclusion_budget`]).
     budget: Option<u64>,
     rejection: Option<Rejection>,
+    /// The current transaction's frames, for the caller chains of its changes.
+    tree: CallTree,
 }
 
 impl<'h> Gate<'h> {
@@ -47,6 +52,7 @@ impl<'h> Gate<'h> {
             revert: compliance.mode == ComplianceMode::Revert,
             budget: compliance.exclusion_budget.filter(|_| exclude),
             rejection: None,
+            tree: CallTree::default(),
         }
     }
 
@@ -101,19 +107,33 @@ enum Stop<E> {
     Read(E),
 }
 
-/// Asks the hook about a call to `pool` by the current transaction, recording a rejection
-/// in the gate.
+/// Asks the hook about a call to `pool` by the current transaction, or, `changed`, about
+/// its change of `pool` (with the contracts between the sender and the change), recording
+/// a rejection in the gate.
 fn check<'h, DB: GatedDb<'h>>(
     journal: &mut Journal<DB>,
     origin: Address,
     pool: Address,
     timestamp: U256,
+    changed: bool,
 ) -> Result<(), Stop<DB::Error>> {
     let Some(gate) = journal.database.gate() else { return Ok(()) };
     let hook = gate.hook;
     let call = GatedCall { origin, pool, timestamp: timestamp.saturating_to() };
-    let mut view = TxView { state: &journal.inner.state, db: &mut journal.database };
-    match hook.check(&call, &mut view) {
+    let verdict = if changed {
+        // The tree moves out of the gate while the view borrows the database.
+        let tree = std::mem::take(&mut gate.tree);
+        let callers =
+            CallerChain { tree: &tree, journal: &journal.inner.journal, account: pool, origin };
+        let mut view = TxView { state: &journal.inner.state, db: &mut journal.database };
+        let verdict = hook.check_change(&call, &callers, &mut view);
+        journal.database.gate().expect("checked above").tree = tree;
+        verdict
+    } else {
+        let mut view = TxView { state: &journal.inner.state, db: &mut journal.database };
+        hook.check(&call, &mut view)
+    };
+    match verdict {
         Ok(None) => Ok(()),
         Ok(Some(rejection)) => {
             if let Some(gate) = journal.database.gate() {
@@ -129,7 +149,7 @@ fn check<'h, DB: GatedDb<'h>>(
 /// EIP-7702 authorizations changed, if it has any: both are known before any work.
 fn check_transaction<'h, DB: GatedDb<'h>>(ctx: &mut TxContext<DB>) -> Result<(), Stop<DB::Error>> {
     if let TxKind::Call(to) = ctx.tx.kind {
-        check(&mut ctx.journaled_state, ctx.tx.caller, to, ctx.block.timestamp)?;
+        check(&mut ctx.journaled_state, ctx.tx.caller, to, ctx.block.timestamp, false)?;
     }
     if !ctx.tx.authorization_list.is_empty() {
         check_changed_accounts(ctx)?;
@@ -165,7 +185,7 @@ fn check_changed_accounts<'h, DB: GatedDb<'h>>(
         .collect();
     changes.sort_unstable();
     for account in changes {
-        check(&mut ctx.journaled_state, origin, account, ctx.block.timestamp)?;
+        check(&mut ctx.journaled_state, origin, account, ctx.block.timestamp, true)?;
     }
     Ok(())
 }
@@ -256,11 +276,12 @@ pub(crate) fn run_checked<'h, DB, EVM, F>(
 ) -> Result<FrameResult, EVMError<DB::Error>>
 where
     DB: GatedDb<'h>,
-    EVM: EvmTr<Context = TxContext<DB>>,
+    EVM: EvmTr<Context = TxContext<DB>, Frame = EthFrame<EthInterpreter>>,
     F: FnOnce(&mut EVM, FrameInit) -> Result<FrameResult, EVMError<DB::Error>>,
 {
-    if evm.ctx_mut().journaled_state.database.gate().is_none() {
-        return frames(evm, input);
+    match evm.ctx_mut().journaled_state.database.gate() {
+        None => return frames(evm, input),
+        Some(gate) => gate.tree.clear(),
     }
     let stop = |stop: Stop<DB::Error>| match stop {
         Stop::Rejected => EVMError::Custom(REJECTED.into()),
@@ -270,7 +291,7 @@ where
     let intrinsic = gas_limit.saturating_sub(frame_gas_limit(&input.frame_input));
     let start = before_frames(&evm.ctx_mut().journaled_state);
     let mut result = match check_transaction(evm.ctx_mut()) {
-        Ok(()) => frames(evm, input)?,
+        Ok(()) => run_frames(evm, input)?,
         Err(Stop::Rejected) => {
             let db = &mut evm.ctx_mut().journaled_state.database;
             if !include_as_failed(db, intrinsic).map_err(stop)? {
@@ -289,10 +310,88 @@ where
                 return Err(stop(Stop::Rejected));
             }
             ctx.journaled_state.inner.checkpoint_revert(start);
+            if let Some(gate) = ctx.journaled_state.database.gate() {
+                gate.tree.undo_all();
+            }
             as_reverted(&mut result);
             check_changed_accounts(ctx).map_err(stop)?;
             Ok(result)
         }
         Err(other) => Err(stop(other)),
     }
+}
+
+/// revm's frame loop (`Handler::run_exec_loop`), recording every frame in the gate's
+/// [`CallTree`]: where each starts and ends in the journal, and the frames undone.
+fn run_frames<'h, DB, EVM>(
+    evm: &mut EVM,
+    input: FrameInit,
+) -> Result<FrameResult, EVMError<DB::Error>>
+where
+    DB: GatedDb<'h>,
+    EVM: EvmTr<Context = TxContext<DB>, Frame = EthFrame<EthInterpreter>>,
+{
+    if let Some(result) = start_frame(evm, input)? {
+        return Ok(result);
+    }
+    loop {
+        let result = match evm.frame_run()? {
+            ItemOrResult::Item(init) => match start_frame(evm, init)? {
+                None => continue,
+                Some(result) => result,
+            },
+            ItemOrResult::Result(result) => {
+                let end = journal_len(evm);
+                tree(evm.ctx_mut()).end(end, result.instruction_result().is_ok());
+                result
+            }
+        };
+        if let Some(result) = evm.frame_return_result(result)? {
+            return Ok(result);
+        }
+    }
+}
+
+/// Starts the frame of `input`, recording it: `None` if it runs, or the result of a call or
+/// creation that ended as it started (no code, a precompile, a failure before its first
+/// instruction).
+fn start_frame<'h, DB, EVM>(
+    evm: &mut EVM,
+    input: FrameInit,
+) -> Result<Option<FrameResult>, EVMError<DB::Error>>
+where
+    DB: GatedDb<'h>,
+    EVM: EvmTr<Context = TxContext<DB>, Frame = EthFrame<EthInterpreter>>,
+{
+    let start = journal_len(evm);
+    let callee = match &input.frame_input {
+        FrameInput::Call(inputs) => Some(inputs.target_address),
+        _ => None,
+    };
+    let result = match evm.frame_init(input)? {
+        ItemOrResult::Item(frame) => {
+            let target = frame.interpreter.input.target_address;
+            tree(evm.ctx_mut()).start(target, start);
+            return Ok(None);
+        }
+        ItemOrResult::Result(result) => result,
+    };
+    let target = match &result {
+        FrameResult::Call(_) => callee,
+        FrameResult::Create(outcome) => outcome.address,
+    };
+    if let Some(target) = target {
+        let end = journal_len(evm);
+        tree(evm.ctx_mut()).immediate(target, start, end, result.instruction_result().is_ok());
+    }
+    Ok(Some(result))
+}
+
+fn journal_len<'h, DB: GatedDb<'h>, EVM: EvmTr<Context = TxContext<DB>>>(evm: &mut EVM) -> usize {
+    evm.ctx_mut().journaled_state.inner.journal.len()
+}
+
+fn tree<'a, 'h: 'a, DB: GatedDb<'h>>(ctx: &'a mut TxContext<DB>) -> &'a mut CallTree {
+    let gate = ctx.journaled_state.database.gate();
+    &mut gate.expect("frames are recorded only with a gate").tree
 }

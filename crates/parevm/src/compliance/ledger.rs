@@ -125,7 +125,7 @@ mod tests {
     use crate::compliance::RejectionReason;
 
     fn rejection(claim: u8) -> Rejection {
-        Rejection { pool: Address::ZERO, claim, reason: RejectionReason::Missing }
+        Rejection { pool: Address::ZERO, claim, reason: RejectionReason::Missing, caller: None }
     }
 
     fn too_high(tx: u64, state: u64) -> Result<ExecutionResult<HaltReason>, TxFailure> {

@@ -28,7 +28,10 @@
 //! only by rejected transactions, so the parallel executor decides each one exactly as the
 //! sequential one does.
 
+mod call_tree;
 pub(crate) mod gate;
+
+use self::call_tree::CallTree;
 mod ledger;
 
 use std::fmt;
@@ -92,10 +95,50 @@ pub trait ComplianceHook: Send + Sync + fmt::Debug {
         call: &GatedCall,
         state: &mut dyn StateView,
     ) -> Result<Option<Rejection>, ReadError>;
+
+    /// `None` if `call.origin`'s transaction may have changed `call.pool` as it did,
+    /// otherwise why not. `callers` gives the contracts between the sender and the change,
+    /// for a policy that binds them too (computed only when asked). By default, [`Self::check`].
+    fn check_change(
+        &self,
+        call: &GatedCall,
+        callers: &CallerChain<'_>,
+        state: &mut dyn StateView,
+    ) -> Result<Option<Rejection>, ReadError> {
+        let _ = callers;
+        self.check(call, state)
+    }
+}
+
+/// The contracts between a transaction's sender and its change of an account, for
+/// [`ComplianceHook::check_change`].
+pub struct CallerChain<'a> {
+    tree: &'a CallTree,
+    journal: &'a [revm::context_interface::journaled_state::entry::JournalEntry],
+    account: Address,
+    origin: Address,
+}
+
+impl CallerChain<'_> {
+    /// The contracts, in address order: for each change of the account, the frames above
+    /// the innermost frame acting as the account that made it (or, for a change made from
+    /// outside its frames, such as a `SELFDESTRUCT` paying it, that frame and every frame
+    /// above), without the sender and the account itself; frames that reverted are not
+    /// counted. See `docs/compliance.md`.
+    pub fn contracts(&self) -> Vec<Address> {
+        self.tree.callers_of(self.journal, self.account, self.origin).into_vec()
+    }
+}
+
+impl fmt::Debug for CallerChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallerChain").field("account", &self.account).finish_non_exhaustive()
+    }
 }
 
 /// Why a credential did not satisfy a pool's requirement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum RejectionReason {
     /// The sender holds no credential for the claim.
     Missing,
@@ -107,6 +150,11 @@ pub enum RejectionReason {
     IssuerInactive,
     /// The credential's issuer may not attest this claim.
     IssuerNotAllowed,
+    /// The credential was issued by its own subject, and that issuer may not attest itself.
+    SelfAttested,
+    /// A contract between the sender and the pool holds no valid credential and is not an
+    /// approved router (for a pool whose policy binds the caller chain).
+    UnapprovedCaller,
 }
 
 impl RejectionReason {
@@ -118,6 +166,8 @@ impl RejectionReason {
             Self::Revoked => "revoked",
             Self::IssuerInactive => "issuer-inactive",
             Self::IssuerNotAllowed => "issuer-not-allowed",
+            Self::SelfAttested => "self-attested",
+            Self::UnapprovedCaller => "unapproved-caller",
         }
     }
 }
@@ -135,13 +185,27 @@ pub struct Rejection {
     pub pool: Address,
     /// The required claim the sender lacks (the first one checked that fails).
     pub claim: u8,
-    /// What is wrong with the sender's credential for it.
+    /// What is wrong with the credential for it.
     pub reason: RejectionReason,
+    /// `None`: the sender's credential; otherwise the contract between the sender and the
+    /// pool whose credential it is ([`CallerChain`]).
+    pub caller: Option<Address>,
+}
+
+impl Rejection {
+    /// A rejection of the sender's own credential.
+    pub fn of_sender(pool: Address, claim: u8, reason: RejectionReason) -> Self {
+        Self { pool, claim, reason, caller: None }
+    }
 }
 
 impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "pool {} requires claim {}: {}", self.pool, self.claim, self.reason)
+        write!(f, "pool {} requires claim {}: {}", self.pool, self.claim, self.reason)?;
+        if let Some(caller) = self.caller {
+            write!(f, " (contract {caller} between the sender and the pool)")?;
+        }
+        Ok(())
     }
 }
 
