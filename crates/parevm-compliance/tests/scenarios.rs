@@ -780,28 +780,53 @@ fn burner(rounds: u64) -> Bytes {
 fn free_computation_costs_nothing_under_exclude_and_its_gas_under_revert() {
     let burn = Address::repeat_byte(0xbb);
     let attackers: Vec<Address> = (0..8).map(|i| account(500 + i)).collect();
-    let block = |mode| {
-        let mut b = world(|s| s);
-        b.contract(burn, burner(38_500), []);
-        for attacker in &attackers {
-            b.fund(*attacker, ether(1));
-            b.tx(*attacker, TxKind::Call(burn), U256::ZERO, direct_swap(*attacker), 3_500_000);
-        }
-        b.call(alice(), POOL, direct_swap(alice()));
-        let (storage, block) = b.build();
+    let mut b = world(|s| s);
+    b.contract(burn, burner(38_500), []);
+    for attacker in &attackers {
+        b.fund(*attacker, ether(1));
+        b.tx(*attacker, TxKind::Call(burn), U256::ZERO, direct_swap(*attacker), 3_500_000);
+    }
+    b.call(alice(), POOL, direct_swap(alice()));
+    let (storage, block) = b.build();
+    let file =
+        |mode, exclusion_budget| ComplianceFile { registry: REGISTRY, mode, exclusion_budget };
+    use parevm_compliance::ModeName;
+    let modes = [
+        ("exclude", file(ModeName::Exclude, None)),
+        ("exclude, 10 Mgas budget", file(ModeName::Exclude, Some(10_000_000))),
+        ("revert", file(ModeName::Revert, None)),
+    ];
+    let mut outputs = Vec::new();
+    for (name, file) in modes {
+        let compliance = file.compliance();
+        let output = run_with(&storage, &block, &compliance).expect("the block executes");
+        // The demo's figures (printed with --nocapture): one sequential run of the block.
         let started = std::time::Instant::now();
-        let output = run(&storage, &block, mode).expect("the block executes");
-        (output, started.elapsed())
-    };
-    let (excluded, excluded_time) = block(ComplianceMode::Exclude);
-    let (reverted, reverted_time) = block(ComplianceMode::Revert);
-    println!("8 burners: exclude {excluded_time:?}, revert {reverted_time:?} (both paths, 4 thread counts)");
+        parevm::execute_sequential_with(&storage, &block, Some(&compliance)).unwrap();
+        let elapsed = started.elapsed();
+        let charged: u64 = output
+            .rejected
+            .iter()
+            .map(|r| output.transactions.iter().find(|t| t.index == r.index).unwrap().gas_used())
+            .sum();
+        println!(
+            "8 burners, {name}: {} excluded (work unpaid, still valid next block), {} charged \
+             {charged} gas, block gas {}, sequential {elapsed:?}",
+            output.excluded.len(),
+            output.rejected.len(),
+            output.gas_used
+        );
+        outputs.push(output);
+    }
+    let [excluded, budgeted, reverted] = <[BlockOutput; 3]>::try_from(outputs).unwrap();
     // Exclude: the work was done, nobody paid, and the transactions stay valid.
     assert_eq!(excluded.excluded.len(), 8);
     assert_eq!(excluded.transactions.len(), 1);
     for attacker in &attackers {
         assert!(!excluded.state.accounts.contains_key(attacker), "untouched: replayable");
     }
+    // The budget: three burners' work (about 3.0M gas each) unpaid, the other five pay.
+    assert_eq!((budgeted.excluded.len(), budgeted.rejected.len()), (3, 5));
     // Revert: each burner paid for about 3M gas and used its nonce.
     assert_eq!(reverted.rejected.len(), 8);
     for (tx, attacker) in reverted.transactions.iter().zip(&attackers) {
