@@ -111,28 +111,38 @@ impl RegistryHook {
     }
 }
 
-/// Entries [`cached_policy_slot`] keeps per thread before starting over.
-const POLICY_SLOT_CACHE: usize = 4096;
+/// Entries [`cached_policy_slot`] keeps per thread in each of its two generations.
+const POLICY_SLOT_CACHE: usize = 1 << 14;
+
+/// `pool_policy_slot` of recently checked addresses, in two generations: the hook runs on
+/// every changed account, and the slot is a keccak of the address. When the young
+/// generation is full it becomes the old one, so the accounts a chain's blocks keep
+/// touching (tokens, popular pools) stay cached across blocks. A pure function's results,
+/// so sharing them across hooks and blocks is safe. About 2 MiB per thread at most.
+#[derive(Default)]
+struct PolicySlots {
+    young: alloy_primitives::map::AddressMap<U256>,
+    old: alloy_primitives::map::AddressMap<U256>,
+}
 
 thread_local! {
-    /// `pool_policy_slot` of recently called addresses: the hook runs on every call, and the
-    /// slot is a keccak of the address. A pure function's results, so sharing them across
-    /// hooks and blocks is safe.
-    static POLICY_SLOTS: std::cell::RefCell<alloy_primitives::map::AddressMap<U256>> =
-        Default::default();
+    static POLICY_SLOTS: std::cell::RefCell<PolicySlots> = Default::default();
 }
 
 /// [`pool_policy_slot`], memoised per thread.
 fn cached_policy_slot(pool: Address) -> U256 {
     POLICY_SLOTS.with(|cache| {
         let mut cache = cache.borrow_mut();
-        if let Some(slot) = cache.get(&pool) {
+        if let Some(slot) = cache.young.get(&pool) {
             return *slot;
         }
-        if cache.len() >= POLICY_SLOT_CACHE {
-            cache.clear();
+        let slot = cache.old.get(&pool).copied().unwrap_or_else(|| pool_policy_slot(pool));
+        if cache.young.len() >= POLICY_SLOT_CACHE {
+            let young = std::mem::take(&mut cache.young);
+            cache.old = young;
         }
-        *cache.entry(pool).or_insert_with(|| pool_policy_slot(pool))
+        cache.young.insert(pool, slot);
+        slot
     })
 }
 
@@ -187,7 +197,7 @@ mod tests {
 
     #[test]
     fn the_cached_slot_is_the_slot() {
-        for i in 0..(POLICY_SLOT_CACHE as u64 + 10) {
+        for i in 0..(2 * POLICY_SLOT_CACHE as u64 + 10) {
             let mut bytes = [0u8; 20];
             bytes[12..].copy_from_slice(&i.to_be_bytes());
             let pool = Address::from(bytes);
