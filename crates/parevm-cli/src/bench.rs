@@ -117,8 +117,9 @@ struct Report<'a> {
 const GATED_BENCH_BUDGET: u64 = 5_000_000;
 
 /// The synthetic suite: every workload kind, plus the swap block with the compliance hook
-/// on (no pool gated: the hook's pure cost), and the gated block with it off, in `revert`
-/// mode and in `exclude` mode with an exclusion budget beside its own (`exclude`).
+/// on (no pool gated: the hook's pure cost, in `exclude` and `fail-block` mode), and the
+/// gated block with it off, in `revert` mode and in `exclude` mode with an exclusion
+/// budget beside its own (`exclude`).
 fn suite(
     args: &WorkloadArgs,
     only: &[String],
@@ -160,8 +161,12 @@ fn suite(
             WorkloadKind::Swaps => {
                 let hook =
                     Compliance::new(Arc::new(RegistryHook::new(REGISTRY)), ComplianceMode::Exclude);
+                // The same hook in the validator's mode: nothing is rejected, so the cost
+                // must be the same.
+                let failing = Compliance::new(hook.hook.clone(), ComplianceMode::FailBlock);
                 let on = other("swaps, hook on", Some(hook));
-                cases.extend([plain, on]);
+                let fail_block = other("swaps, hook on, fail-block", Some(failing));
+                cases.extend([plain, on, fail_block]);
             }
             WorkloadKind::Gated => {
                 let off = other("gated, hook off", None);

@@ -234,6 +234,7 @@ fn bench_writes_json_and_a_chart() {
             "erc20",
             "swaps",
             "swaps, hook on",
+            "swaps, hook on, fail-block",
             "mixed",
             "gated, hook off",
             "gated",
