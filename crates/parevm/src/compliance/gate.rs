@@ -1,7 +1,7 @@
 //! Where the engine asks the [`ComplianceHook`], both from the executors' handlers: the
 //! transaction's own call, after validation and before the first frame (the cheap early
 //! check), and every account the transaction changed, after its last frame and before the
-//! refund and the beneficiary's fee ([`check_changes`]). Both executors' databases carry a
+//! refund and the beneficiary's fee ([`check_changed_accounts`]). Both executors' databases carry a
 //! [`Gate`]; with none, both checks return at their first branch.
 
 use alloy_primitives::Bytes;
