@@ -996,15 +996,15 @@ fn router_approval_and_pool_options_changed_mid_block_bind_later_transactions() 
 fn an_issuer_may_not_attest_itself_unless_the_admin_allows_it() {
     let me = narrow_issuer();
     let kyc_issuer = |s: RegistryState| s.issuer(me, Claim::mask(&Claim::ALL), true);
+    let self_issue = |b: &mut BlockBuilder| {
+        let issue =
+            IRegistry::issueCall { subject: me, claim: Claim::Kyc.id(), expiresAt: NOW + 100 };
+        registry_call(b, me, issue.abi_encode());
+    };
     // The registry refuses the self-issuance (the transaction reverts), so the trade is
     // refused as missing; a self-issued credential already in state is refused as such.
     let mut b = world(kyc_issuer);
-    registry_call(
-        &mut b,
-        me,
-        IRegistry::issueCall { subject: me, claim: Claim::Kyc.id(), expiresAt: NOW + 100 }
-            .abi_encode(),
-    );
+    self_issue(&mut b);
     b.call(me, POOL, direct_swap(me));
     let output = exclude(b);
     assert_eq!(outcome(&output, 0), Ok(false), "the registry reverts the self-issuance");
@@ -1026,12 +1026,7 @@ fn an_issuer_may_not_attest_itself_unless_the_admin_allows_it() {
         IRegistry::setIssuerCall { issuer: me, claimMask: Claim::mask(&Claim::ALL), active: true }
             .abi_encode(),
     );
-    registry_call(
-        &mut b,
-        me,
-        IRegistry::issueCall { subject: me, claim: Claim::Kyc.id(), expiresAt: NOW + 100 }
-            .abi_encode(),
-    );
+    self_issue(&mut b);
     b.call(me, POOL, direct_swap(me));
     let output = exclude(b);
     assert_eq!(outcome(&output, 2), Ok(true), "self-issuance allowed");
