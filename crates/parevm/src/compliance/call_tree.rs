@@ -34,7 +34,8 @@ pub(crate) struct CallTree {
 }
 
 impl CallTree {
-    /// Forgets the previous transaction's frames.
+    /// Forgets every frame: the previous transaction's, or the frames of this one when they
+    /// were undone as a whole.
     pub(crate) fn clear(&mut self) {
         self.frames.clear();
         self.open.clear();
@@ -71,11 +72,6 @@ impl CallTree {
         } else {
             self.frames.truncate(index as usize);
         }
-    }
-
-    /// Every frame was undone (the transaction's frames reverted as a whole).
-    pub(crate) fn undo_all(&mut self) {
-        self.clear();
     }
 
     /// The contracts between the transaction's sender and its changes of `account`, in
@@ -212,7 +208,7 @@ mod tests {
         tree.start(origin, 1);
         tree.end(2, true);
         assert!(tree.callers_of(&journal, pool, origin).is_empty());
-        tree.undo_all();
+        tree.clear();
         assert!(tree.callers_of(&journal, pool, origin).is_empty());
     }
 }

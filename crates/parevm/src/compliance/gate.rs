@@ -1,8 +1,8 @@
 //! Where the engine asks the [`ComplianceHook`], both from the executors' handlers: the
 //! transaction's own call, after validation and before the first frame (the cheap early
 //! check), and every account the transaction changed, after its last frame and before the
-//! refund and the beneficiary's fee ([`check_changed_accounts`]). Both executors' databases carry a
-//! [`Gate`]; with none, both checks return at their first branch.
+//! refund and the beneficiary's fee ([`check_changed_accounts`]). Both executors'
+//! databases carry a [`Gate`]; with none, both checks return at their first branch.
 
 use alloy_primitives::Bytes;
 use alloy_primitives::{Address, U256};
@@ -262,7 +262,8 @@ fn reverted_before_frames(input: &FrameInput) -> FrameResult {
     }
 }
 
-/// Runs a transaction's frames (`frames`: revm's execution loop) between the two checks:
+/// Runs a transaction's frames between the two checks (without a gate, `frames`: revm's
+/// execution loop as it is; with one, [`run_frames`], which also records the frames):
 /// its own call before them, the accounts it changed after them. A rejection is a context
 /// error, recorded in the gate, that the executors turn into [`super::TxFailure`]; in
 /// [`ComplianceMode::Revert`], and past the exclusion budget, the frames' changes are undone
@@ -310,8 +311,9 @@ where
                 return Err(stop(Stop::Rejected));
             }
             ctx.journaled_state.inner.checkpoint_revert(start);
+            // The frames are undone: none is between the sender and what is left.
             if let Some(gate) = ctx.journaled_state.database.gate() {
-                gate.tree.undo_all();
+                gate.tree.clear();
             }
             as_reverted(&mut result);
             check_changed_accounts(ctx).map_err(stop)?;
