@@ -396,6 +396,13 @@ impl Storage for Recording<'_> {
         self.prestate.storage(address, index)
     }
 
+    fn has_storage(&self, address: &Address) -> Result<bool, Self::Error> {
+        // The trace lists only the slots the block read, and a creation that collides with
+        // an account's storage (EIP-7610) reads none. Such an account would be taken for one
+        // without storage; the block would then fail its header check below, not pass.
+        self.prestate.has_storage(address)
+    }
+
     fn block_hash(&self, number: u64) -> Result<B256, Self::Error> {
         self.misses.lock().expect("not poisoned").block_hashes.insert(number);
         self.prestate.block_hash(number)

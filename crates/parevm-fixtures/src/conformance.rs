@@ -136,17 +136,6 @@ pub fn run_file(file: &Path, threads: NonZeroUsize) -> FileReport {
             message,
         });
     };
-    if file.file_name().and_then(|n| n.to_str()).is_some_and(|n| NEEDS_EIP7610.contains(&n)) {
-        report.skips.push(Skip {
-            file: file.to_owned(),
-            test: "*".into(),
-            fork: "*".into(),
-            reason: "needs EIP-7610's storage-collision rule, which revm 43 does not implement"
-                .into(),
-        });
-        report.counts.skipped += 1;
-        return report;
-    }
     let text = match fs::read(file) {
         Ok(text) => text,
         Err(e) => {
@@ -198,23 +187,6 @@ fn is_malformed_value(error: &serde_json::Error) -> bool {
     error.to_string().contains("0x:bigint")
 }
 
-/// Test files that need the storage-collision rule of EIP-7610 (a CREATE to an address that
-/// has storage but no code or nonce fails): their pre-states hold such addresses, which no
-/// real chain can reach, and revm 43 does not implement the rule (its own runner skips
-/// these files too).
-const NEEDS_EIP7610: &[&str] = &[
-    "RevertInCreateInInit_Paris.json",
-    "RevertInCreateInInit.json",
-    "dynamicAccountOverwriteEmpty.json",
-    "dynamicAccountOverwriteEmpty_Paris.json",
-    "RevertInCreateInInitCreate2Paris.json",
-    "RevertInCreateInInitCreate2.json",
-    "create2collisionStorage.json",
-    "create2collisionStorageParis.json",
-    "InitCollision.json",
-    "InitCollisionParis.json",
-];
-
 /// The pre-state of a test. State tests read `BLOCKHASH(n)` as the keccak of the decimal
 /// number (geth's test convention); blockchain tests get the real hashes.
 struct TestStorage {
@@ -235,6 +207,9 @@ impl Storage for TestStorage {
     }
     fn storage(&self, address: &Address, index: &U256) -> Result<U256, Self::Error> {
         self.state.storage(address, index)
+    }
+    fn has_storage(&self, address: &Address) -> Result<bool, Self::Error> {
+        self.state.has_storage(address)
     }
     fn block_hash(&self, number: u64) -> Result<B256, Self::Error> {
         Ok(self.hashes.get(&number).copied().unwrap_or_else(|| keccak256(number.to_string())))

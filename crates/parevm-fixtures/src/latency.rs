@@ -63,6 +63,12 @@ impl<S: Storage> Storage for LatencyStorage<S> {
         self.inner.storage(address, index)
     }
 
+    fn has_storage(&self, address: &Address) -> Result<bool, S::Error> {
+        // A node reads the storage root with the account.
+        self.touch(Key::Account(*address));
+        self.inner.has_storage(address)
+    }
+
     fn block_hash(&self, number: u64) -> Result<B256, S::Error> {
         self.touch(Key::BlockHash(number));
         self.inner.block_hash(number)

@@ -8,8 +8,9 @@ use revm::Database;
 
 use crate::compliance::gate::{Gate, GatedDb};
 use crate::compliance::{ReadError, ReadErrorKind};
-use crate::state_changes::{read_basic, StateChanges};
+use crate::state_changes::{read_basic, read_has_storage, StateChanges};
 use crate::storage::{AccountBasic, Storage};
+use crate::storage_collision::HasStorage;
 use crate::{Location, StorageError};
 
 /// The database the sequential executor runs revm on: one hash lookup in the block's
@@ -131,6 +132,12 @@ impl<S: Storage> Database for BlockDb<'_, S> {
     }
 }
 
+impl<S: Storage> HasStorage for BlockDb<'_, S> {
+    fn has_storage(&mut self, address: Address) -> Result<bool, StorageError> {
+        read_has_storage(self.storage, &self.changes, address)
+    }
+}
+
 impl<'a, S: Storage> GatedDb<'a> for BlockDb<'a, S> {
     fn gate(&mut self) -> Option<&mut Gate<'a>> {
         self.gate.as_mut()
@@ -143,10 +150,11 @@ impl<'a, S: Storage> GatedDb<'a> for BlockDb<'a, S> {
     fn from_read_error(error: ReadError) -> StorageError {
         match error.0 {
             ReadErrorKind::Storage(e) => e,
-            // Only the parallel executor's reads block.
-            ReadErrorKind::Blocked(tx) => {
-                StorageError::new(Location::Account(Address::ZERO), UnexpectedBlock(tx))
-            }
+            // Only the parallel executor's reads block or stop it.
+            other => StorageError::new(
+                Location::Account(Address::ZERO),
+                ForeignReadError(ReadError(other).to_string()),
+            ),
         }
     }
 
@@ -161,5 +169,5 @@ impl<'a, S: Storage> GatedDb<'a> for BlockDb<'a, S> {
 
 /// A hook returned a parallel executor's read error to the sequential one.
 #[derive(Debug, thiserror::Error)]
-#[error("a compliance hook returned a read error of another execution (transaction {0})")]
-struct UnexpectedBlock(usize);
+#[error("a compliance hook returned a read error of the parallel executor ({0})")]
+struct ForeignReadError(String);

@@ -20,6 +20,7 @@ pub(crate) mod parallel;
 mod sequential;
 mod state_changes;
 mod storage;
+mod storage_collision;
 mod system;
 
 pub use block::{base_block_reward, mainnet_spec, BlockInput, Ommer};

@@ -68,6 +68,10 @@ pub struct ExecutionStats {
     pub validation_aborts: u64,
     /// Times a transaction waited on another's pending write.
     pub dependency_waits: u64,
+    /// Whether Block-STM gave the block to the sequential executor: a creation asked
+    /// whether an empty account that a lower transaction may have removed still has
+    /// storage (EIP-7610), which the multi-version store cannot tell.
+    pub sequential_fallback: bool,
 }
 
 /// The result of executing a block.

@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 
 use revm::context::result::{EVMError, HaltReason};
 use revm::context::ContextSetters;
-use revm::handler::{EvmTr, FrameResult, FrameTr, Handler, MainnetHandler};
+use revm::handler::{EvmTr, FrameResult, FrameTr, Handler};
 use revm::ExecuteEvm;
 use tracing::debug_span;
 
@@ -43,12 +43,8 @@ pub fn execute_sequential_with<S: Storage>(
     let mut cumulative_gas_used = 0u64;
     for (index, tx) in block.transactions.iter().enumerate() {
         check_gas_available(block, index, tx.gas_limit, cumulative_gas_used)?;
-        let result = if compliance.is_some() {
-            evm.ctx.set_tx(tx.clone());
-            GatedHandler(PhantomData).run(&mut evm)
-        } else {
-            evm.transact_one(tx.clone())
-        };
+        evm.ctx.set_tx(tx.clone());
+        let result = BlockHandler(PhantomData).run(&mut evm);
         let state = evm.finalize();
         let rejection =
             evm.ctx.journaled_state.database.gate.as_mut().and_then(Gate::take_rejection);
@@ -77,11 +73,12 @@ pub fn execute_sequential_with<S: Storage>(
     Ok(BlockOutput { transactions, excluded, rejected, state, gas_used: cumulative_gas_used })
 }
 
-/// revm's mainnet handler with the compliance checks: the transaction's own call before its
-/// first frame, the accounts it changed after its last.
-struct GatedHandler<'a, S: Storage>(PhantomData<BlockEvm<'a, S>>);
+/// revm's mainnet handler with EIP-7610's storage collision and, where configured, the
+/// compliance checks: the transaction's own call before its first frame, the accounts it
+/// changed after its last.
+struct BlockHandler<'a, S: Storage>(PhantomData<BlockEvm<'a, S>>);
 
-impl<'a, S: Storage> Handler for GatedHandler<'a, S> {
+impl<'a, S: Storage> Handler for BlockHandler<'a, S> {
     type Evm = BlockEvm<'a, S>;
     type Error = EVMError<StorageError>;
     type HaltReason = HaltReason;
@@ -91,9 +88,7 @@ impl<'a, S: Storage> Handler for GatedHandler<'a, S> {
         evm: &mut Self::Evm,
         first_frame_input: <<Self::Evm as EvmTr>::Frame as FrameTr>::FrameInit,
     ) -> Result<FrameResult, Self::Error> {
-        gate::run_checked(evm, first_frame_input, |evm, input| {
-            MainnetHandler::<_, Self::Error, _>::default().run_exec_loop(evm, input)
-        })
+        gate::run_checked(evm, first_frame_input)
     }
 }
 

@@ -164,6 +164,20 @@ pub(crate) fn read_basic<S: Storage>(
     }
 }
 
+/// Whether `address` has storage after `changes`, for an account without code or nonce
+/// (EIP-7610; see [`crate::storage_collision`] for why this is exact for those): none once
+/// the block wiped its storage, else what `storage` says of the pre-state.
+pub(crate) fn read_has_storage<S: Storage>(
+    storage: &S,
+    changes: &StateChanges,
+    address: Address,
+) -> Result<bool, StorageError> {
+    if changes.accounts.get(&address).is_some_and(|change| change.storage_cleared) {
+        return Ok(false);
+    }
+    storage.has_storage(&address).map_err(|e| StorageError::new(Location::Account(address), e))
+}
+
 /// What a balance credit does to an account: the EIP-161 rule, written once for the block's
 /// output ([`StateChanges::credit`]) and for the parallel executor's folding of pending
 /// credits. It is the effect of revm's `incr_balance` (which touches the account) followed by

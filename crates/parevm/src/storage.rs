@@ -65,6 +65,14 @@ pub trait Storage: Sync {
     /// The value of storage slot `index` of `address` (zero if unset).
     fn storage(&self, address: &Address, index: &U256) -> Result<U256, Self::Error>;
 
+    /// Whether `address` has at least one non-zero storage slot (its storage root is not the
+    /// empty trie's).
+    ///
+    /// Asked only for EIP-7610 (a creation fails where the new address has storage but no
+    /// code and no nonce), about accounts that exist without code or nonce at the address a
+    /// creation targets; a node answers it from the account's storage root.
+    fn has_storage(&self, address: &Address) -> Result<bool, Self::Error>;
+
     /// The hash of block `number`, for the `BLOCKHASH` opcode.
     fn block_hash(&self, number: u64) -> Result<B256, Self::Error>;
 }
@@ -79,6 +87,9 @@ impl<S: Storage + ?Sized> Storage for &S {
     }
     fn storage(&self, address: &Address, index: &U256) -> Result<U256, Self::Error> {
         (**self).storage(address, index)
+    }
+    fn has_storage(&self, address: &Address) -> Result<bool, Self::Error> {
+        (**self).has_storage(address)
     }
     fn block_hash(&self, number: u64) -> Result<B256, Self::Error> {
         (**self).block_hash(number)
@@ -215,6 +226,10 @@ impl Storage for InMemoryStorage {
             .unwrap_or_default())
     }
 
+    fn has_storage(&self, address: &Address) -> Result<bool, Infallible> {
+        Ok(self.accounts.get(address).is_some_and(|a| a.storage.values().any(|v| !v.is_zero())))
+    }
+
     fn block_hash(&self, number: u64) -> Result<B256, Infallible> {
         // Unknown ancestors read as zero, as `BLOCKHASH` does outside its 256-block window.
         Ok(self.block_hashes.get(&number).copied().unwrap_or_default())
@@ -223,6 +238,12 @@ impl Storage for InMemoryStorage {
 
 /// Adapts any revm [`DatabaseRef`] (for example revm's `CacheDB` or a node's provider) to
 /// [`Storage`].
+///
+/// revm's `DatabaseRef` cannot say whether an account has storage, so
+/// [`Storage::has_storage`] answers `false` here, which is what revm itself assumes (it does
+/// not implement EIP-7610): a creation at an address with storage but no code or nonce then
+/// succeeds. No such address is reachable by CREATE or CREATE2 on Ethereum mainnet, but a
+/// node should implement [`Storage`] over its own database rather than rely on this.
 #[derive(Clone, Debug, Default)]
 pub struct DatabaseRefStorage<D>(pub D);
 
@@ -254,6 +275,10 @@ impl<D: DatabaseRef + Sync> Storage for DatabaseRefStorage<D> {
 
     fn storage(&self, address: &Address, index: &U256) -> Result<U256, Self::Error> {
         self.0.storage_ref(*address, *index).map_err(|e| DatabaseRefError(e.to_string()))
+    }
+
+    fn has_storage(&self, _address: &Address) -> Result<bool, Self::Error> {
+        Ok(false)
     }
 
     fn block_hash(&self, number: u64) -> Result<B256, Self::Error> {

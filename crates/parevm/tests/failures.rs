@@ -63,6 +63,10 @@ impl Storage for FailingStorage {
         self.check_account(address)?;
         Ok(self.inner.storage(address, index).unwrap())
     }
+    fn has_storage(&self, address: &Address) -> Result<bool, DiskError> {
+        self.check_account(address)?;
+        Ok(self.inner.has_storage(address).unwrap())
+    }
     fn block_hash(&self, number: u64) -> Result<B256, DiskError> {
         self.check()?;
         Ok(self.inner.block_hash(number).unwrap())

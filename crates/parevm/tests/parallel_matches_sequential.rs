@@ -210,6 +210,155 @@ fn selfdestruct_then_redeploy_at_the_same_address() {
     assert!(out.state.accounts[&child].info.is_some());
 }
 
+/// Calls a [`contracts::create2_factory`] with `init`, with gas to spare after a creation
+/// that fails and burns what it was given.
+fn deploy_through(b: &mut BlockBuilder, from: Address, factory: Address, init: &Bytes) {
+    b.tx(from, TxKind::Call(factory), U256::ZERO, init.clone(), 1_000_000);
+}
+
+/// An account at `address` with a balance of `wei` and one storage slot, but no code and no
+/// nonce: what EIP-7610 is about.
+fn storage_without_code(b: &mut BlockBuilder, address: Address, wei: u64) {
+    b.storage_mut().insert_account(
+        address,
+        U256::from(wei),
+        0,
+        Bytes::new(),
+        [(U256::from(1), U256::from(1))],
+    );
+}
+
+#[test]
+fn a_creation_onto_storage_without_code_or_nonce_collides() {
+    let mut b = BlockBuilder::new(SpecId::CANCUN, COINBASE);
+    let (factory, control) = (account(4242), account(4243));
+    b.contract(factory, contracts::create2_factory(), []);
+    b.contract(control, contracts::create2_factory(), []);
+    b.fund(account(1), ether(1));
+    let init = Asm::deployer(&contracts::counter());
+    let child = factory.create2_from_code([0u8; 32], &init);
+    storage_without_code(&mut b, child, 5);
+    // A funded address without storage is an ordinary counterfactual deployment.
+    let control_child = control.create2_from_code([0u8; 32], &init);
+    b.fund(control_child, U256::from(5));
+    b.fund(account(2), ether(1));
+    b.transfer(account(2), account(3), U256::from(1));
+    deploy_through(&mut b, account(1), factory, &init);
+    deploy_through(&mut b, account(1), control, &init);
+    let (storage, block) = b.build();
+    let out = same_everywhere(&storage, &block).unwrap();
+    assert!(out.transactions.iter().all(|t| t.is_success()));
+    // The collision: CREATE2 returned zero, burnt the gas it was given, bumped the
+    // factory's nonce and left the account as it was.
+    assert_eq!(slot(&out, factory, 0), U256::ZERO);
+    assert!(out.transactions[1].gas_used() > 900_000, "{}", out.transactions[1].gas_used());
+    assert_eq!(out.state.accounts[&factory].info.unwrap().nonce, 2);
+    assert!(!out.state.accounts.contains_key(&child));
+    assert_eq!(slot(&out, control, 0), U256::from_be_slice(control_child.as_slice()));
+    assert!(out.transactions[2].gas_used() < 200_000);
+}
+
+#[test]
+fn a_creation_onto_an_empty_account_with_storage_collides_in_the_first_transaction() {
+    let mut b = BlockBuilder::new(SpecId::CANCUN, COINBASE);
+    let factory = account(4242);
+    b.contract(factory, contracts::create2_factory(), []);
+    b.fund(account(1), ether(1));
+    let init = Asm::deployer(&contracts::counter());
+    let child = factory.create2_from_code([0u8; 32], &init);
+    storage_without_code(&mut b, child, 0);
+    deploy_through(&mut b, account(1), factory, &init);
+    let (storage, block) = b.build();
+    let out = same_everywhere(&storage, &block).unwrap();
+    assert_eq!(slot(&out, factory, 0), U256::ZERO);
+    let (_, stats) = execute_parallel(&storage, &block, NonZeroUsize::new(2).unwrap()).unwrap();
+    assert!(!stats.sequential_fallback, "nothing below the first transaction can remove it");
+}
+
+#[test]
+fn a_creation_after_the_block_destroyed_the_storage_succeeds() {
+    // Before Cancun, SELFDESTRUCT deletes the contract and its storage; a payment then
+    // creates an account without code, nonce or storage, where CREATE2 can redeploy the
+    // contract without colliding.
+    let mut b = BlockBuilder::new(SpecId::SHANGHAI, COINBASE);
+    let factory = account(4242);
+    b.contract(factory, contracts::create2_factory(), []);
+    b.fund(account(1), ether(1));
+    b.fund(account(2), ether(1));
+    let init = Asm::deployer(&contracts::suicidal());
+    let child = factory.create2_from_code([0u8; 32], &init);
+    b.storage_mut().insert_account(
+        child,
+        U256::from(7),
+        1,
+        contracts::suicidal(),
+        [(U256::from(1), U256::from(1))],
+    );
+    b.tx(account(1), TxKind::Call(child), U256::ZERO, Bytes::new(), 100_000);
+    b.transfer(account(2), child, U256::from(5));
+    deploy_through(&mut b, account(1), factory, &init);
+    let (storage, block) = b.build();
+    let out = same_everywhere(&storage, &block).unwrap();
+    assert!(out.transactions.iter().all(|t| t.is_success()));
+    assert_eq!(slot(&out, factory, 0), U256::from_be_slice(child.as_slice()));
+    let redeployed = &out.state.accounts[&child];
+    assert!(redeployed.storage_cleared && redeployed.info.is_some());
+}
+
+#[test]
+fn a_creation_after_a_touch_removed_the_empty_account_succeeds() {
+    // EIP-161: touching an empty account removes it, storage and all; a later creation at
+    // its address does not collide, even where a payment has created the account again.
+    for pay_after_the_touch in [false, true] {
+        let mut b = BlockBuilder::new(SpecId::CANCUN, COINBASE);
+        let factory = account(4242);
+        b.contract(factory, contracts::create2_factory(), []);
+        let init = Asm::deployer(&contracts::counter());
+        let child = factory.create2_from_code([0u8; 32], &init);
+        storage_without_code(&mut b, child, 0);
+        for i in 1..=3 {
+            b.fund(account(i), ether(1));
+        }
+        b.transfer(account(1), child, U256::ZERO);
+        if pay_after_the_touch {
+            b.transfer(account(2), child, U256::from(5));
+        }
+        deploy_through(&mut b, account(3), factory, &init);
+        let (storage, block) = b.build();
+        let out = same_everywhere(&storage, &block).unwrap();
+        assert!(out.transactions.iter().all(|t| t.is_success()));
+        assert_eq!(slot(&out, factory, 0), U256::from_be_slice(child.as_slice()));
+        assert!(out.state.accounts[&child].storage_cleared);
+        // The store sees the account paid again, not that it was removed in between (the
+        // touch and the payment are credits, folded when read): Block-STM hands the block
+        // to the sequential executor.
+        let (_, stats) = execute_parallel(&storage, &block, NonZeroUsize::new(2).unwrap()).unwrap();
+        assert_eq!(stats.sequential_fallback, pay_after_the_touch);
+    }
+}
+
+#[test]
+fn a_payment_keeps_an_empty_account_with_storage_from_removal() {
+    // Paid before any touch, the account is never empty again: its storage stays and the
+    // creation collides.
+    let mut b = BlockBuilder::new(SpecId::CANCUN, COINBASE);
+    let factory = account(4242);
+    b.contract(factory, contracts::create2_factory(), []);
+    let init = Asm::deployer(&contracts::counter());
+    let child = factory.create2_from_code([0u8; 32], &init);
+    storage_without_code(&mut b, child, 0);
+    b.fund(account(1), ether(1));
+    b.fund(account(2), ether(1));
+    b.transfer(account(1), child, U256::from(5));
+    b.transfer(account(2), child, U256::ZERO);
+    deploy_through(&mut b, account(1), factory, &init);
+    let (storage, block) = b.build();
+    let out = same_everywhere(&storage, &block).unwrap();
+    assert!(out.transactions.iter().all(|t| t.is_success()));
+    assert_eq!(slot(&out, factory, 0), U256::ZERO);
+    assert!(!out.state.accounts[&child].storage_cleared);
+}
+
 #[test]
 fn hot_storage_slot_forces_many_re_executions() {
     let mut b = BlockBuilder::new(SpecId::CANCUN, COINBASE);

@@ -24,6 +24,7 @@ use super::{
     CallerChain, Compliance, ComplianceHook, ComplianceMode, GatedCall, ReadError, Rejection,
     StateView,
 };
+use crate::storage_collision::{self, HasStorage};
 
 /// The message of the context error that stops a rejected transaction. The executors
 /// recognise a rejection by the [`Gate`]'s record, never by this text.
@@ -262,26 +263,25 @@ fn reverted_before_frames(input: &FrameInput) -> FrameResult {
     }
 }
 
-/// Runs a transaction's frames between the two checks (without a gate, `frames`: revm's
-/// execution loop as it is; with one, [`run_frames`], which also records the frames):
+/// Runs a transaction's frames between the two checks (without a gate, revm's execution
+/// loop with EIP-7610, [`storage_collision::run_frames`]; with one, [`run_frames`], which
+/// also records the frames):
 /// its own call before them, the accounts it changed after them. A rejection is a context
 /// error, recorded in the gate, that the executors turn into [`super::TxFailure`]; in
 /// [`ComplianceMode::Revert`], and past the exclusion budget, the frames' changes are undone
 /// instead and the transaction ends as reverted, paying for the gas it spent up to the
 /// rejection (the rejection still recorded) — unless what it changed before its frames (an
 /// EIP-7702 authorization) is itself rejected, which no revert undoes.
-pub(crate) fn run_checked<'h, DB, EVM, F>(
+pub(crate) fn run_checked<'h, DB, EVM>(
     evm: &mut EVM,
     input: FrameInit,
-    frames: F,
 ) -> Result<FrameResult, EVMError<DB::Error>>
 where
-    DB: GatedDb<'h>,
+    DB: GatedDb<'h> + HasStorage,
     EVM: EvmTr<Context = TxContext<DB>, Frame = EthFrame<EthInterpreter>>,
-    F: FnOnce(&mut EVM, FrameInit) -> Result<FrameResult, EVMError<DB::Error>>,
 {
     match evm.ctx_mut().journaled_state.database.gate() {
-        None => return frames(evm, input),
+        None => return storage_collision::run_frames(evm, input),
         Some(gate) => gate.tree.clear(),
     }
     let stop = |stop: Stop<DB::Error>| match stop {
@@ -323,14 +323,14 @@ where
     }
 }
 
-/// revm's frame loop (`Handler::run_exec_loop`), recording every frame in the gate's
+/// revm's frame loop (`Handler::run_exec_loop`) with EIP-7610, recording every frame in the gate's
 /// [`CallTree`]: where each starts and ends in the journal, and the frames undone.
 fn run_frames<'h, DB, EVM>(
     evm: &mut EVM,
     input: FrameInit,
 ) -> Result<FrameResult, EVMError<DB::Error>>
 where
-    DB: GatedDb<'h>,
+    DB: GatedDb<'h> + HasStorage,
     EVM: EvmTr<Context = TxContext<DB>, Frame = EthFrame<EthInterpreter>>,
 {
     if let Some(result) = start_frame(evm, input)? {
@@ -362,7 +362,7 @@ fn start_frame<'h, DB, EVM>(
     input: FrameInit,
 ) -> Result<Option<FrameResult>, EVMError<DB::Error>>
 where
-    DB: GatedDb<'h>,
+    DB: GatedDb<'h> + HasStorage,
     EVM: EvmTr<Context = TxContext<DB>, Frame = EthFrame<EthInterpreter>>,
 {
     let start = journal_len(evm);
@@ -370,7 +370,7 @@ where
         FrameInput::Call(inputs) => Some(inputs.target_address),
         _ => None,
     };
-    let result = match evm.frame_init(input)? {
+    let result = match storage_collision::frame_init(evm, input)? {
         ItemOrResult::Item(frame) => {
             let target = frame.interpreter.input.target_address;
             tree(evm.ctx_mut()).start(target, start);

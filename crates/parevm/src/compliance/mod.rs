@@ -60,6 +60,8 @@ pub(crate) enum ReadErrorKind {
     Storage(StorageError),
     /// Parallel execution: the value is an estimate of this transaction's write.
     Blocked(usize),
+    /// Parallel execution: the block must be executed sequentially.
+    Sequential,
 }
 
 impl fmt::Display for ReadError {
@@ -67,6 +69,7 @@ impl fmt::Display for ReadError {
         match &self.0 {
             ReadErrorKind::Storage(e) => e.fmt(f),
             ReadErrorKind::Blocked(tx) => write!(f, "waiting for transaction {tx}"),
+            ReadErrorKind::Sequential => f.write_str("the block needs sequential execution"),
         }
     }
 }

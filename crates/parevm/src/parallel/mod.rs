@@ -20,7 +20,7 @@ mod vm;
 
 use std::num::NonZeroUsize;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use alloy_primitives::map::{AddressMap, DefaultHashBuilder, HashSet};
 use alloy_primitives::{Address, B256};
@@ -138,6 +138,9 @@ struct Shared<'a, S> {
     previous_of_sender: Vec<Option<TxIdx>>,
     new_code: DashMap<B256, Bytecode, DefaultHashBuilder>,
     fatal: Mutex<Option<ExecutionError>>,
+    /// Set when an incarnation asked what the store cannot answer (`VmError::Sequential`):
+    /// the block is then executed sequentially.
+    sequential: AtomicBool,
     /// The workers' counters, each added once when the worker stops (a shared counter
     /// bumped per transaction would be one more cache line the workers fight over).
     stats: Mutex<ExecutionStats>,
@@ -243,6 +246,11 @@ impl<S: Storage> Shared<'_, S> {
                 }
                 Err(ExecuteError::Fatal(error)) => {
                     self.fail(error);
+                    return None;
+                }
+                Err(ExecuteError::Sequential) => {
+                    self.sequential.store(true, Ordering::Relaxed);
+                    self.scheduler.abort();
                     return None;
                 }
             }
@@ -583,6 +591,7 @@ fn execute_parallel_inner<S: Storage>(
         previous_of_sender,
         new_code: DashMap::default(),
         fatal: Mutex::new(None),
+        sequential: AtomicBool::new(false),
         stats: Mutex::new(ExecutionStats::default()),
         timed,
         phases: Mutex::new(Vec::new()),
@@ -611,6 +620,16 @@ fn execute_parallel_inner<S: Storage>(
             }),
             Workers::Pool(pool) => helpers::run(pool, shared.workers - 1, &shared),
         }
+    }
+    if shared.sequential.load(Ordering::Relaxed) {
+        // Speculative or not, the sequential result is the block's.
+        let output = crate::sequential::execute_sequential_with(storage, block, compliance)?;
+        let stats = ExecutionStats {
+            executions: n as u64,
+            sequential_fallback: true,
+            ..ExecutionStats::default()
+        };
+        return Ok((output, stats, None));
     }
     if let Some(error) = shared.fatal.lock().take() {
         return Err(error);

@@ -47,6 +47,11 @@ pub(crate) enum VmError {
     /// The storage backend failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// A question the multi-version store cannot answer exactly (see
+    /// [`HasStorage`](crate::storage_collision::HasStorage) for [`super::vm::VmDb`]): the
+    /// block is executed sequentially instead.
+    #[error("the block needs sequential execution")]
+    Sequential,
 }
 
 impl DBErrorMarker for VmError {}

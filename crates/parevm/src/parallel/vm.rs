@@ -10,9 +10,7 @@ use revm::bytecode::Bytecode;
 use revm::context::result::{EVMError, ExecutionResult, HaltReason, InvalidTransaction};
 use revm::context::{ContextSetters, TxEnv};
 use revm::context_interface::{Block, Cfg, Transaction};
-use revm::handler::{
-    post_execution, EvmTr, FrameResult, FrameTr, Handler, MainnetEvm, MainnetHandler,
-};
+use revm::handler::{post_execution, EvmTr, FrameResult, FrameTr, Handler, MainnetEvm};
 use revm::primitives::hardfork::SpecId;
 use revm::primitives::{StorageKey, StorageValue, KECCAK_EMPTY};
 use revm::state::{Account, AccountInfo, EvmState};
@@ -28,7 +26,9 @@ use super::TxIdx;
 use crate::block_db::{account_info, read_block_hash, read_code, read_storage};
 use crate::compliance::gate::{self, Gate, GatedDb};
 use crate::compliance::{ReadError, ReadErrorKind, Rejection, TxFailure};
+use crate::state_changes::read_has_storage;
 use crate::storage::AccountBasic;
+use crate::storage_collision::HasStorage;
 use crate::Compliance;
 use crate::{BlockInput, Storage};
 
@@ -78,6 +78,7 @@ impl<'a, S: Storage> GatedDb<'a> for VmDb<'a, S> {
         ReadError(match error {
             VmError::Blocked(tx) => ReadErrorKind::Blocked(tx),
             VmError::Storage(e) => ReadErrorKind::Storage(e),
+            VmError::Sequential => ReadErrorKind::Sequential,
         })
     }
 
@@ -85,6 +86,7 @@ impl<'a, S: Storage> GatedDb<'a> for VmDb<'a, S> {
         match error.0 {
             ReadErrorKind::Blocked(tx) => VmError::Blocked(tx),
             ReadErrorKind::Storage(e) => VmError::Storage(e),
+            ReadErrorKind::Sequential => VmError::Sequential,
         }
     }
 
@@ -135,6 +137,29 @@ impl<'a, S: Storage> VmDb<'a, S> {
         self.note_read(location, origin);
         self.wipes.insert(address, wiped);
         Ok(wiped)
+    }
+}
+
+/// Exact where the store knows: a wipe by a lower transaction is a versioned read, validated
+/// like any other. What it does not know is whether a lower transaction removed an *empty*
+/// account (EIP-161, touched while empty, which wipes its storage): a plain transfer's
+/// recipient is read lazily and its removal decided only when the block's state is built.
+/// Only an account with neither balance, code nor nonce can be removed so (one with a balance
+/// and no code or nonce can never be emptied: nothing can spend from it), so that case alone,
+/// below the block's first transaction, sends the block to the sequential executor. No such
+/// account is reachable by a creation on Ethereum mainnet.
+impl<S: Storage> HasStorage for VmDb<'_, S> {
+    fn has_storage(&mut self, address: Address) -> Result<bool, VmError> {
+        if self.wiped_at(address)?.is_some()
+            || !read_has_storage(self.base.storage, self.base.changes, address)?
+        {
+            return Ok(false);
+        }
+        let funded = self.base.basic(address)?.is_some_and(|a| !a.balance.is_zero());
+        if self.tx == 0 || funded {
+            return Ok(true);
+        }
+        Err(VmError::Sequential)
     }
 }
 
@@ -304,9 +329,7 @@ impl<'a, S: Storage> Handler for DeferredFeeHandler<'a, S> {
         evm: &mut Self::Evm,
         first_frame_input: <<Self::Evm as EvmTr>::Frame as FrameTr>::FrameInit,
     ) -> Result<FrameResult, Self::Error> {
-        gate::run_checked(evm, first_frame_input, |evm, input| {
-            MainnetHandler::<_, Self::Error, _>::default().run_exec_loop(evm, input)
-        })
+        gate::run_checked(evm, first_frame_input)
     }
 }
 
@@ -340,6 +363,8 @@ pub(crate) enum ExecuteError {
     Blocked(TxIdx),
     /// A fatal error: storage failure or an EVM error that is not about the transaction.
     Fatal(crate::ExecutionError),
+    /// The block must be executed sequentially ([`VmError::Sequential`]).
+    Sequential,
 }
 
 /// A worker's revm instance, reused across transactions.
@@ -460,6 +485,9 @@ impl<'a, S: Storage> Vm<'a, S> {
             (Err(EVMError::Database(VmError::Storage(e))), _) => {
                 return Err(ExecuteError::Fatal(crate::ExecutionError::Storage(e)))
             }
+            (Err(EVMError::Database(VmError::Sequential)), _) => {
+                return Err(ExecuteError::Sequential)
+            }
             (_, Some(rejection)) => Err(TxFailure::Rejected(rejection)),
             (Err(EVMError::Transaction(invalid)), None) => Err(TxFailure::Invalid(invalid)),
             (Err(EVMError::Header(e)), None) => {
@@ -491,6 +519,7 @@ impl<'a, S: Storage> Vm<'a, S> {
                 let full = resolve_account(db.mv, db.base, address, tx).map_err(|e| match e {
                     VmError::Blocked(idx) => ExecuteError::Blocked(idx),
                     VmError::Storage(e) => ExecuteError::Fatal(e.into()),
+                    VmError::Sequential => ExecuteError::Sequential,
                 })?;
                 if full != Some(view) {
                     return Ok(Attempt::BalanceObserved(address));
