@@ -96,6 +96,15 @@ pub fn decode_block(
         b.contract(contract_address(i), code, slots);
     }
     let suicidal_init = Asm::deployer(&contracts::suicidal());
+    let child = contract_address(3).create2_from_code([0u8; 32], &suicidal_init);
+    if u.ratio(1, 3)? {
+        // The factory's CREATE2 address already holds storage without code or nonce
+        // (EIP-7610): a creation there collides, unless the block removed the account first
+        // (a touch while it is empty).
+        let wei = if u.arbitrary()? { U256::ZERO } else { U256::from(7) };
+        let slots = [(U256::from(1), U256::from(1))];
+        b.storage_mut().insert_account(child, wei, 0, Bytes::new(), slots);
+    }
     let txs = u.int_in_range(0..=24usize)?;
     for _ in 0..txs {
         let from = eoa(u.choose_index(eoas)?);
@@ -128,8 +137,8 @@ pub fn decode_block(
             3 => (TxKind::Create, Asm::deployer(&contracts::counter())),
             4 => (TxKind::Create, suicidal_init.clone()),
             _ => {
-                // A self-destructed child of the factory, called with value.
-                let child = contract_address(3).create2_from_code([0u8; 32], &suicidal_init);
+                // The factory's child (self-destructed, not yet created, or an account with
+                // storage only), called with value.
                 (TxKind::Call(child), Bytes::new())
             }
         };
