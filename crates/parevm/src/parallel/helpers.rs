@@ -17,6 +17,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use crossbeam::utils::Backoff;
+
 /// Work that the calling thread and any number of helpers share.
 pub(crate) trait Work: Sync {
     /// Runs one worker until the work is done; `first` for the calling thread. Must not
@@ -48,16 +50,11 @@ impl Gate {
     /// Closes the gate and waits until no helper is inside.
     fn close(&self) {
         let mut inside = self.0.fetch_or(CLOSED, Ordering::AcqRel) & !CLOSED;
-        let mut spins = 0u32;
+        // A helper inside is building its share of the state or finishing its last task:
+        // short.
+        let backoff = Backoff::new();
         while inside != 0 {
-            // A helper inside is building its share of the state or finishing its last
-            // task: short.
-            spins += 1;
-            if spins > 64 {
-                std::thread::yield_now();
-            } else {
-                std::hint::spin_loop();
-            }
+            backoff.snooze();
             inside = self.0.load(Ordering::Acquire) & !CLOSED;
         }
     }

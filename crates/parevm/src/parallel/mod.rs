@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use alloy_primitives::map::{AddressMap, DefaultHashBuilder, HashSet};
 use alloy_primitives::{Address, B256};
-use crossbeam::utils::CachePadded;
+use crossbeam::utils::{Backoff, CachePadded};
 use dashmap::DashMap;
 use parking_lot::Mutex;
 use revm::bytecode::Bytecode;
@@ -351,7 +351,9 @@ impl<S: Storage> Shared<'_, S> {
         clock.lap(Phase::Schedule);
         let mut stats = ExecutionStats::default();
         let mut task = None;
-        let mut idle = 0u32;
+        // Waiting for a task: spinning first, then yielding the core.
+        let backoff = Backoff::new();
+        let mut idle = false;
         while !self.scheduler.done() {
             perturb::point();
             task = match task {
@@ -365,22 +367,18 @@ impl<S: Storage> Shared<'_, S> {
                     // After a task, advance the commits: a transaction validated while a
                     // lower one was not yet committed becomes final only now. (Not while
                     // idle: that would take the lock from the worker that needs it.)
-                    if idle == 0 && self.next_commit_executed() {
+                    if !idle && self.next_commit_executed() {
                         self.commit_final(None);
                         clock.lap(Phase::Commit);
                     }
                     let next = self.scheduler.next_task();
-                    if next.is_some() {
-                        idle = 0;
-                        clock.lap(Phase::Schedule);
-                    } else {
-                        idle += 1;
-                        if idle > 64 {
-                            std::thread::yield_now();
-                        } else {
-                            std::hint::spin_loop();
-                        }
+                    idle = next.is_none();
+                    if idle {
+                        backoff.snooze();
                         clock.lap(Phase::Idle);
+                    } else {
+                        backoff.reset();
+                        clock.lap(Phase::Schedule);
                     }
                     next
                 }
@@ -488,17 +486,17 @@ fn sender_chains(block: &BlockInput) -> (Vec<Option<TxIdx>>, u64) {
     (previous, longest)
 }
 
-/// How many workers [`crate::Executor`] runs `block` on when `threads` are available: one
-/// per thread, no more than there are transactions, and one if a single sender's chain
-/// carries nearly all of its gas ([`ONE_WORKER_CHAIN_SHARE`]). ([`execute_parallel`] and
-/// the stress runs use every thread they are given, to exercise the races.)
-fn worker_count(block: &BlockInput, threads: usize, longest_chain_gas: u64) -> usize {
-    let n = block.transactions.len();
+/// How many workers run `block` when `threads` are available: one per thread, no more than
+/// there are transactions, and under [`crate::Executor`] (`longest_chain_gas` given) one if
+/// a single sender's chain carries nearly all of its gas ([`ONE_WORKER_CHAIN_SHARE`]).
+/// ([`execute_parallel`] and the stress runs use every thread they are given, to exercise
+/// the races.)
+fn worker_count(block: &BlockInput, threads: usize, longest_chain_gas: Option<u64>) -> usize {
     let total = block.total_gas_limit();
-    if longest_chain_gas as f64 >= ONE_WORKER_CHAIN_SHARE * total as f64 {
+    if longest_chain_gas.is_some_and(|gas| gas as f64 >= ONE_WORKER_CHAIN_SHARE * total as f64) {
         return 1;
     }
-    threads.min(n).max(1)
+    threads.min(block.transactions.len()).max(1)
 }
 
 /// How the workers of one block are run.
@@ -595,11 +593,7 @@ fn execute_parallel_inner<S: Storage>(
         stats: Mutex::new(ExecutionStats::default()),
         timed,
         phases: Mutex::new(Vec::new()),
-        workers: if fit_workers {
-            worker_count(block, threads, longest_chain_gas)
-        } else {
-            threads.min(n).max(1)
-        },
+        workers: worker_count(block, threads, fit_workers.then_some(longest_chain_gas)),
         #[cfg(feature = "perturb")]
         workers_started: AtomicUsize::new(0),
         next_share: AtomicUsize::new(0),
@@ -726,7 +720,7 @@ mod tests {
     fn one_worker_for_a_block_of_one_senders_chain() {
         let count = |txs: &[(u8, u64)], threads| {
             let b = block(txs);
-            worker_count(&b, threads, sender_chains(&b).1)
+            worker_count(&b, threads, Some(sender_chains(&b).1))
         };
         // One sender with 90 % of the gas limit or more: one worker.
         assert_eq!(count(&[(1, 90), (1, 0), (2, 10)], 4), 1);
