@@ -59,6 +59,7 @@ impl TxOutcome {
 
 /// Counters describing how a block was executed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ExecutionStats {
     /// Transaction executions, including re-executions.
     pub executions: u64,
