@@ -209,6 +209,10 @@ struct Record {
     re_executions: u64,
     validation_aborts: u64,
     dependency_waits: u64,
+    /// Block-STM handed the block to the sequential executor (EIP-7610 on an account its
+    /// store cannot answer for).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    sequential_fallback: bool,
     /// The compliance mode, if a hook was configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     compliance: Option<&'static str>,
@@ -416,6 +420,7 @@ fn replay_snapshot(
         record.re_executions = parallel.stats.re_executions;
         record.validation_aborts = parallel.stats.validation_aborts;
         record.dependency_waits = parallel.stats.dependency_waits;
+        record.sequential_fallback = parallel.stats.sequential_fallback;
         record.matches_sequential = Some(mismatch.is_none());
         problems.extend(mismatch);
     }
