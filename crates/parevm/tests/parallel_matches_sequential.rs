@@ -190,12 +190,8 @@ fn eip7702_delegation_then_calls_to_the_delegated_account_in_one_block() {
 #[test]
 fn selfdestruct_then_redeploy_at_the_same_address() {
     // Before Cancun, SELFDESTRUCT deletes any contract; CREATE2 can then redeploy it.
-    let mut b = BlockBuilder::new(SpecId::SHANGHAI, COINBASE);
-    let factory = account(4242);
-    b.contract(factory, contracts::create2_factory(), []);
+    let (mut b, factory, init, child) = with_factory(SpecId::SHANGHAI, &contracts::suicidal());
     b.fund(account(1), ether(1));
-    let init = Asm::deployer(&contracts::suicidal());
-    let child = factory.create2_from_code([0u8; 32], &init);
     b.call(account(1), factory, init.clone());
     b.tx(account(1), TxKind::Call(child), U256::from(7), Bytes::new(), 100_000);
     b.call(account(1), factory, init.clone());
@@ -214,6 +210,17 @@ fn selfdestruct_then_redeploy_at_the_same_address() {
 /// that fails and burns what it was given.
 fn deploy_through(b: &mut BlockBuilder, from: Address, factory: Address, init: &Bytes) {
     b.tx(from, TxKind::Call(factory), U256::ZERO, init.clone(), 1_000_000);
+}
+
+/// A block under `spec` with a [`contracts::create2_factory`] at `account(4242)`: the
+/// builder, the factory, the init code deploying `runtime`, and where its CREATE2 lands.
+fn with_factory(spec: SpecId, runtime: &Bytes) -> (BlockBuilder, Address, Bytes, Address) {
+    let mut b = BlockBuilder::new(spec, COINBASE);
+    let factory = account(4242);
+    b.contract(factory, contracts::create2_factory(), []);
+    let init = Asm::deployer(runtime);
+    let child = factory.create2_from_code([0u8; 32], &init);
+    (b, factory, init, child)
 }
 
 /// An account at `address` with a balance of `wei` and one storage slot, but no code and no
@@ -260,12 +267,8 @@ fn a_creation_onto_storage_without_code_or_nonce_collides() {
 
 #[test]
 fn a_creation_onto_an_empty_account_with_storage_collides_in_the_first_transaction() {
-    let mut b = BlockBuilder::new(SpecId::CANCUN, COINBASE);
-    let factory = account(4242);
-    b.contract(factory, contracts::create2_factory(), []);
+    let (mut b, factory, init, child) = with_factory(SpecId::CANCUN, &contracts::counter());
     b.fund(account(1), ether(1));
-    let init = Asm::deployer(&contracts::counter());
-    let child = factory.create2_from_code([0u8; 32], &init);
     storage_without_code(&mut b, child, 0);
     deploy_through(&mut b, account(1), factory, &init);
     let (storage, block) = b.build();
@@ -280,13 +283,9 @@ fn a_creation_after_the_block_destroyed_the_storage_succeeds() {
     // Before Cancun, SELFDESTRUCT deletes the contract and its storage; a payment then
     // creates an account without code, nonce or storage, where CREATE2 can redeploy the
     // contract without colliding.
-    let mut b = BlockBuilder::new(SpecId::SHANGHAI, COINBASE);
-    let factory = account(4242);
-    b.contract(factory, contracts::create2_factory(), []);
+    let (mut b, factory, init, child) = with_factory(SpecId::SHANGHAI, &contracts::suicidal());
     b.fund(account(1), ether(1));
     b.fund(account(2), ether(1));
-    let init = Asm::deployer(&contracts::suicidal());
-    let child = factory.create2_from_code([0u8; 32], &init);
     b.storage_mut().insert_account(
         child,
         U256::from(7),
@@ -310,11 +309,7 @@ fn a_creation_after_a_touch_removed_the_empty_account_succeeds() {
     // EIP-161: touching an empty account removes it, storage and all; a later creation at
     // its address does not collide, even where a payment has created the account again.
     for pay_after_the_touch in [false, true] {
-        let mut b = BlockBuilder::new(SpecId::CANCUN, COINBASE);
-        let factory = account(4242);
-        b.contract(factory, contracts::create2_factory(), []);
-        let init = Asm::deployer(&contracts::counter());
-        let child = factory.create2_from_code([0u8; 32], &init);
+        let (mut b, factory, init, child) = with_factory(SpecId::CANCUN, &contracts::counter());
         storage_without_code(&mut b, child, 0);
         for i in 1..=3 {
             b.fund(account(i), ether(1));
@@ -341,11 +336,7 @@ fn a_creation_after_a_touch_removed_the_empty_account_succeeds() {
 fn a_payment_keeps_an_empty_account_with_storage_from_removal() {
     // Paid before any touch, the account is never empty again: its storage stays and the
     // creation collides.
-    let mut b = BlockBuilder::new(SpecId::CANCUN, COINBASE);
-    let factory = account(4242);
-    b.contract(factory, contracts::create2_factory(), []);
-    let init = Asm::deployer(&contracts::counter());
-    let child = factory.create2_from_code([0u8; 32], &init);
+    let (mut b, factory, init, child) = with_factory(SpecId::CANCUN, &contracts::counter());
     storage_without_code(&mut b, child, 0);
     b.fund(account(1), ether(1));
     b.fund(account(2), ether(1));
