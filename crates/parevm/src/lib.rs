@@ -15,6 +15,7 @@ mod compliance;
 mod config;
 mod convert;
 mod error;
+mod frame_loop;
 mod output;
 pub(crate) mod parallel;
 mod sequential;

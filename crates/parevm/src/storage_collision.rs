@@ -60,32 +60,6 @@ where
     Ok(evm.frame_init(input)?)
 }
 
-/// revm's frame loop (`Handler::run_exec_loop`) with [`frame_init`].
-pub(crate) fn run_frames<DB, EVM>(
-    evm: &mut EVM,
-    input: FrameInit,
-) -> Result<FrameResult, EVMError<DB::Error>>
-where
-    DB: HasStorage,
-    EVM: EvmTr<Context = TxContext<DB>, Frame = EthFrame<EthInterpreter>>,
-{
-    if let ItemOrResult::Result(result) = frame_init(evm, input)? {
-        return Ok(result);
-    }
-    loop {
-        let result = match evm.frame_run()? {
-            ItemOrResult::Item(init) => match frame_init(evm, init)? {
-                ItemOrResult::Item(_) => continue,
-                ItemOrResult::Result(result) => result,
-            },
-            ItemOrResult::Result(result) => result,
-        };
-        if let Some(result) = evm.frame_return_result(result)? {
-            return Ok(result);
-        }
-    }
-}
-
 /// The result of a creation that collides with an account's storage, after doing what revm
 /// does before it reports a collision; `None` where revm decides (it fails the creation for
 /// another reason first, or the address has code or a nonce, or no storage).

@@ -24,6 +24,7 @@ use super::{
     CallerChain, Compliance, ComplianceHook, ComplianceMode, GatedCall, ReadError, Rejection,
     StateView,
 };
+use crate::frame_loop;
 use crate::storage_collision::{self, HasStorage};
 
 /// The message of the context error that stops a rejected transaction. The executors
@@ -263,9 +264,8 @@ fn reverted_before_frames(input: &FrameInput) -> FrameResult {
     }
 }
 
-/// Runs a transaction's frames between the two checks (without a gate, revm's execution
-/// loop with EIP-7610, [`storage_collision::run_frames`]; with one, [`run_frames`], which
-/// also records the frames):
+/// Runs a transaction's frames between the two checks (the [`frame_loop`], recording the
+/// frames in the gate's [`CallTree`]; without a gate, only the loop):
 /// its own call before them, the accounts it changed after them. A rejection is a context
 /// error, recorded in the gate, that the executors turn into [`super::TxFailure`]; in
 /// [`ComplianceMode::Revert`], and past the exclusion budget, the frames' changes are undone
@@ -281,7 +281,7 @@ where
     EVM: EvmTr<Context = TxContext<DB>, Frame = EthFrame<EthInterpreter>>,
 {
     match evm.ctx_mut().journaled_state.database.gate() {
-        None => return storage_collision::run_frames(evm, input),
+        None => return frame_loop::run(evm, input, frame_loop::start, |_, _| {}),
         Some(gate) => gate.tree.clear(),
     }
     let stop = |stop: Stop<DB::Error>| match stop {
@@ -292,7 +292,10 @@ where
     let intrinsic = gas_limit.saturating_sub(frame_gas_limit(&input.frame_input));
     let start = before_frames(&evm.ctx_mut().journaled_state);
     let mut result = match check_transaction(evm.ctx_mut()) {
-        Ok(()) => run_frames(evm, input)?,
+        Ok(()) => frame_loop::run(evm, input, start_frame, |evm, result| {
+            let end = journal_len(evm);
+            tree(evm.ctx_mut()).end(end, result.instruction_result().is_ok());
+        })?,
         Err(Stop::Rejected) => {
             let db = &mut evm.ctx_mut().journaled_state.database;
             if !include_as_failed(db, intrinsic).map_err(stop)? {
@@ -323,40 +326,10 @@ where
     }
 }
 
-/// revm's frame loop (`Handler::run_exec_loop`) with EIP-7610, recording every frame in the gate's
-/// [`CallTree`]: where each starts and ends in the journal, and the frames undone.
-fn run_frames<'h, DB, EVM>(
-    evm: &mut EVM,
-    input: FrameInit,
-) -> Result<FrameResult, EVMError<DB::Error>>
-where
-    DB: GatedDb<'h> + HasStorage,
-    EVM: EvmTr<Context = TxContext<DB>, Frame = EthFrame<EthInterpreter>>,
-{
-    if let Some(result) = start_frame(evm, input)? {
-        return Ok(result);
-    }
-    loop {
-        let result = match evm.frame_run()? {
-            ItemOrResult::Item(init) => match start_frame(evm, init)? {
-                None => continue,
-                Some(result) => result,
-            },
-            ItemOrResult::Result(result) => {
-                let end = journal_len(evm);
-                tree(evm.ctx_mut()).end(end, result.instruction_result().is_ok());
-                result
-            }
-        };
-        if let Some(result) = evm.frame_return_result(result)? {
-            return Ok(result);
-        }
-    }
-}
-
-/// Starts the frame of `input`, recording it: `None` if it runs, or the result of a call or
-/// creation that ended as it started (no code, a precompile, a failure before its first
-/// instruction).
+/// Starts the frame of `input`, recording it in the gate's [`CallTree`] (where it starts
+/// in the journal; its end is recorded when it returns): `None` if it runs, or the result
+/// of a call or creation that ended as it started (no code, a precompile, a failure before
+/// its first instruction).
 fn start_frame<'h, DB, EVM>(
     evm: &mut EVM,
     input: FrameInit,
