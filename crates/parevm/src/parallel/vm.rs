@@ -367,6 +367,16 @@ pub(crate) enum ExecuteError {
     Sequential,
 }
 
+impl From<VmError> for ExecuteError {
+    fn from(error: VmError) -> Self {
+        match error {
+            VmError::Blocked(idx) => Self::Blocked(idx),
+            VmError::Storage(e) => Self::Fatal(e.into()),
+            VmError::Sequential => Self::Sequential,
+        }
+    }
+}
+
 /// A worker's revm instance, reused across transactions.
 pub(crate) struct Vm<'a, S: Storage> {
     evm: WorkerEvm<'a, S>,
@@ -479,15 +489,7 @@ impl<'a, S: Storage> Vm<'a, S> {
         // that rejected may have read it.
         let result = match (result, rejection) {
             (Ok(result), _) => Ok(result),
-            (Err(EVMError::Database(VmError::Blocked(idx))), _) => {
-                return Err(ExecuteError::Blocked(idx))
-            }
-            (Err(EVMError::Database(VmError::Storage(e))), _) => {
-                return Err(ExecuteError::Fatal(crate::ExecutionError::Storage(e)))
-            }
-            (Err(EVMError::Database(VmError::Sequential)), _) => {
-                return Err(ExecuteError::Sequential)
-            }
+            (Err(EVMError::Database(e)), _) => return Err(e.into()),
             (_, Some(rejection)) => Err(TxFailure::Rejected(rejection)),
             (Err(EVMError::Transaction(invalid)), None) => Err(TxFailure::Invalid(invalid)),
             (Err(EVMError::Header(e)), None) => {
@@ -516,11 +518,7 @@ impl<'a, S: Storage> Vm<'a, S> {
                     || a.info.balance < view.balance
             });
             if changed || db.observed.contains(&address) {
-                let full = resolve_account(db.mv, db.base, address, tx).map_err(|e| match e {
-                    VmError::Blocked(idx) => ExecuteError::Blocked(idx),
-                    VmError::Storage(e) => ExecuteError::Fatal(e.into()),
-                    VmError::Sequential => ExecuteError::Sequential,
-                })?;
+                let full = resolve_account(db.mv, db.base, address, tx)?;
                 if full != Some(view) {
                     return Ok(Attempt::BalanceObserved(address));
                 }
