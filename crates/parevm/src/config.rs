@@ -210,6 +210,15 @@ impl Executor {
         Ok(Self { config, pool })
     }
 
+    /// The threads a parallel run uses: the pool's and the caller's, or threads spawned for
+    /// the block.
+    pub(crate) fn workers(&self) -> Workers<'_> {
+        match &self.pool {
+            Some(pool) => Workers::Pool(pool),
+            None => Workers::Spawn(self.config.threads),
+        }
+    }
+
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config
@@ -234,10 +243,7 @@ impl Executor {
         block: &BlockInput,
     ) -> Result<BlockExecution, ExecutionError> {
         if self.config.runs_parallel(block) {
-            let workers = match &self.pool {
-                Some(pool) => Workers::Pool(pool),
-                None => Workers::Spawn(self.config.threads),
-            };
+            let workers = self.workers();
             let compliance = self.config.compliance.as_ref();
             let timed = self.config.phase_timers;
             let (output, stats, phases) =

@@ -76,7 +76,7 @@ pub struct ExecutionStats {
 }
 
 /// The result of executing a block.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BlockOutput {
     /// One outcome per included transaction, in block order: every transaction unless a
     /// compliance hook in [`ComplianceMode::Exclude`](crate::ComplianceMode::Exclude) left

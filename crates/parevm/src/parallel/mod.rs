@@ -34,7 +34,8 @@ use self::mv_memory::{Location, MvMemory};
 use self::phases::{Clock, Phase, PhaseTimes, WorkerPhases};
 use self::read_set::{Base, ReadOrigin};
 use self::scheduler::{Scheduler, Task, Version};
-use self::vm::{ExecuteError, Incarnation, TxOutput, Vm};
+pub(crate) use self::vm::TxState;
+use self::vm::{ExecuteError, Incarnation, TxOutput, Vm, VmSettings};
 use crate::compliance::Ledger;
 use crate::output::{BlockOutput, ExecutionStats, TxOutcome};
 use crate::sequential::check_gas_available;
@@ -88,6 +89,8 @@ struct Committed {
     touched: Vec<Address>,
     /// Code the included transactions created.
     created: Vec<(B256, Bytecode)>,
+    /// The included transactions' revm states, when kept ([`execute_transactions`]).
+    states: Vec<TxState>,
 }
 
 impl Committed {
@@ -109,6 +112,9 @@ impl Committed {
         }
         self.touched.extend(output.touched);
         self.created.extend(output.created);
+        if let Some(state) = output.state {
+            self.states.push(*state);
+        }
         self.gas_used += result.tx_gas_used();
         self.transactions.push(TxOutcome {
             index,
@@ -123,6 +129,11 @@ impl Committed {
 /// Everything the workers share while executing one block.
 struct Shared<'a, S> {
     block: &'a BlockInput,
+    /// revm's configuration for the transactions.
+    cfg: revm::context::CfgEnv,
+    /// Whether the block's transactions alone are executed, keeping each one's revm state
+    /// ([`execute_transactions`]); the block's state changes are then not built.
+    transactions_only: bool,
     /// The compliance hook and its mode, if configured.
     compliance: Option<&'a Compliance>,
     base: Base<'a, S>,
@@ -346,8 +357,13 @@ impl<S: Storage> Shared<'_, S> {
             });
         }
         let mut clock = Clock::new(self.timed);
-        let mut vm =
-            Vm::new(self.block, &self.base, &self.mv, &self.new_code, self.compliance, self.timed);
+        let settings = VmSettings {
+            compliance: self.compliance,
+            cfg: &self.cfg,
+            timed: self.timed,
+            keep_states: self.transactions_only,
+        };
+        let mut vm = Vm::new(self.block, &self.base, &self.mv, &self.new_code, settings);
         clock.lap(Phase::Schedule);
         let mut stats = ExecutionStats::default();
         let mut task = None;
@@ -391,7 +407,7 @@ impl<S: Storage> Shared<'_, S> {
             total.dependency_waits += stats.dependency_waits;
         }
         // Every transaction is executed and validated: the store's entries are final.
-        while self.fatal.lock().is_none() {
+        while !self.transactions_only && self.fatal.lock().is_none() {
             let share = self.next_share.fetch_add(1, Ordering::Relaxed);
             if share >= self.workers {
                 break;
@@ -514,9 +530,8 @@ pub fn execute_parallel<S: Storage>(
     block: &BlockInput,
     threads: NonZeroUsize,
 ) -> Result<(BlockOutput, ExecutionStats), ExecutionError> {
-    let (output, stats, _) =
-        execute_parallel_inner(storage, block, Workers::Spawn(threads), None, false, false, 0)?;
-    Ok((output, stats))
+    let run = execute_parallel_inner(storage, block, Workers::Spawn(threads), Run::default())?;
+    Ok((run.output, run.stats))
 }
 
 /// [`execute_parallel`] with random pauses at the workers' race windows, seeded by `seed`
@@ -529,10 +544,9 @@ pub fn execute_parallel_perturbed<S: Storage>(
     compliance: Option<&Compliance>,
     seed: u64,
 ) -> Result<(BlockOutput, ExecutionStats), ExecutionError> {
-    let workers = Workers::Spawn(threads);
-    let (output, stats, _) =
-        execute_parallel_inner(storage, block, workers, compliance, false, false, seed.max(1))?;
-    Ok((output, stats))
+    let run = Run { compliance, perturb_seed: seed.max(1), ..Run::default() };
+    let done = execute_parallel_inner(storage, block, Workers::Spawn(threads), run)?;
+    Ok((done.output, done.stats))
 }
 
 pub(crate) fn execute_parallel_with<S: Storage>(
@@ -542,28 +556,80 @@ pub(crate) fn execute_parallel_with<S: Storage>(
     compliance: Option<&Compliance>,
     timed: bool,
 ) -> Result<(BlockOutput, ExecutionStats, Option<PhaseTimes>), ExecutionError> {
-    execute_parallel_inner(storage, block, workers, compliance, timed, true, 0)
+    let run = Run { compliance, timed, fit_workers: true, ..Run::default() };
+    let done = execute_parallel_inner(storage, block, workers, run)?;
+    Ok((done.output, done.stats, done.phases))
+}
+
+/// The transactions of `block` alone, executed with Block-STM under revm configuration
+/// `cfg`: no system calls, rewards or withdrawals (the caller applies those), and each
+/// included transaction's revm state kept for the caller to commit in block order. `None`
+/// when the block needs the sequential executor ([`ExecutionStats::sequential_fallback`]).
+pub(crate) fn execute_transactions<S: Storage>(
+    storage: &S,
+    block: &BlockInput,
+    cfg: revm::context::CfgEnv,
+    workers: Workers<'_>,
+) -> Result<Option<KeptTransactions>, ExecutionError> {
+    let run = Run { fit_workers: true, transactions_only: Some(cfg), ..Run::default() };
+    let done = execute_parallel_inner(storage, block, workers, run)?;
+    if done.stats.sequential_fallback {
+        return Ok(None);
+    }
+    Ok(Some((done.output.transactions, done.states)))
+}
+
+/// The included transactions' outcomes and revm states, in block order.
+pub(crate) type KeptTransactions = (Vec<TxOutcome>, Vec<TxState>);
+
+/// How [`execute_parallel_inner`] runs a block.
+#[derive(Default)]
+struct Run<'c> {
+    compliance: Option<&'c Compliance>,
+    /// Phase timers on.
+    timed: bool,
+    /// Fewer workers where a sender chain dominates ([`worker_count`]).
+    fit_workers: bool,
+    /// Seed of the stress runs' perturbation (0: none).
+    #[cfg_attr(not(feature = "perturb"), allow(dead_code))]
+    perturb_seed: u64,
+    /// The transactions only, under this configuration ([`execute_transactions`]).
+    transactions_only: Option<revm::context::CfgEnv>,
+}
+
+/// What [`execute_parallel_inner`] produced.
+struct Done {
+    output: BlockOutput,
+    stats: ExecutionStats,
+    phases: Option<PhaseTimes>,
+    /// The included transactions' revm states (transactions only).
+    states: Vec<TxState>,
 }
 
 fn execute_parallel_inner<S: Storage>(
     storage: &S,
     block: &BlockInput,
     workers: Workers<'_>,
-    compliance: Option<&Compliance>,
-    timed: bool,
-    fit_workers: bool,
-    #[cfg_attr(not(feature = "perturb"), allow(unused_variables))] perturb_seed: u64,
-) -> Result<(BlockOutput, ExecutionStats, Option<PhaseTimes>), ExecutionError> {
+    run: Run<'_>,
+) -> Result<Done, ExecutionError> {
     let started = std::time::Instant::now();
     let n = block.transactions.len();
     let _span = debug_span!("execute_parallel", txs = n).entered();
+    let Run { compliance, timed, fit_workers, perturb_seed, transactions_only } = run;
+    #[cfg(not(feature = "perturb"))]
+    let _ = perturb_seed;
+    let transactions_only_run = transactions_only.is_some();
+    let cfg = transactions_only.unwrap_or_else(|| block.cfg());
 
     // System calls before the transactions run sequentially; their result is the base the
     // parallel phase reads.
-    let mut evm = block_evm(storage, block, StateChanges::default());
-    pre_block(&mut evm, block)?;
-    let pre = std::mem::take(&mut evm.ctx.journaled_state.database.changes);
-    drop(evm);
+    let pre = if transactions_only_run {
+        StateChanges::default()
+    } else {
+        let mut evm = block_evm(storage, block, StateChanges::default());
+        pre_block(&mut evm, block)?;
+        std::mem::take(&mut evm.ctx.journaled_state.database.changes)
+    };
 
     let (previous_of_sender, longest_chain_gas) = sender_chains(block);
     let threads = match &workers {
@@ -572,6 +638,8 @@ fn execute_parallel_inner<S: Storage>(
     };
     let shared = Shared {
         block,
+        cfg,
+        transactions_only: transactions_only_run,
         compliance,
         base: Base { storage, changes: &pre },
         mv: MvMemory::new(block.spec, block.env.beneficiary, n),
@@ -584,6 +652,7 @@ fn execute_parallel_inner<S: Storage>(
             gas_used: 0,
             touched: Vec::new(),
             created: Vec::new(),
+            states: Vec::with_capacity(if transactions_only_run { n } else { 0 }),
         }),
         committed_upto: CachePadded::new(AtomicUsize::new(0)),
         previous_of_sender,
@@ -616,14 +685,19 @@ fn execute_parallel_inner<S: Storage>(
         }
     }
     if shared.sequential.load(Ordering::Relaxed) {
-        // Speculative or not, the sequential result is the block's.
-        let output = crate::sequential::execute_sequential_with(storage, block, compliance)?;
         let stats = ExecutionStats {
             executions: n as u64,
             sequential_fallback: true,
             ..ExecutionStats::default()
         };
-        return Ok((output, stats, None));
+        // Speculative or not, the sequential result is the block's (the caller of
+        // `execute_transactions` runs its own sequential executor).
+        let output = if transactions_only_run {
+            BlockOutput::default()
+        } else {
+            crate::sequential::execute_sequential_with(storage, block, compliance)?
+        };
+        return Ok(Done { output, stats, phases: None, states: Vec::new() });
     }
     if let Some(error) = shared.fatal.lock().take() {
         return Err(error);
@@ -641,10 +715,21 @@ fn execute_parallel_inner<S: Storage>(
     }
     let workers = std::mem::take(&mut *shared.phases.lock());
     let Shared { base, committed, shares, workers: started, .. } = shared;
-    let Committed { next, ledger, transactions, gas_used, touched, created } =
+    let Committed { next, ledger, transactions, gas_used, touched, created, states } =
         committed.into_inner();
     if next != n {
         return Err(ExecutionError::Internal(format!("transaction {next} did not become final")));
+    }
+    let (excluded, rejected) = ledger.into_outcomes();
+    if transactions_only_run {
+        let output = BlockOutput {
+            transactions,
+            excluded,
+            rejected,
+            state: StateChanges::default(),
+            gas_used,
+        };
+        return Ok(Done { output, stats, phases: None, states });
     }
     let shares = shares.into_inner();
     if shares.len() != started {
@@ -662,11 +747,10 @@ fn execute_parallel_inner<S: Storage>(
     let mut state = std::mem::take(&mut evm.ctx.journaled_state.database.changes);
     drop(evm);
     post_block_balances(&mut state, storage, block)?;
-    let (excluded, rejected) = ledger.into_outcomes();
     let output = BlockOutput { transactions, excluded, rejected, state, gas_used };
     let finish = finishing.elapsed().saturating_sub(merge);
     let phases = timed.then_some(PhaseTimes { setup, workers, merge, finish });
-    Ok((output, stats, phases))
+    Ok(Done { output, stats, phases, states })
 }
 
 #[cfg(test)]

@@ -345,6 +345,23 @@ pub(crate) struct TxOutput {
     pub(crate) touched: Vec<Address>,
     /// Code of the contracts the transaction created.
     pub(crate) created: Vec<(B256, Bytecode)>,
+    /// revm's state after the transaction, when the executor keeps it
+    /// ([`super::execute_transactions`]); `None` for a transaction that is not included.
+    pub(crate) state: Option<Box<TxState>>,
+}
+
+/// revm's state after one transaction, as the last incarnation left it, and what it read
+/// without the credits of lower transactions: a consumer that commits the states in block
+/// order corrects those balances from the state before each transaction
+/// ([`crate::alloy::tx_state`]).
+pub(crate) struct TxState {
+    /// The finalized journal.
+    pub(crate) state: EvmState,
+    /// Accounts in `state` read without pending credits, as they were read: only their
+    /// balance can differ from the state before the transaction.
+    pub(crate) lazy: Vec<(Address, Option<AccountBasic>)>,
+    /// The beneficiary's fee, when it was deferred: the beneficiary is then not in `state`.
+    pub(crate) deferred_fee: Option<U256>,
 }
 
 /// What one incarnation produced.
@@ -377,11 +394,25 @@ impl From<VmError> for ExecuteError {
     }
 }
 
+/// How a worker's [`Vm`] runs.
+pub(crate) struct VmSettings<'a> {
+    /// The compliance hook, if configured.
+    pub(crate) compliance: Option<&'a Compliance>,
+    /// revm's configuration.
+    pub(crate) cfg: &'a revm::context::CfgEnv,
+    /// Time the reads ([`crate::Config::phase_timers`]).
+    pub(crate) timed: bool,
+    /// Keep each incarnation's revm state ([`TxOutput::state`]).
+    pub(crate) keep_states: bool,
+}
+
 /// A worker's revm instance, reused across transactions.
 pub(crate) struct Vm<'a, S: Storage> {
     evm: WorkerEvm<'a, S>,
     txs: &'a [TxEnv],
     beneficiary: Address,
+    /// Whether each incarnation keeps revm's state ([`TxOutput::state`]).
+    keep_states: bool,
 }
 
 impl<'a, S: Storage> Vm<'a, S> {
@@ -390,9 +421,9 @@ impl<'a, S: Storage> Vm<'a, S> {
         base: &'a Base<'a, S>,
         mv: &'a MvMemory,
         new_code: &'a DashMap<B256, Bytecode, alloy_primitives::map::DefaultHashBuilder>,
-        compliance: Option<&'a Compliance>,
-        timed: bool,
+        settings: VmSettings<'a>,
     ) -> Self {
+        let VmSettings { compliance, cfg, timed, keep_states } = settings;
         let db = VmDb {
             gate: compliance.map(Gate::new),
             excluded_gas: None,
@@ -414,11 +445,11 @@ impl<'a, S: Storage> Vm<'a, S> {
             stopwatch: Stopwatch::new(timed),
         };
         let mut evm = WorkerContext::<'a, S>::new(db, block.spec)
-            .with_cfg(block.cfg())
+            .with_cfg(cfg.clone())
             .with_block(block.env.clone())
             .build_mainnet();
         observe::install(&mut evm.instruction);
-        Self { evm, txs: &block.transactions, beneficiary: block.env.beneficiary }
+        Self { evm, txs: &block.transactions, beneficiary: block.env.beneficiary, keep_states }
     }
 
     /// The time spent reading state since the last call (with phase timers on).
@@ -508,7 +539,11 @@ impl<'a, S: Storage> Vm<'a, S> {
         // Contracts read without credits: if the transaction looked at the balance (or
         // changed more than the balance), the read must have been a full one.
         let mut balance_deltas = Vec::new();
+        let mut lazy = Vec::new();
         for (address, view) in std::mem::take(&mut db.lazy_accounts) {
+            if self.keep_states {
+                lazy.push((address, Some(view)));
+            }
             let account = state.get(&address);
             let changed = account.is_some_and(|a| {
                 a.is_created()
@@ -535,6 +570,7 @@ impl<'a, S: Storage> Vm<'a, S> {
 
         let mut writes = Vec::new();
         let mut effects = Effects::default();
+        let mut lazy_recipient_account = None;
         if db.lazy_read {
             let recipient = lazy_recipient.expect("lazy reads only of the candidate");
             if result.is_err() || !is_plain_credit(&state, &db.basics, recipient) {
@@ -544,9 +580,13 @@ impl<'a, S: Storage> Vm<'a, S> {
             // becomes a credit, applied to the account as it is when the block's state is
             // built.
             let account = state.remove(&recipient).expect("checked by is_plain_credit");
-            let before = db.basics[&recipient].map(|a| a.balance).unwrap_or_default();
-            let paid = account.info.balance - before;
+            let before = db.basics[&recipient];
+            let paid = account.info.balance - before.map(|a| a.balance).unwrap_or_default();
             writes.push((Location::Credit(recipient), Value::Credit(paid)));
+            if self.keep_states {
+                lazy.push((recipient, before));
+                lazy_recipient_account = Some(account);
+            }
         }
         if result.is_ok() {
             if let Some(fee) = handler.deferred_fee.get() {
@@ -557,13 +597,22 @@ impl<'a, S: Storage> Vm<'a, S> {
         if let Some(total) = db.excluded_gas {
             writes.push((Location::ExcludedGas, Value::Gas(total)));
         }
+        let kept = if self.keep_states && result.is_ok() {
+            if let (Some(recipient), Some(account)) = (lazy_recipient, lazy_recipient_account) {
+                state.insert(recipient, account);
+            }
+            let deferred_fee = handler.deferred_fee.get();
+            Some(Box::new(TxState { state: std::mem::take(&mut state), lazy, deferred_fee }))
+        } else {
+            None
+        };
         // Hand revm's state map back to the journal: the next transaction reuses its
         // allocation.
         state.clear();
         self.evm.ctx.journaled_state.inner.state = state;
         let Effects { touched, created } = effects;
         Ok(Attempt::Done(Box::new(Incarnation {
-            output: TxOutput { result, reverted_by, touched, created },
+            output: TxOutput { result, reverted_by, touched, created, state: kept },
             reads,
             writes,
         })))
