@@ -3,6 +3,7 @@
 
 #![warn(missing_docs)]
 
+pub mod alloy_oracle;
 pub mod analysis;
 mod both_paths;
 pub mod conformance;
@@ -19,8 +20,9 @@ pub mod workload;
 pub use both_paths::{both_paths, both_paths_with};
 pub use latency::LatencyStorage;
 pub use snapshot::{
-    discover_snapshots, load_block, load_prestate, load_snapshot, load_snapshot_with,
-    parse_snapshot, snapshot_gas, LoadedBlock, Senders, Snapshot, SnapshotError, MAINNET_CHAIN_ID,
+    discover_snapshots, load_alloy_transactions, load_block, load_prestate, load_snapshot,
+    load_snapshot_with, parse_snapshot, snapshot_gas, LoadedBlock, Senders, Snapshot,
+    SnapshotError, MAINNET_CHAIN_ID,
 };
 pub use state_root::state_root;
 pub use verify::{FieldCheck, HeaderCheck};

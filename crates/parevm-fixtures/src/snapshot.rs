@@ -203,6 +203,24 @@ fn block_from_json(
     Ok(LoadedBlock { header, hash: block.header.hash, block: input, sender_recovery })
 }
 
+/// The transactions of `block.json` as alloy's recovered envelopes (senders as given: load
+/// the block with [`Senders::Recover`] to check them), for executors that take alloy's
+/// types.
+pub fn load_alloy_transactions(
+    path: &Path,
+) -> Result<Vec<alloy_consensus::transaction::Recovered<alloy_consensus::TxEnvelope>>, SnapshotError>
+{
+    let block: Block = read_json(path)?;
+    match block.transactions {
+        BlockTransactions::Full(txs) => Ok(txs.into_iter().map(|tx| tx.inner).collect()),
+        BlockTransactions::Hashes(hashes) if hashes.is_empty() => Ok(Vec::new()),
+        _ => Err(SnapshotError::Invalid {
+            path: path.to_owned(),
+            message: "`transactions` does not hold full transaction objects".into(),
+        }),
+    }
+}
+
 /// Parses `prestate.json` (and `block_hashes.json` if given) into an in-memory state.
 pub fn load_prestate(
     path: &Path,

@@ -130,4 +130,8 @@ pub enum ExecutionError {
     /// The worker threads could not be started.
     #[error("cannot start worker threads: {0}")]
     ThreadPool(String),
+    /// The configuration asks for something this entry point does not do (for example a
+    /// compliance hook through the alloy-evm executor).
+    #[error("unsupported configuration: {0}")]
+    Unsupported(String),
 }

@@ -9,6 +9,7 @@
 
 #![warn(missing_docs)]
 
+pub mod alloy;
 mod block;
 mod block_db;
 mod compliance;
@@ -45,6 +46,7 @@ pub use sequential::{execute_sequential, execute_sequential_with};
 pub use state_changes::{AccountChange, StateChanges};
 pub use storage::{
     AccountBasic, DatabaseRefError, DatabaseRefStorage, InMemoryAccount, InMemoryStorage, Storage,
+    StorageDatabase,
 };
 
 /// revm, re-exported so embedders build transactions and environments with the same version.

@@ -285,3 +285,33 @@ impl<D: DatabaseRef + Sync> Storage for DatabaseRefStorage<D> {
         self.0.block_hash_ref(number).map_err(|e| DatabaseRefError(e.to_string()))
     }
 }
+
+/// revm's [`DatabaseRef`] over a [`Storage`]: the same state for revm's and alloy-evm's
+/// executors (`State::builder().with_database_ref(StorageDatabase(&storage))`), for
+/// comparing them with parevm or running them on a parevm storage.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StorageDatabase<S>(pub S);
+
+impl<S: Storage> DatabaseRef for StorageDatabase<S> {
+    type Error = crate::StorageError;
+
+    fn basic_ref(&self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
+        let basic = self
+            .0
+            .basic(&address)
+            .map_err(|e| crate::StorageError::new(crate::Location::Account(address), e))?;
+        Ok(basic.map(crate::block_db::account_info))
+    }
+
+    fn code_by_hash_ref(&self, code_hash: B256) -> Result<Bytecode, Self::Error> {
+        crate::block_db::read_code(&self.0, &crate::StateChanges::default(), code_hash)
+    }
+
+    fn storage_ref(&self, address: Address, index: U256) -> Result<U256, Self::Error> {
+        crate::block_db::read_storage(&self.0, &crate::StateChanges::default(), address, index)
+    }
+
+    fn block_hash_ref(&self, number: u64) -> Result<B256, Self::Error> {
+        crate::block_db::read_block_hash(&self.0, number)
+    }
+}

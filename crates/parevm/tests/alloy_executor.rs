@@ -1,0 +1,181 @@
+//! parevm's alloy-evm executor against alloy-evm's own `EthBlockExecutor` on revm's
+//! `State`: the same receipts, requests, gas and `BundleState` (reverts included), on
+//! random blocks and on blocks built for the hazards of committing Block-STM's states.
+
+use std::num::NonZeroUsize;
+
+use alloy_primitives::{Address, Bytes, U256};
+use arbitrary::Unstructured;
+use parevm::revm::primitives::hardfork::SpecId;
+use parevm::{BlockInput, Config, ExecutionMode, Executor, InMemoryStorage};
+use parevm_fixtures::alloy_oracle::{
+    difference, envelope_for, run_parallel, run_sequential, AlloyBlock, ChainRules,
+};
+use parevm_fixtures::synthetic::{account, contracts, ether, BlockBuilder};
+use rand::{RngCore, SeedableRng};
+
+const COINBASE: Address = Address::repeat_byte(0xcb);
+
+fn engine(threads: usize) -> Executor {
+    let threads = NonZeroUsize::new(threads).unwrap();
+    Executor::new(Config::default().with_threads(threads).with_mode(ExecutionMode::Parallel))
+        .unwrap()
+}
+
+/// Runs `block` through both executors at each of `threads`; panics on a difference.
+/// Returns how many transactions Block-STM ran, over all thread counts, and whether the
+/// block was valid.
+fn compare(storage: &InMemoryStorage, block: &BlockInput, threads: &[usize]) -> (usize, bool) {
+    let alloy = AlloyBlock::of(block, ChainRules::UpTo(block.spec));
+    let txs: Vec<_> = block.transactions.iter().map(|tx| (tx.clone(), envelope_for(tx))).collect();
+    let expected = run_sequential(storage, &alloy, txs.clone());
+    let mut parallel = 0;
+    for &t in threads {
+        let (got, report) = run_parallel(storage, &alloy, txs.clone(), &engine(t));
+        if let Some(difference) = difference(&expected, &got) {
+            panic!("{:?} block at {t} threads: {difference}", block.spec);
+        }
+        parallel += report.map_or(0, |r| r.parallel);
+    }
+    (parallel, expected.result.is_ok())
+}
+
+#[test]
+fn random_blocks_match_alloy_evm() {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7610);
+    let (mut blocks, mut valid, mut parallel) = (0, 0, 0);
+    let mut bytes = vec![0u8; 4096];
+    while blocks < 250 {
+        rng.fill_bytes(&mut bytes);
+        let Ok((storage, block, threads)) =
+            parevm_fixtures::fuzzing::decode_block(&mut Unstructured::new(&bytes))
+        else {
+            continue;
+        };
+        let (ran, ok) = compare(&storage, &block, &[threads.get(), 1, 2, 4]);
+        blocks += 1;
+        valid += usize::from(ok);
+        parallel += ran;
+    }
+    eprintln!("{blocks} random blocks, {valid} valid, {parallel} transactions by Block-STM");
+    // The comparison must have exercised the parallel path, on valid blocks.
+    assert!(valid >= 100, "only {valid} of {blocks} random blocks were valid");
+    assert!(parallel >= 1000, "Block-STM ran only {parallel} transactions");
+}
+
+/// Many payments to one fresh account and one contract (read without pending credits, then
+/// repaired from the committed state), an empty beneficiary paid a zero fee, and spending
+/// from the credited accounts at the end.
+fn credits_block(spec: SpecId, coinbase: Address) -> (InMemoryStorage, BlockInput) {
+    let mut b = BlockBuilder::new(spec, coinbase);
+    let senders: Vec<_> = (0..12).map(account).collect();
+    for sender in &senders {
+        b.fund(*sender, ether(10));
+    }
+    let fresh = Address::repeat_byte(0x77);
+    let counter = Address::repeat_byte(0xc0);
+    b.contract(counter, contracts::counter(), []);
+    for (i, sender) in senders.iter().enumerate() {
+        b.transfer(*sender, fresh, U256::from(1000 + i as u64));
+        b.transfer(*sender, counter, U256::from(7 + i as u64));
+    }
+    // The fresh account spends what it received; a sender reads the counter again.
+    b.fund(account(99), ether(1));
+    b.transfer(account(99), fresh, U256::ZERO);
+    b.call(senders[0], counter, Bytes::new());
+    b.build()
+}
+
+#[test]
+fn credits_to_shared_accounts_match_alloy_evm_in_every_fork() {
+    for spec in [
+        SpecId::FRONTIER,
+        SpecId::HOMESTEAD,
+        SpecId::SPURIOUS_DRAGON,
+        SpecId::BYZANTIUM,
+        SpecId::LONDON,
+        SpecId::CANCUN,
+        SpecId::PRAGUE,
+    ] {
+        // The beneficiary: one that does not exist yet, and one of the senders.
+        for coinbase in [COINBASE, account(3)] {
+            let (storage, block) = credits_block(spec, coinbase);
+            let threads = [1, 2, 4, 8];
+            let (parallel, ok) = compare(&storage, &block, &threads);
+            assert!(ok, "{spec:?}: the block is valid");
+            // Every state Block-STM kept was repaired, none left to the sequential path.
+            let all = threads.len() * block.transactions.len();
+            assert_eq!(parallel, all, "{spec:?} {coinbase}: Block-STM ran them all");
+        }
+    }
+}
+
+#[test]
+fn per_transaction_methods_and_small_blocks_run_sequentially_and_agree() {
+    let (storage, block) = credits_block(SpecId::CANCUN, COINBASE);
+    let alloy = AlloyBlock::of(&block, ChainRules::UpTo(block.spec));
+    let txs: Vec<_> = block.transactions.iter().map(|tx| (tx.clone(), envelope_for(tx))).collect();
+    let expected = run_sequential(&storage, &alloy, txs.clone());
+    // `Auto` on one thread never runs Block-STM: the same result, all sequential.
+    let auto = Executor::new(Config::default().with_threads(NonZeroUsize::MIN)).unwrap();
+    let (got, report) = run_parallel(&storage, &alloy, txs, &auto);
+    assert_eq!(difference(&expected, &got), None);
+    let report = report.unwrap();
+    assert_eq!((report.parallel, report.sequential), (0, block.transactions.len()));
+}
+
+#[test]
+fn an_invalid_transaction_fails_the_block_as_alloy_evm_says() {
+    let (storage, mut block) = credits_block(SpecId::CANCUN, COINBASE);
+    // A nonce from the future: invalid, whatever the others do.
+    block.transactions[5].nonce += 3;
+    let alloy = AlloyBlock::of(&block, ChainRules::UpTo(block.spec));
+    let txs: Vec<_> = block.transactions.iter().map(|tx| (tx.clone(), envelope_for(tx))).collect();
+    let expected = run_sequential(&storage, &alloy, txs.clone());
+    assert!(expected.result.is_err());
+    for threads in [1, 2, 4] {
+        let (got, _) = run_parallel(&storage, &alloy, txs.clone(), &engine(threads));
+        assert_eq!(difference(&expected, &got), None);
+    }
+}
+
+#[test]
+fn a_compliance_hook_is_refused_by_the_alloy_executor() {
+    use alloy_evm::eth::receipt_builder::AlloyReceiptBuilder;
+    use alloy_evm::eth::EthBlockExecutionCtx;
+    use alloy_evm::{EthEvmFactory, EvmFactory};
+    use parevm::alloy::ParallelBlockExecutor;
+    use parevm::revm::database::{CacheDB, EmptyDB, State};
+    let compliance =
+        parevm::Compliance::new(std::sync::Arc::new(NoHook), parevm::ComplianceMode::Exclude);
+    let engine = Executor::new(Config::default().with_compliance(Some(compliance))).unwrap();
+    let mut state = State::builder().with_database(CacheDB::new(EmptyDB::new())).build();
+    let evm = EthEvmFactory::default().create_evm(&mut state, Default::default());
+    let ctx = EthBlockExecutionCtx {
+        parent_hash: Default::default(),
+        parent_beacon_block_root: None,
+        ommers: &[],
+        withdrawals: None,
+        extra_data: Default::default(),
+        tx_count_hint: None,
+        slot_number: None,
+    };
+    let spec = alloy_evm::eth::spec::EthSpec::mainnet();
+    let refused =
+        ParallelBlockExecutor::new(&engine, evm, ctx, spec, AlloyReceiptBuilder::default());
+    assert!(matches!(refused, Err(parevm::ExecutionError::Unsupported(_))));
+}
+
+/// A hook that refuses nothing.
+#[derive(Debug)]
+struct NoHook;
+
+impl parevm::ComplianceHook for NoHook {
+    fn check(
+        &self,
+        _: &parevm::GatedCall,
+        _: &mut dyn parevm::StateView,
+    ) -> Result<Option<parevm::Rejection>, parevm::ReadError> {
+        Ok(None)
+    }
+}
