@@ -38,6 +38,10 @@ const IN_CI: &[(&str, &[&str])] = &[
     ("cargo test --release --workspace", &["cargo test --release --workspace"]),
     ("cargo bench -p parevm-benches", &["cargo bench -p parevm-benches"]),
     (
+        "cargo run --release -p parevm --example alloy_block",
+        &["cargo run --release -p parevm --example alloy_block"],
+    ),
+    (
         "cargo build --release -p parevm-cli --features perturb",
         &["cargo build --release -p parevm-cli --features perturb"],
     ),

@@ -2,6 +2,8 @@
 
 use std::num::NonZeroUsize;
 
+use revm::context::TxEnv;
+
 use crate::output::{BlockOutput, ExecutionStats};
 use crate::parallel::phases::PhaseTimes;
 use crate::parallel::{execute_parallel_with, Workers};
@@ -123,21 +125,24 @@ pub struct BlockShape {
 impl BlockShape {
     /// Measures `block`.
     pub fn of(block: &BlockInput) -> Self {
+        Self::of_transactions(block.transactions.iter())
+    }
+
+    /// Measures a block of `transactions`.
+    pub(crate) fn of_transactions<'t>(transactions: impl Iterator<Item = &'t TxEnv>) -> Self {
         let mut per_sender = alloy_primitives::map::AddressMap::<usize>::default();
+        let (mut count, mut total_gas_limit) = (0, 0u64);
         let mut longest_sender_chain = 0;
         let mut plain_transfers = 0;
-        for tx in &block.transactions {
-            let count = per_sender.entry(tx.caller).or_default();
-            *count += 1;
-            longest_sender_chain = longest_sender_chain.max(*count);
+        for tx in transactions {
+            let sent = per_sender.entry(tx.caller).or_default();
+            *sent += 1;
+            longest_sender_chain = longest_sender_chain.max(*sent);
             plain_transfers += usize::from(tx.data.is_empty());
+            count += 1;
+            total_gas_limit += tx.gas_limit;
         }
-        Self {
-            transactions: block.transactions.len(),
-            total_gas_limit: block.total_gas_limit(),
-            longest_sender_chain,
-            plain_transfers,
-        }
+        Self { transactions: count, total_gas_limit, longest_sender_chain, plain_transfers }
     }
 
     /// Whether Block-STM on `threads` threads can be expected to beat sequential execution:
@@ -164,6 +169,16 @@ fn enough_work(transactions: usize, total_gas_limit: u64, threads: usize) -> boo
 impl Config {
     /// Whether this configuration runs `block` in parallel.
     pub fn runs_parallel(&self, block: &BlockInput) -> bool {
+        self.runs_parallel_on(block.transactions.len(), || block.transactions.iter())
+    }
+
+    /// [`Config::runs_parallel`] for a block of `count` transactions, which `transactions`
+    /// lists when the decision needs them.
+    pub(crate) fn runs_parallel_on<'t, I: Iterator<Item = &'t TxEnv>>(
+        &self,
+        count: usize,
+        transactions: impl Fn() -> I,
+    ) -> bool {
         match self.mode {
             ExecutionMode::Sequential => false,
             ExecutionMode::Parallel => true,
@@ -171,8 +186,9 @@ impl Config {
                 let threads = self.threads.get();
                 // The cheap conditions first, so small blocks pay (almost) nothing for the
                 // decision.
-                enough_work(block.transactions.len(), block.total_gas_limit(), threads)
-                    && BlockShape::of(block).favours_parallel(threads)
+                let total_gas_limit = transactions().map(|tx| tx.gas_limit).sum();
+                enough_work(count, total_gas_limit, threads)
+                    && BlockShape::of_transactions(transactions()).favours_parallel(threads)
             }
         }
     }

@@ -4,6 +4,10 @@
 //! [`execute_block`] with a [`Config`] (thread count; sequential, parallel or auto). The result, [`BlockOutput`], has one [`TxOutcome`] per
 //! transaction (what receipts are built from) and the block's [`StateChanges`].
 //!
+//! A node that executes blocks through alloy-evm uses [`alloy::ParallelBlockExecutor`]
+//! where it uses alloy-evm's `EthBlockExecutor`: same inputs, same receipts and the same
+//! `BundleState` in revm's `State`, with the transactions run by Block-STM.
+//!
 //! Errors are values ([`ExecutionError`]); the engine keeps no global state and never
 //! panics on bad input.
 

@@ -216,31 +216,38 @@ where
         transactions: impl IntoIterator<Item = impl ExecutableTx<Self>>,
     ) -> Result<(BlockExecutionResult<R::Receipt>, ExecutionReport), BlockExecutionError> {
         self.inner.apply_pre_execution_changes()?;
-        let (envs, recovered): (Vec<TxEnv>, Vec<_>) =
-            transactions.into_iter().map(ExecutableTxParts::into_parts).unzip();
-        let evm = self.inner.evm();
-        let cfg = evm.cfg_env();
-        let block = BlockInput::new(cfg.spec, cfg.chain_id, evm.block().clone(), envs);
-        let parallel = if self.parallel_applies(&block) {
-            self.commit_parallel(&block, &recovered)?
-        } else {
-            0
+        let parts: Vec<_> = transactions.into_iter().map(ExecutableTxParts::into_parts).collect();
+        let runs_parallel = {
+            let config = self.engine.config();
+            self.state_allows_parallel()
+                && config.runs_parallel_on(parts.len(), || parts.iter().map(|(env, _)| env))
         };
-        let sequential = recovered.len() - parallel;
-        for (env, tx) in block.transactions.into_iter().zip(recovered).skip(parallel) {
-            self.inner.execute_transaction((env, tx))?;
+        let (mut parallel, mut sequential) = (0, parts.len());
+        if runs_parallel {
+            let (envs, recovered): (Vec<TxEnv>, Vec<_>) = parts.into_iter().unzip();
+            let evm = self.inner.evm();
+            let cfg = evm.cfg_env();
+            let block = BlockInput::new(cfg.spec, cfg.chain_id, evm.block().clone(), envs);
+            parallel = self.commit_parallel(&block, &recovered)?;
+            sequential -= parallel;
+            for (env, tx) in block.transactions.into_iter().zip(recovered).skip(parallel) {
+                self.inner.execute_transaction((env, tx))?;
+            }
+        } else {
+            for part in parts {
+                self.inner.execute_transaction(part)?;
+            }
         }
         let result = self.inner.apply_post_execution_changes()?;
         Ok((result, ExecutionReport { parallel, sequential }))
     }
 
-    /// Whether Block-STM runs `block`: the configuration says so, and the state and the
-    /// configuration are ones it reproduces exactly.
-    fn parallel_applies(&self, block: &BlockInput) -> bool {
+    /// Whether Block-STM can reproduce execution on this state and configuration exactly:
+    /// not with an EIP-7928 block access list or Amsterdam's two-dimensional gas.
+    fn state_allows_parallel(&self) -> bool {
         let state = self.inner.evm().db().block_state();
         let bal = state.bal_state.bal.is_some() || state.bal_state.bal_builder.is_some();
         !bal && !self.inner.evm().cfg_env().enable_amsterdam_eip8037
-            && self.engine.config().runs_parallel(block)
     }
 
     /// Executes `block`'s transactions with Block-STM and commits them in block order;

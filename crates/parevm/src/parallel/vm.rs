@@ -602,7 +602,11 @@ impl<'a, S: Storage> Vm<'a, S> {
                 state.insert(recipient, account);
             }
             let deferred_fee = handler.deferred_fee.get();
-            Some(Box::new(TxState { state: std::mem::take(&mut state), lazy, deferred_fee }))
+            // The journal gets a map of the same size: the next transaction fills it
+            // without growing it.
+            let fresh = EvmState::with_capacity_and_hasher(state.capacity(), Default::default());
+            let state = std::mem::replace(&mut state, fresh);
+            Some(Box::new(TxState { state, lazy, deferred_fee }))
         } else {
             None
         };
