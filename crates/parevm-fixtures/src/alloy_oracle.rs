@@ -63,38 +63,9 @@ pub enum ChainRules {
 
 impl EthereumHardforks for ChainRules {
     fn ethereum_fork_activation(&self, fork: EthereumHardfork) -> ForkCondition {
-        use EthereumHardfork as F;
-        let spec = match self {
-            Self::Mainnet(spec) => return spec.ethereum_fork_activation(fork),
-            Self::UpTo(spec) => *spec,
-        };
-        let (needs, by_time) = match fork {
-            F::Frontier => (SpecId::FRONTIER, false),
-            F::Homestead => (SpecId::HOMESTEAD, false),
-            F::Tangerine => (SpecId::TANGERINE, false),
-            F::SpuriousDragon => (SpecId::SPURIOUS_DRAGON, false),
-            F::Byzantium => (SpecId::BYZANTIUM, false),
-            F::Constantinople => (SpecId::PETERSBURG, false),
-            F::Petersburg => (SpecId::PETERSBURG, false),
-            F::Istanbul => (SpecId::ISTANBUL, false),
-            F::MuirGlacier => (SpecId::ISTANBUL, false),
-            F::Berlin => (SpecId::BERLIN, false),
-            F::London => (SpecId::LONDON, false),
-            F::ArrowGlacier => (SpecId::LONDON, false),
-            F::GrayGlacier => (SpecId::LONDON, false),
-            F::Paris => (SpecId::MERGE, false),
-            F::Shanghai => (SpecId::SHANGHAI, true),
-            F::Cancun => (SpecId::CANCUN, true),
-            F::Prague => (SpecId::PRAGUE, true),
-            F::Osaka => (SpecId::OSAKA, true),
-            // The DAO fork's irregular state change, blob-parameter-only forks and later
-            // forks are not part of a synthetic block.
-            _ => return ForkCondition::Never,
-        };
-        match (spec.is_enabled_in(needs), by_time) {
-            (false, _) => ForkCondition::Never,
-            (true, false) => ForkCondition::Block(0),
-            (true, true) => ForkCondition::Timestamp(0),
+        match self {
+            Self::Mainnet(spec) => spec.ethereum_fork_activation(fork),
+            Self::UpTo(spec) => parevm::ForksUpTo(*spec).ethereum_fork_activation(fork),
         }
     }
 }

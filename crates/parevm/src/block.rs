@@ -1,6 +1,7 @@
 //! What the engine executes: one block's environment, transactions and post-block rules.
 
 use alloy_eips::eip4895::Withdrawal;
+use alloy_hardforks::{EthereumHardfork, EthereumHardforks, ForkCondition};
 use alloy_primitives::{Address, B256, U256};
 use revm::context::{BlockEnv, CfgEnv, TxEnv};
 use revm::primitives::hardfork::SpecId;
@@ -82,20 +83,46 @@ impl BlockInput {
     }
 }
 
-const ETHER: u128 = 1_000_000_000_000_000_000;
+/// A chain on which every fork up to `self.0` is active from genesis and none after:
+/// alloy-evm's view (`EthereumHardforks`) of a block whose fork is a revm [`SpecId`], as in a
+/// [`BlockInput`], a state test or a synthetic block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ForksUpTo(pub SpecId);
 
-/// The proof-of-work block reward of `spec` in wei (zero from the merge on).
+impl EthereumHardforks for ForksUpTo {
+    fn ethereum_fork_activation(&self, fork: EthereumHardfork) -> ForkCondition {
+        use EthereumHardfork as F;
+        let (needs, by_time) = match fork {
+            F::Frontier => (SpecId::FRONTIER, false),
+            F::Homestead => (SpecId::HOMESTEAD, false),
+            F::Tangerine => (SpecId::TANGERINE, false),
+            F::SpuriousDragon => (SpecId::SPURIOUS_DRAGON, false),
+            F::Byzantium => (SpecId::BYZANTIUM, false),
+            F::Constantinople | F::Petersburg => (SpecId::PETERSBURG, false),
+            F::Istanbul | F::MuirGlacier => (SpecId::ISTANBUL, false),
+            F::Berlin => (SpecId::BERLIN, false),
+            F::London | F::ArrowGlacier | F::GrayGlacier => (SpecId::LONDON, false),
+            F::Paris => (SpecId::MERGE, false),
+            F::Shanghai => (SpecId::SHANGHAI, true),
+            F::Cancun => (SpecId::CANCUN, true),
+            F::Prague => (SpecId::PRAGUE, true),
+            F::Osaka => (SpecId::OSAKA, true),
+            // The DAO fork's irregular state change, the blob-parameter-only forks and later
+            // forks are not part of a block given by its `SpecId`.
+            _ => return ForkCondition::Never,
+        };
+        match (self.0.is_enabled_in(needs), by_time) {
+            (false, _) => ForkCondition::Never,
+            (true, false) => ForkCondition::Block(0),
+            (true, true) => ForkCondition::Timestamp(0),
+        }
+    }
+}
+
+/// The proof-of-work block reward of `spec` in wei (zero from the merge on), as alloy-evm
+/// computes it.
 pub fn base_block_reward(spec: SpecId) -> U256 {
-    let wei = if spec.is_enabled_in(SpecId::MERGE) {
-        0
-    } else if spec.is_enabled_in(SpecId::PETERSBURG) {
-        2 * ETHER
-    } else if spec.is_enabled_in(SpecId::BYZANTIUM) {
-        3 * ETHER
-    } else {
-        5 * ETHER
-    };
-    U256::from(wei)
+    U256::from(alloy_evm::block::calc::base_block_reward(ForksUpTo(spec), 0).unwrap_or_default())
 }
 
 /// The hard fork of an Ethereum mainnet block, from its number and timestamp.
@@ -157,6 +184,8 @@ mod tests {
             assert_eq!(mainnet_spec(number, timestamp), spec, "block {number}");
         }
     }
+
+    const ETHER: u128 = 1_000_000_000_000_000_000;
 
     #[test]
     fn rewards_by_fork() {

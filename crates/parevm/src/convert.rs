@@ -1,7 +1,7 @@
 //! Building revm environments from alloy's consensus types, for embedders that hold blocks
 //! as alloy headers and transactions.
 
-use alloy_consensus::{Header, Transaction, Typed2718};
+use alloy_consensus::Header;
 use alloy_primitives::{Address, U256};
 use revm::context::{BlockEnv, TxEnv};
 use revm::context_interface::block::BlobExcessGasAndPrice;
@@ -10,36 +10,19 @@ use revm::primitives::eip4844::{
 };
 use revm::primitives::hardfork::SpecId;
 
-/// revm's transaction environment for `tx` sent by `sender` (already recovered).
-pub fn tx_env<T: Transaction + Typed2718>(tx: &T, sender: Address) -> TxEnv {
-    let mut env = TxEnv {
-        tx_type: tx.ty(),
-        caller: sender,
-        gas_limit: tx.gas_limit(),
-        // Legacy and EIP-2930 transactions have a gas price; later types a fee cap.
-        gas_price: tx.gas_price().unwrap_or_else(|| tx.max_fee_per_gas()),
-        kind: tx.kind(),
-        value: tx.value(),
-        data: tx.input().clone(),
-        nonce: tx.nonce(),
-        chain_id: tx.chain_id(),
-        access_list: tx.access_list().cloned().unwrap_or_default(),
-        gas_priority_fee: if tx.gas_price().is_some() {
-            None
-        } else {
-            tx.max_priority_fee_per_gas()
-        },
-        blob_hashes: tx.blob_versioned_hashes().map(<[_]>::to_vec).unwrap_or_default(),
-        max_fee_per_blob_gas: tx.max_fee_per_blob_gas().unwrap_or_default(),
-        ..Default::default()
-    };
-    if let Some(authorizations) = tx.authorization_list() {
-        env.set_signed_authorization(authorizations.to_vec());
-    }
-    env
+/// revm's transaction environment for `tx` sent by `sender` (already recovered): alloy-evm's
+/// conversion (`FromRecoveredTx`), the one a node's executor applies, for any alloy
+/// transaction type or envelope.
+pub fn tx_env<T>(tx: &T, sender: Address) -> TxEnv
+where
+    TxEnv: alloy_evm::FromRecoveredTx<T>,
+{
+    alloy_evm::FromRecoveredTx::from_recovered_tx(tx, sender)
 }
 
-/// revm's block environment for `header` executing under `spec`.
+/// revm's block environment for `header` executing under `spec`. (Not alloy-evm's
+/// `EvmEnv::for_eth_block`: that computes the blob gas price with revm's loop, which a
+/// hostile `excess_blob_gas` keeps running for hours; see [`blob_excess_gas_and_price`].)
 pub fn block_env(header: &Header, spec: SpecId) -> BlockEnv {
     let mut env = BlockEnv {
         number: U256::from(header.number),

@@ -29,7 +29,7 @@ mod storage;
 mod storage_collision;
 mod system;
 
-pub use block::{base_block_reward, mainnet_spec, BlockInput, Ommer};
+pub use block::{base_block_reward, mainnet_spec, BlockInput, ForksUpTo, Ommer};
 pub use block_db::BlockDb;
 pub use compliance::{
     CallerChain, Compliance, ComplianceHook, ComplianceMode, Exclusion, GatedCall, ReadError,

@@ -11,7 +11,10 @@ use revm::handler::MainnetEvm;
 use revm::primitives::hardfork::SpecId;
 use revm::{Database, ExecuteEvm, MainBuilder, SystemCallEvm};
 
-use crate::block::base_block_reward;
+use alloy_evm::block::calc;
+use alloy_evm::block::state_changes::post_block_withdrawals_balance_increments;
+
+use crate::block::ForksUpTo;
 use crate::block_db::BlockDb;
 use crate::{BlockInput, ExecutionError, StateChanges, Storage, StorageError};
 
@@ -99,40 +102,40 @@ pub(crate) fn post_block_calls<S: Storage>(
     Ok(())
 }
 
-/// Credits block and uncle rewards (before the merge) and withdrawals (from Shanghai on).
+/// Credits block and uncle rewards (before the merge) and withdrawals (from Shanghai on),
+/// in the amounts alloy-evm's `calc` and withdrawal functions give.
 pub(crate) fn post_block_balances<S: Storage>(
     changes: &mut StateChanges,
     storage: &S,
     block: &BlockInput,
 ) -> Result<(), StorageError> {
-    let reward = if block.block_rewards { base_block_reward(block.spec) } else { U256::ZERO };
-    if !reward.is_zero() {
+    let forks = ForksUpTo(block.spec);
+    let number = block.env.number.saturating_to::<u64>();
+    let base = if block.block_rewards { calc::base_block_reward(forks, number) } else { None };
+    let mut credits: Vec<(Address, u128)> = Vec::new();
+    if let Some(base) = base.filter(|base| *base != 0) {
+        // Uncles known only by hash still earn the beneficiary its 1/32.
         let uncles = block.ommers.len() + block.unknown_ommers;
-        let beneficiary_reward = reward + reward / U256::from(32) * U256::from(uncles);
-        changes.increment_balance(
-            storage,
-            block.env.beneficiary,
-            beneficiary_reward,
-            block.spec,
-        )?;
-        let number = block.env.number.saturating_to::<u64>();
-        for ommer in &block.ommers {
-            // (uncle number + 8 - block number) / 8 of the base reward.
-            let eighths = (ommer.number + 8).saturating_sub(number);
-            changes.increment_balance(
-                storage,
-                ommer.beneficiary,
-                reward * U256::from(eighths) / U256::from(8),
-                block.spec,
-            )?;
+        credits.push((block.env.beneficiary, calc::block_reward(base, uncles)));
+        if number <= u64::MAX - 8 {
+            for ommer in &block.ommers {
+                // Out of range only in an invalid block: no older than 8 blocks (no reward),
+                // none from the future.
+                let ommer_number = ommer.number.clamp(number.saturating_sub(8), number);
+                credits.push((ommer.beneficiary, calc::ommer_reward(base, number, ommer_number)));
+            }
         }
     }
-    if block.spec.is_enabled_in(SpecId::SHANGHAI) {
-        for withdrawal in &block.withdrawals {
-            // Withdrawal amounts are in gwei.
-            let wei = U256::from(withdrawal.amount) * U256::from(1_000_000_000u64);
-            changes.increment_balance(storage, withdrawal.address, wei, block.spec)?;
-        }
+    let timestamp = block.env.timestamp.saturating_to::<u64>();
+    // Withdrawals are summed per address (credits commute); iterated in address order.
+    let mut withdrawals: Vec<_> =
+        post_block_withdrawals_balance_increments(forks, timestamp, &block.withdrawals)
+            .into_iter()
+            .collect();
+    withdrawals.sort_unstable();
+    credits.extend(withdrawals);
+    for (address, wei) in credits {
+        changes.increment_balance(storage, address, U256::from(wei), block.spec)?;
     }
     Ok(())
 }
