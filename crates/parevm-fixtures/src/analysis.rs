@@ -17,9 +17,24 @@ use std::sync::Arc;
 use alloy_primitives::map::{HashMap, HashSet};
 use alloy_primitives::{Address, U256};
 use parevm::revm::context::{BlockEnv, CfgEnv, Context, Journal, TxEnv};
+use parevm::revm::database::State;
+use parevm::revm::database_interface::bal::EvmDatabaseError;
+use parevm::revm::database_interface::WrapDatabaseRef;
 use parevm::revm::state::EvmState;
-use parevm::revm::{Database, ExecuteEvm, MainBuilder};
-use parevm::{BlockDb, BlockInput, ExecutionError, Location, Storage, StorageError};
+use parevm::revm::{Database, DatabaseCommit, ExecuteEvm, MainBuilder};
+use parevm::{BlockInput, ExecutionError, Location, Storage, StorageDatabase, StorageError};
+
+/// revm's `State` over the block's pre-state: the transactions' state so far.
+pub(crate) type BlockState<'s, S> = State<WrapDatabaseRef<StorageDatabase<&'s S>>>;
+
+/// The engine's error for a failed read of a [`BlockState`].
+pub(crate) fn read_error(error: EvmDatabaseError<StorageError>) -> ExecutionError {
+    match error {
+        EvmDatabaseError::Database(e) => ExecutionError::Storage(e),
+        // No block access list is configured.
+        EvmDatabaseError::Bal(e) => ExecutionError::Internal(e.to_string()),
+    }
+}
 
 /// A state location, for dependency tracking.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -127,7 +142,7 @@ pub(crate) struct Executed<'a, 'db, S: Storage> {
     /// What it loaded and changed (revm's state, before it is committed).
     pub state: &'a EvmState,
     /// The block's state before the transaction.
-    pub db: &'a mut BlockDb<'db, S>,
+    pub db: &'a mut BlockState<'db, S>,
 }
 
 /// Executes `block`'s transactions in order on `storage` (without the block's system calls
@@ -137,10 +152,11 @@ pub(crate) fn each_transaction<S: Storage>(
     block: &BlockInput,
     mut visit: impl FnMut(Executed<'_, '_, S>) -> Result<(), ExecutionError>,
 ) -> Result<(), ExecutionError> {
+    let state: BlockState<'_, S> =
+        State::builder().with_database_ref(StorageDatabase(storage)).build();
     let mut evm =
-        Context::<BlockEnv, TxEnv, CfgEnv, BlockDb<'_, S>, Journal<BlockDb<'_, S>>, ()>::new(
-            BlockDb::new(storage),
-            block.spec,
+        Context::<BlockEnv, TxEnv, CfgEnv, BlockState<'_, S>, Journal<BlockState<'_, S>>, ()>::new(
+            state, block.spec,
         )
         .with_cfg(block.cfg())
         .with_block(block.env.clone())
@@ -154,12 +170,12 @@ pub(crate) fn each_transaction<S: Storage>(
             parevm::revm::context::result::EVMError::Transaction(reason) => {
                 ExecutionError::InvalidTransaction { index, reason }
             }
-            parevm::revm::context::result::EVMError::Database(e) => ExecutionError::Storage(e),
+            parevm::revm::context::result::EVMError::Database(e) => read_error(e),
             other => ExecutionError::Evm { index, message: other.to_string() },
         })?;
         let db = &mut evm.ctx.journaled_state.database;
         visit(Executed { index, tx, time, gas_used: result.tx_gas_used(), state: &state, db })?;
-        db.changes.commit_tx(state);
+        db.commit(state);
     }
     Ok(())
 }
@@ -191,7 +207,7 @@ pub fn analyze<S: Storage>(storage: &S, block: &BlockInput) -> Result<Analysis, 
             let involved = *address == tx.caller || tx.kind.to() == Some(address);
             if *address != beneficiary || involved {
                 reads.push(Key::Account(*address));
-                let before = db.basic(*address)?.unwrap_or_default();
+                let before = db.basic(*address).map_err(read_error)?.unwrap_or_default();
                 let after = &account.info;
                 if account.is_touched()
                     && (before.balance != after.balance

@@ -14,7 +14,7 @@ use parevm::revm::Database;
 use parevm::{BlockInput, ExecutionError, Storage};
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::{each_transaction, Executed};
+use crate::analysis::{each_transaction, read_error, Executed};
 
 /// One account of a `prestateTracer` result (and of `prestate.json`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,10 +57,10 @@ pub fn per_transaction_until_error<S: Storage>(
     let result = each_transaction(storage, block, |Executed { state, db, .. }| {
         let mut trace = TracePrestate::new();
         for (address, account) in state {
-            let Some(before) = db.basic(*address)? else { continue };
+            let Some(before) = db.basic(*address).map_err(read_error)? else { continue };
             let code = match before.code {
                 Some(code) => code.original_bytes(),
-                None => db.code_by_hash(before.code_hash)?.original_bytes(),
+                None => db.code_by_hash(before.code_hash).map_err(read_error)?.original_bytes(),
             };
             let storage =
                 account.storage.iter().map(|(slot, value)| (*slot, value.original_value)).collect();

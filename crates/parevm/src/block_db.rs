@@ -16,10 +16,10 @@ use crate::{Location, StorageError};
 /// The database the sequential executor runs revm on: one hash lookup in the block's
 /// changes, then one in the embedder's storage. No locking, no copying of state.
 #[derive(Debug)]
-pub struct BlockDb<'a, S> {
+pub(crate) struct BlockDb<'a, S> {
     storage: &'a S,
     /// Changes committed so far.
-    pub changes: StateChanges,
+    pub(crate) changes: StateChanges,
     /// The compliance gate of the transactions, if configured.
     pub(crate) gate: Option<Gate<'a>>,
     /// The gas the block's excluded transactions spent so far (with an exclusion budget).
@@ -27,19 +27,9 @@ pub struct BlockDb<'a, S> {
 }
 
 impl<'a, S: Storage> BlockDb<'a, S> {
-    /// A view of `storage` with no changes yet.
-    pub fn new(storage: &'a S) -> Self {
-        Self::with_changes(storage, StateChanges::default())
-    }
-
     /// A view of `storage` with `changes` already applied.
-    pub fn with_changes(storage: &'a S, changes: StateChanges) -> Self {
+    pub(crate) fn with_changes(storage: &'a S, changes: StateChanges) -> Self {
         Self { storage, changes, gate: None, excluded_gas: 0 }
-    }
-
-    /// The underlying storage.
-    pub fn storage(&self) -> &'a S {
-        self.storage
     }
 }
 

@@ -30,7 +30,6 @@ mod storage_collision;
 mod system;
 
 pub use block::{base_block_reward, mainnet_spec, BlockInput, ForksUpTo, Ommer};
-pub use block_db::BlockDb;
 pub use compliance::{
     CallerChain, Compliance, ComplianceHook, ComplianceMode, Exclusion, GatedCall, ReadError,
     RejectedTx, Rejection, RejectionReason, StateView,
