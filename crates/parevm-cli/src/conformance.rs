@@ -110,6 +110,13 @@ pub fn run(args: ConformanceArgs) -> Result<ExitCode, Box<dyn std::error::Error>
         "conformance: {} passed, {} failed, {} skipped",
         total.passed, total.failed, total.skipped
     );
+    println!(
+        "alloy-evm: {} of the passed cases also identical through EthBlockExecutor and \
+         ParallelBlockExecutor (results and bundles); the other {} have a transaction no alloy \
+         envelope can carry",
+        total.alloy_identical,
+        total.passed - total.alloy_identical
+    );
 
     if let Some(path) = &args.json {
         write_json(path, &JsonReport { total, by_folder: &by_folder, files: &reports })?;

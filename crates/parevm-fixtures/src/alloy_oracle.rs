@@ -15,7 +15,7 @@ use alloy_evm::eth::spec::{EthExecutorSpec, EthSpec};
 use alloy_evm::eth::{EthBlockExecutionCtx, EthBlockExecutor};
 use alloy_evm::{EthEvmFactory, EvmEnv, EvmFactory};
 use alloy_hardforks::{EthereumHardfork, EthereumHardforks, ForkCondition};
-use alloy_primitives::{Bytes, Signature, TxKind};
+use alloy_primitives::{Bytes, Signature};
 use parevm::alloy::{ExecutionReport, ParallelBlockExecutor};
 use parevm::revm::context::{CfgEnv, TxEnv};
 use parevm::revm::database::states::bundle_state::BundleRetention;
@@ -214,13 +214,12 @@ fn take_bundle<DB: parevm::revm::Database>(mut state: State<DB>) -> BundleState 
 
 /// An alloy transaction with `tx`'s fields and sender (signature not checked), for blocks
 /// built as revm environments: the executors execute `tx` and build receipts from this.
-pub fn envelope_for(tx: &TxEnv) -> Recovered<TxEnvelope> {
+/// `None` where no alloy transaction has these fields (a blob or EIP-7702 transaction that
+/// creates, an unknown type).
+pub fn envelope_for(tx: &TxEnv) -> Option<Recovered<TxEnvelope>> {
     let signature = Signature::test_signature();
     let to = tx.kind;
-    let address = || match to {
-        TxKind::Call(address) => address,
-        TxKind::Create => panic!("a type-{} transaction cannot create", tx.tx_type),
-    };
+    let address = to.to().copied();
     let envelope = match tx.tx_type {
         0 => TxEnvelope::Legacy(Signed::new_unhashed(
             TxLegacy {
@@ -268,7 +267,7 @@ pub fn envelope_for(tx: &TxEnv) -> Recovered<TxEnvelope> {
                 gas_limit: tx.gas_limit,
                 max_fee_per_gas: tx.gas_price,
                 max_priority_fee_per_gas: tx.gas_priority_fee.unwrap_or_default(),
-                to: address(),
+                to: address?,
                 value: tx.value,
                 access_list: tx.access_list.clone(),
                 blob_versioned_hashes: tx.blob_hashes.clone(),
@@ -285,7 +284,7 @@ pub fn envelope_for(tx: &TxEnv) -> Recovered<TxEnvelope> {
                 gas_limit: tx.gas_limit,
                 max_fee_per_gas: tx.gas_price,
                 max_priority_fee_per_gas: tx.gas_priority_fee.unwrap_or_default(),
-                to: address(),
+                to: address?,
                 value: tx.value,
                 access_list: tx.access_list.clone(),
                 authorization_list: tx
@@ -297,7 +296,51 @@ pub fn envelope_for(tx: &TxEnv) -> Recovered<TxEnvelope> {
             },
             signature,
         )),
-        other => panic!("transaction type {other} has no alloy envelope here"),
+        _ => return None,
     };
-    Recovered::new_unchecked(envelope, tx.caller)
+    Some(Recovered::new_unchecked(envelope, tx.caller))
+}
+
+/// Runs `block` (transactions as revm environments) through both alloy-evm executors, the
+/// parallel one at `threads` on a shared [`engine`]: `Ok(true)` if they agree, `Ok(false)`
+/// if the block has a transaction no alloy envelope can carry, `Err` with the difference.
+pub fn compare_block<S: Storage + std::fmt::Debug>(
+    storage: &S,
+    block: &BlockInput,
+    threads: std::num::NonZeroUsize,
+) -> Result<bool, String> {
+    let Some(txs) = block
+        .transactions
+        .iter()
+        .map(|tx| envelope_for(tx).map(|envelope| (tx.clone(), envelope)))
+        .collect::<Option<Vec<_>>>()
+    else {
+        return Ok(false);
+    };
+    let alloy = AlloyBlock::of(block, ChainRules::UpTo(block.spec));
+    let expected = run_sequential(storage, &alloy, txs.clone());
+    let (got, _) = run_parallel(storage, &alloy, txs, engine(threads));
+    match difference(&expected, &got) {
+        None => Ok(true),
+        Some(d) => Err(format!("alloy-evm executors differ at {threads} threads: {d}")),
+    }
+}
+
+/// A Block-STM executor for `threads` (1 to 8, clamped), made once per thread count and
+/// kept: test runners and fuzzers execute thousands of blocks, and a thread pool per block
+/// would dominate them.
+pub fn engine(threads: std::num::NonZeroUsize) -> &'static Executor {
+    static ENGINES: std::sync::OnceLock<Vec<Executor>> = std::sync::OnceLock::new();
+    let engines = ENGINES.get_or_init(|| {
+        (1..=8)
+            .map(|t| {
+                let threads = std::num::NonZeroUsize::new(t).expect("at least 1");
+                let config = parevm::Config::default()
+                    .with_threads(threads)
+                    .with_mode(parevm::ExecutionMode::Parallel);
+                Executor::new(config).expect("a thread pool of at most 8 threads")
+            })
+            .collect()
+    });
+    &engines[threads.get().clamp(1, 8) - 1]
 }

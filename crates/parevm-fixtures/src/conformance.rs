@@ -26,6 +26,7 @@ use revm::statetest_types::blockchain::{BlockchainTestCase, ForkSpec};
 use revm::statetest_types::{SpecName, TestSuite, TestUnit};
 use serde::Serialize;
 
+use crate::alloy_oracle;
 use crate::both_paths::both_paths;
 use crate::state_root::state_root;
 
@@ -66,6 +67,11 @@ pub struct Counts {
     pub failed: usize,
     /// Cases not run.
     pub skipped: usize,
+    /// Of the passed cases, those also run through alloy-evm's `EthBlockExecutor` and
+    /// parevm's `ParallelBlockExecutor` and found identical (results and bundles); the
+    /// others have a transaction no alloy envelope can carry (a blob or EIP-7702
+    /// transaction that creates, say).
+    pub alloy_identical: usize,
 }
 
 impl std::ops::AddAssign for Counts {
@@ -73,6 +79,7 @@ impl std::ops::AddAssign for Counts {
         self.passed += other.passed;
         self.failed += other.failed;
         self.skipped += other.skipped;
+        self.alloy_identical += other.alloy_identical;
     }
 }
 
@@ -189,6 +196,7 @@ fn is_malformed_value(error: &serde_json::Error) -> bool {
 
 /// The pre-state of a test. State tests read `BLOCKHASH(n)` as the keccak of the decimal
 /// number (geth's test convention); blockchain tests get the real hashes.
+#[derive(Debug)]
 struct TestStorage {
     state: InMemoryStorage,
     hashes: BTreeMap<u64, B256>,
@@ -263,15 +271,19 @@ fn run_state_test(report: &mut FileReport, name: &str, unit: &TestUnit, threads:
             let index =
                 format!("d{}/g{}/v{}", case.indexes.data, case.indexes.gas, case.indexes.value);
             let outcome = match case.tx_env(unit) {
-                Err(_) if case.expect_exception.is_some() => Ok(()),
+                Err(_) if case.expect_exception.is_some() => Ok(false),
                 Err(e) => Err(format!("cannot build the transaction: {e}")),
                 Ok(tx) => {
                     let block = BlockInput::new(spec, chain_id, env.clone(), vec![tx]);
                     check_state_case(&storage, &block, threads, case, pre_root)
+                        .and_then(|()| alloy_oracle::compare_block(&storage, &block, threads))
                 }
             };
             match outcome {
-                Ok(()) => report.counts.passed += 1,
+                Ok(alloy) => {
+                    report.counts.passed += 1;
+                    report.counts.alloy_identical += usize::from(alloy);
+                }
                 Err(message) => {
                     report.counts.failed += 1;
                     report.failures.push(Failure {
@@ -511,7 +523,10 @@ fn run_blockchain_test(
     let fork = format!("{:?}", test.network);
     let result = run_blocks(test, threads);
     match result {
-        Ok(Ok(())) => report.counts.passed += 1,
+        Ok(Ok(alloy)) => {
+            report.counts.passed += 1;
+            report.counts.alloy_identical += usize::from(alloy);
+        }
         Ok(Err((case, message))) => {
             report.counts.failed += 1;
             report.failures.push(Failure {
@@ -528,12 +543,14 @@ fn run_blockchain_test(
     }
 }
 
-/// `Err` skips the test with a reason; `Ok(Err)` is a failure at a case.
+/// `Err` skips the test with a reason; `Ok(Err)` is a failure at a case; `Ok(Ok(alloy))`
+/// says whether every block also went through both alloy-evm executors.
 #[allow(clippy::type_complexity)]
 fn run_blocks(
     test: &BlockchainTestCase,
     threads: NonZeroUsize,
-) -> Result<Result<(), (String, String)>, String> {
+) -> Result<Result<bool, (String, String)>, String> {
+    let mut alloy = true;
     let mut state = InMemoryStorage::new();
     for (address, account) in &test.pre.0 {
         state.insert_account(
@@ -611,6 +628,10 @@ fn run_blocks(
             Ok(Err(e)) => return Ok(Err((case, format!("execution failed: {e}")))),
             Ok(Ok(output)) => output,
         };
+        match alloy_oracle::compare_block(&storage, &input, threads) {
+            Ok(compared) => alloy &= compared,
+            Err(message) => return Ok(Err((case, message))),
+        }
         if output.gas_used != header.gas_used.saturating_to::<u64>() {
             return Ok(Err((
                 case,
@@ -648,5 +669,5 @@ fn run_blocks(
             return Ok(Err(("postState".into(), detail.trim_start_matches("; ").into())));
         }
     }
-    Ok(Ok(()))
+    Ok(Ok(alloy))
 }

@@ -8,9 +8,7 @@ use arbitrary::{Result as ArbResult, Unstructured};
 use parevm::revm::primitives::hardfork::SpecId;
 use parevm::{BlockInput, InMemoryStorage};
 
-use crate::alloy_oracle::{
-    difference, envelope_for, run_parallel, run_sequential, AlloyBlock, ChainRules,
-};
+use crate::alloy_oracle::compare_block;
 use crate::both_paths::both_paths;
 use crate::parse_snapshot;
 use crate::synthetic::{contracts, ether, op, Asm, BlockBuilder};
@@ -172,34 +170,9 @@ pub fn differential(data: &[u8]) -> Result<(), String> {
     both_paths(&storage, &block, threads)
         .map(|_| ())
         .map_err(|e| format!("divergence at {threads} threads under {:?}: {e}", block.spec))?;
-    let alloy = AlloyBlock::of(&block, ChainRules::UpTo(block.spec));
-    let txs: Vec<_> = block.transactions.iter().map(|tx| (tx.clone(), envelope_for(tx))).collect();
-    let expected = run_sequential(&storage, &alloy, txs.clone());
-    let (got, _) = run_parallel(&storage, &alloy, txs, engine(threads));
-    match difference(&expected, &got) {
-        None => Ok(()),
-        Some(d) => {
-            Err(format!("alloy-evm divergence at {threads} threads under {:?}: {d}", block.spec))
-        }
-    }
-}
-
-/// A Block-STM executor for `threads` (1 to 8), made once per thread count: a fuzz run
-/// executes thousands of blocks, and a thread pool per block would dominate it.
-fn engine(threads: NonZeroUsize) -> &'static parevm::Executor {
-    static ENGINES: std::sync::OnceLock<Vec<parevm::Executor>> = std::sync::OnceLock::new();
-    let engines = ENGINES.get_or_init(|| {
-        (1..=8)
-            .map(|t| {
-                let threads = NonZeroUsize::new(t).expect("at least 1");
-                let config = parevm::Config::default()
-                    .with_threads(threads)
-                    .with_mode(parevm::ExecutionMode::Parallel);
-                parevm::Executor::new(config).expect("a thread pool of at most 8 threads")
-            })
-            .collect()
-    });
-    &engines[threads.get().clamp(1, 8) - 1]
+    compare_block(&storage, &block, threads)
+        .map(|_| ())
+        .map_err(|e| format!("under {:?}: {e}", block.spec))
 }
 
 /// The `snapshot_parse` target: bytes up to the first NUL are `block.json`, the rest

@@ -27,7 +27,8 @@ fn engine(threads: usize) -> Executor {
 /// block was valid.
 fn compare(storage: &InMemoryStorage, block: &BlockInput, threads: &[usize]) -> (usize, bool) {
     let alloy = AlloyBlock::of(block, ChainRules::UpTo(block.spec));
-    let txs: Vec<_> = block.transactions.iter().map(|tx| (tx.clone(), envelope_for(tx))).collect();
+    let txs: Vec<_> =
+        block.transactions.iter().map(|tx| (tx.clone(), envelope_for(tx).unwrap())).collect();
     let expected = run_sequential(storage, &alloy, txs.clone());
     let mut parallel = 0;
     for &t in threads {
@@ -114,7 +115,8 @@ fn credits_to_shared_accounts_match_alloy_evm_in_every_fork() {
 fn per_transaction_methods_and_small_blocks_run_sequentially_and_agree() {
     let (storage, block) = credits_block(SpecId::CANCUN, COINBASE);
     let alloy = AlloyBlock::of(&block, ChainRules::UpTo(block.spec));
-    let txs: Vec<_> = block.transactions.iter().map(|tx| (tx.clone(), envelope_for(tx))).collect();
+    let txs: Vec<_> =
+        block.transactions.iter().map(|tx| (tx.clone(), envelope_for(tx).unwrap())).collect();
     let expected = run_sequential(&storage, &alloy, txs.clone());
     // `Auto` on one thread never runs Block-STM: the same result, all sequential.
     let auto = Executor::new(Config::default().with_threads(NonZeroUsize::MIN)).unwrap();
@@ -130,7 +132,8 @@ fn an_invalid_transaction_fails_the_block_as_alloy_evm_says() {
     // A nonce from the future: invalid, whatever the others do.
     block.transactions[5].nonce += 3;
     let alloy = AlloyBlock::of(&block, ChainRules::UpTo(block.spec));
-    let txs: Vec<_> = block.transactions.iter().map(|tx| (tx.clone(), envelope_for(tx))).collect();
+    let txs: Vec<_> =
+        block.transactions.iter().map(|tx| (tx.clone(), envelope_for(tx).unwrap())).collect();
     let expected = run_sequential(&storage, &alloy, txs.clone());
     assert!(expected.result.is_err());
     for threads in [1, 2, 4] {
