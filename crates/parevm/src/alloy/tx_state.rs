@@ -17,10 +17,11 @@
 //! - a lazily read account whose code differs from the committed one, that is empty after
 //!   the transaction in one but not the other, or that exists where the committed state
 //!   has none: revm would have journalled it differently;
-//! - a lazily read account that the committed state has not loaded: `State` would take its
-//!   pre-transaction value from the journal's, which is the stale one. (It cannot happen:
-//!   an account is credited only by transactions whose states hold it, so an account no
-//!   lower transaction committed has no pending credit. The check keeps it exact anyway.)
+//! - a lazily read account that differs from the committed one although the committed
+//!   state has not loaded it: `State` would take its pre-transaction value from the
+//!   journal's, which is the stale one. (Rare: every credit comes from a transaction whose
+//!   state holds the account, so only a read of a write that a lower transaction's earlier
+//!   incarnation made, and its last one did not, can differ so.)
 
 use alloy_primitives::{Address, U256};
 use revm::primitives::hardfork::SpecId;

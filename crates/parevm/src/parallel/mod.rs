@@ -591,7 +591,6 @@ struct Run<'c> {
     /// Fewer workers where a sender chain dominates ([`worker_count`]).
     fit_workers: bool,
     /// Seed of the stress runs' perturbation (0: none).
-    #[cfg_attr(not(feature = "perturb"), allow(dead_code))]
     perturb_seed: u64,
     /// The transactions only, under this configuration ([`execute_transactions`]).
     transactions_only: Option<revm::context::CfgEnv>,
