@@ -69,18 +69,37 @@ fn system_call<S: Storage>(
     Ok(())
 }
 
+/// The parent beacon block root the EIP-4788 call stores, if the block makes that call.
+fn beacon_root_call(block: &BlockInput) -> Option<alloy_primitives::B256> {
+    block.parent_beacon_block_root.filter(|_| block.spec.is_enabled_in(SpecId::CANCUN))
+}
+
+/// Whether the block makes the EIP-2935 block-hash history call.
+fn history_call(block: &BlockInput) -> bool {
+    block.spec.is_enabled_in(SpecId::PRAGUE) && block.env.number > U256::ZERO
+}
+
+/// Whether [`pre_block`] makes any system call for `block` (a caller without another use
+/// for a revm instance need not build one otherwise).
+pub(crate) fn has_pre_block_calls(block: &BlockInput) -> bool {
+    beacon_root_call(block).is_some() || history_call(block)
+}
+
+/// Whether [`post_block_calls`] makes any system call for `block`.
+pub(crate) fn has_post_block_calls(block: &BlockInput) -> bool {
+    block.spec.is_enabled_in(SpecId::PRAGUE)
+}
+
 /// System calls at the start of the block: EIP-4788 beacon roots (Cancun) and EIP-2935
 /// block-hash history (Prague).
 pub(crate) fn pre_block<S: Storage>(
     evm: &mut BlockEvm<'_, S>,
     block: &BlockInput,
 ) -> Result<(), ExecutionError> {
-    if block.spec.is_enabled_in(SpecId::CANCUN) {
-        if let Some(root) = block.parent_beacon_block_root {
-            system_call(evm, BEACON_ROOTS_ADDRESS, Bytes::copy_from_slice(root.as_slice()))?;
-        }
+    if let Some(root) = beacon_root_call(block) {
+        system_call(evm, BEACON_ROOTS_ADDRESS, Bytes::copy_from_slice(root.as_slice()))?;
     }
-    if block.spec.is_enabled_in(SpecId::PRAGUE) && block.env.number > U256::ZERO {
+    if history_call(block) {
         system_call(
             evm,
             HISTORY_STORAGE_ADDRESS,
@@ -95,7 +114,7 @@ pub(crate) fn post_block_calls<S: Storage>(
     evm: &mut BlockEvm<'_, S>,
     block: &BlockInput,
 ) -> Result<(), ExecutionError> {
-    if block.spec.is_enabled_in(SpecId::PRAGUE) {
+    if has_post_block_calls(block) {
         system_call(evm, WITHDRAWAL_REQUEST_PREDEPLOY_ADDRESS, Bytes::new())?;
         system_call(evm, CONSOLIDATION_REQUEST_PREDEPLOY_ADDRESS, Bytes::new())?;
     }
@@ -138,4 +157,33 @@ pub(crate) fn post_block_balances<S: Storage>(
         changes.increment_balance(storage, address, U256::from(wei), block.spec)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy_primitives::B256;
+
+    fn block(spec: SpecId, number: u64, beacon_root: Option<B256>) -> BlockInput {
+        let env = BlockEnv { number: U256::from(number), ..Default::default() };
+        let mut block = BlockInput::new(spec, 1, env, Vec::new());
+        block.parent_beacon_block_root = beacon_root;
+        block
+    }
+
+    #[test]
+    fn system_calls_are_announced_exactly_for_the_forks_that_make_them() {
+        let root = Some(B256::repeat_byte(1));
+        // Before Cancun: none, whatever the header carries.
+        assert!(!has_pre_block_calls(&block(SpecId::SHANGHAI, 5, root)));
+        assert!(!has_post_block_calls(&block(SpecId::SHANGHAI, 5, root)));
+        // Cancun: the beacon root call, if the header has a root; nothing after.
+        assert!(has_pre_block_calls(&block(SpecId::CANCUN, 5, root)));
+        assert!(!has_pre_block_calls(&block(SpecId::CANCUN, 5, None)));
+        assert!(!has_post_block_calls(&block(SpecId::CANCUN, 5, root)));
+        // Prague: the history call above the genesis block, and the request calls after.
+        assert!(has_pre_block_calls(&block(SpecId::PRAGUE, 5, None)));
+        assert!(!has_pre_block_calls(&block(SpecId::PRAGUE, 0, None)));
+        assert!(has_post_block_calls(&block(SpecId::PRAGUE, 0, None)));
+    }
 }

@@ -128,7 +128,10 @@ pub(crate) fn merge<S: Storage>(
     let largest = (0..shares.len()).max_by_key(|&i| shares[i].len());
     let mut accounts = largest.map(|i| shares.swap_remove(i)).unwrap_or_default();
     let others: usize = shares.iter().map(|share| share.len()).sum();
-    accounts.reserve(others + base.changes.accounts.len() + touched.len());
+    // Not `touched.len()` more: nearly every transaction touches a contract it calls, so the
+    // list repeats a few accounts that are mostly here already, and reserving for it doubled
+    // (rehashed and copied) the block's map for nothing.
+    accounts.reserve(others + base.changes.accounts.len());
     for share in shares {
         accounts.extend(share);
     }

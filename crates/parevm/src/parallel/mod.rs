@@ -39,7 +39,10 @@ use self::vm::{ExecuteError, Incarnation, TxOutput, Vm, VmSettings};
 use crate::compliance::Ledger;
 use crate::output::{BlockOutput, ExecutionStats, TxOutcome};
 use crate::sequential::check_gas_available;
-use crate::system::{block_evm, post_block_balances, post_block_calls, pre_block};
+use crate::system::{
+    block_evm, has_post_block_calls, has_pre_block_calls, post_block_balances, post_block_calls,
+    pre_block,
+};
 use crate::{BlockInput, Compliance, ExecutionError, StateChanges, Storage};
 
 /// Index of a transaction in the block.
@@ -363,7 +366,9 @@ impl<S: Storage> Shared<'_, S> {
             timed: self.timed,
             keep_states: self.transactions_only,
         };
-        let mut vm = Vm::new(self.block, &self.base, &self.mv, &self.new_code, settings);
+        // Built at the first execution: a worker that finds nothing to execute (an empty
+        // block, a helper arriving at the end) does not pay for a revm instance.
+        let mut vm = None;
         clock.lap(Phase::Schedule);
         let mut stats = ExecutionStats::default();
         let mut task = None;
@@ -374,7 +379,10 @@ impl<S: Storage> Shared<'_, S> {
             perturb::point();
             task = match task {
                 Some(Task::Execute(version)) => {
-                    self.try_execute(&mut vm, &mut clock, &mut stats, version)
+                    let vm = vm.get_or_insert_with(|| {
+                        Vm::new(self.block, &self.base, &self.mv, &self.new_code, settings)
+                    });
+                    self.try_execute(vm, &mut clock, &mut stats, version)
                 }
                 Some(Task::Validate(version)) => {
                     self.needs_reexecution(&mut clock, &mut stats, version)
@@ -622,7 +630,7 @@ fn execute_parallel_inner<S: Storage>(
 
     // System calls before the transactions run sequentially; their result is the base the
     // parallel phase reads.
-    let pre = if transactions_only_run {
+    let pre = if transactions_only_run || !has_pre_block_calls(block) {
         StateChanges::default()
     } else {
         let mut evm = block_evm(storage, block, StateChanges::default());
@@ -741,10 +749,14 @@ fn execute_parallel_inner<S: Storage>(
     let changes = final_state::merge(&base, shares, &touched, created)?;
     let merge = merging.elapsed();
 
-    let mut evm = block_evm(storage, block, changes);
-    post_block_calls(&mut evm, block)?;
-    let mut state = std::mem::take(&mut evm.ctx.journaled_state.database.changes);
-    drop(evm);
+    // (A revm instance only for a block that has system calls after its transactions.)
+    let mut state = if has_post_block_calls(block) {
+        let mut evm = block_evm(storage, block, changes);
+        post_block_calls(&mut evm, block)?;
+        std::mem::take(&mut evm.ctx.journaled_state.database.changes)
+    } else {
+        changes
+    };
     post_block_balances(&mut state, storage, block)?;
     let output = BlockOutput { transactions, excluded, rejected, state, gas_used };
     let finish = finishing.elapsed().saturating_sub(merge);

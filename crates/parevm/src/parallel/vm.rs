@@ -395,6 +395,7 @@ impl From<VmError> for ExecuteError {
 }
 
 /// How a worker's [`Vm`] runs.
+#[derive(Clone, Copy)]
 pub(crate) struct VmSettings<'a> {
     /// The compliance hook, if configured.
     pub(crate) compliance: Option<&'a Compliance>,
