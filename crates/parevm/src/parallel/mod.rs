@@ -191,6 +191,10 @@ impl<S: Storage> Shared<'_, S> {
     /// free.)
     fn record(&self, version: Version, incarnation: Incarnation) -> bool {
         let locations: Vec<Location> = incarnation.writes.iter().map(|(l, _)| *l).collect();
+        if !locations.iter().any(|l| self.mv.is_fee(l)) {
+            // Its fee slot held an estimate (or an earlier incarnation's fee): none now.
+            self.mv.no_fee(version.tx);
+        }
         for (location, value) in incarnation.writes {
             self.mv.write(location, version.tx, version.incarnation, value);
             perturb::point();

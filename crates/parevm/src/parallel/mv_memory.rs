@@ -194,9 +194,19 @@ impl AccountWrite {
     }
 }
 
-/// A transaction's fee to the beneficiary: `None` if it has none (not executed, or it read
-/// the beneficiary in full and paid it in its full write).
+/// A transaction's fee to the beneficiary: `None` if it has none (it read the beneficiary in
+/// full and paid it in its full write, or it is not included). Before its transaction's
+/// first incarnation is recorded a slot holds an estimate: nearly every transaction pays a
+/// fee, so a transaction that reads the beneficiary in full (its sender, a payment to it)
+/// waits for the lower transactions that have not executed yet instead of reading a balance
+/// they are about to change and being executed again (a pool paying out from the block's
+/// beneficiary: hundreds of re-executions at two threads).
 type FeeSlot = CacheLine<Mutex<Option<Entry<U256>>>>;
+
+/// A fee slot before its transaction has executed: an estimate.
+fn fee_estimate() -> FeeSlot {
+    CacheLine(Mutex::new(Some(Entry { incarnation: 0, value: None })))
+}
 
 /// The multi-version store.
 ///
@@ -230,17 +240,21 @@ impl MvMemory {
         // Sized for what most transactions write (an account or two, a slot or two), the
         // maps rarely grow (growing rehashes a shard under its lock while the other workers
         // wait).
-        Self {
+        let store = Self {
             accounts: sized_map(transactions.saturating_mul(2)),
             storage: sized_map(transactions),
             beneficiary,
-            fees: (0..transactions).map(|_| FeeSlot::default()).collect(),
+            fees: (0..transactions).map(|_| fee_estimate()).collect(),
             excluded_gas: Mutex::default(),
             written: (0..bits / 64).map(|_| AtomicU64::new(0)).collect(),
             mask: bits as u64 - 1,
             hasher: DefaultHashBuilder::default(),
             spec,
-        }
+        };
+        // The fee slots hold entries (estimates) from the start.
+        let (word, bit) = store.filter_bit(&Location::Credit(beneficiary));
+        word.fetch_or(bit, Ordering::Relaxed);
+        store
     }
 
     /// The filter word and bit of `location`.
@@ -261,8 +275,14 @@ impl MvMemory {
 
     /// Whether `location` holds the beneficiary's fees.
     #[inline]
-    fn is_fee(&self, location: &Location) -> bool {
+    pub(crate) fn is_fee(&self, location: &Location) -> bool {
         *location == Location::Credit(self.beneficiary)
+    }
+
+    /// Records that transaction `tx`'s latest incarnation pays no deferred fee (its slot
+    /// held an estimate, or the fee of an earlier incarnation).
+    pub(crate) fn no_fee(&self, tx: TxIdx) {
+        *self.fees[tx].lock() = None;
     }
 
     /// Records `value` as transaction `tx`'s write to `location`.
@@ -560,6 +580,15 @@ mod tests {
         MvMemory::new(SpecId::CANCUN, BENEFICIARY, 10)
     }
 
+    /// A store whose ten transactions have each executed once without paying a fee.
+    fn executed_store() -> MvMemory {
+        let mv = store();
+        for tx in 0..10 {
+            mv.no_fee(tx);
+        }
+        mv
+    }
+
     #[test]
     fn reads_see_the_highest_lower_write() {
         let mv = store();
@@ -610,6 +639,14 @@ mod tests {
     fn fees_are_per_transaction_slots() {
         let mv = store();
         let fee = Location::Credit(BENEFICIARY);
+        // Before a transaction has executed, its slot is an estimate: a full reader of the
+        // beneficiary waits for the lowest such transaction.
+        assert_eq!(mv.credits(BENEFICIARY, None, 9), Err(0));
+        assert_eq!(mv.credits(BENEFICIARY, Some(4), 9), Err(5));
+        assert!(matches!(mv.read(&fee, 9), Read::Blocked(8)));
+        for tx in 0..10 {
+            mv.no_fee(tx);
+        }
         assert_eq!(mv.credits(BENEFICIARY, None, 9), Ok(Vec::new()));
         mv.write(fee, 1, 0, Value::Credit(U256::from(10)));
         mv.write(fee, 3, 0, Value::Credit(U256::from(30)));
@@ -625,8 +662,11 @@ mod tests {
         assert_eq!(mv.credits(BENEFICIARY, Some(3), 9), Ok(vec![U256::from(60)]));
         mv.remove(&fee, 3);
         assert_eq!(mv.credits(BENEFICIARY, None, 9), Ok(vec![U256::from(10), U256::from(60)]));
+        // An incarnation that pays no fee empties its slot again.
+        mv.no_fee(6);
+        assert_eq!(mv.credits(BENEFICIARY, None, 9), Ok(vec![U256::from(10)]));
         // Other credits to the beneficiary (none come from the executor today) merge in order.
-        let mv = store();
+        let mv = executed_store();
         mv.write(fee, 1, 0, Value::Credit(U256::from(10)));
         mv.write(fee, 3, 0, Value::Credit(U256::from(30)));
         mv.accounts.entry(BENEFICIARY).or_default().credits.write(2, 0, U256::from(20));
@@ -636,7 +676,7 @@ mod tests {
 
     #[test]
     fn final_writes_in_block_order() {
-        let mv = store();
+        let mv = executed_store();
         mv.write(Location::Credit(A), 4, 0, Value::Credit(U256::from(4)));
         mv.write(Location::Basic(A), 2, 1, Value::Basic(account(2)));
         mv.write(Location::Wipe(A), 2, 1, Value::Wipe);
@@ -685,8 +725,10 @@ mod tests {
         mv.for_each_final_account(none, |_, _| Err(0), |tx| tx).unwrap();
         mv.for_each_final_slot(none, |_, _, _, _| Err(0), |tx| tx).unwrap();
 
-        // An estimate left behind is reported, not folded.
-        let mv = store();
+        // An estimate left behind is reported, not folded: a transaction that never
+        // executed, or whose fee was marked.
+        assert_eq!(store().for_each_final_account(all, |_, _| Ok(()), |tx| tx), Err(0));
+        let mv = executed_store();
         mv.write(Location::Credit(BENEFICIARY), 5, 0, Value::Credit(U256::from(9)));
         mv.mark_estimate(&Location::Credit(BENEFICIARY), 5);
         assert_eq!(mv.for_each_final_account(all, |_, _| Ok(()), |tx| tx), Err(5));
