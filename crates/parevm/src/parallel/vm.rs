@@ -541,7 +541,8 @@ impl<'a, S: Storage> Vm<'a, S> {
         // changed more than the balance), the read must have been a full one.
         let mut balance_deltas = Vec::new();
         let mut lazy = Vec::new();
-        for (address, view) in std::mem::take(&mut db.lazy_accounts) {
+        // Drained, not taken: the map keeps its allocation for the next transaction.
+        for (address, view) in db.lazy_accounts.drain() {
             if self.keep_states {
                 lazy.push((address, Some(view)));
             }
