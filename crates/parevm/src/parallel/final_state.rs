@@ -20,7 +20,7 @@
 //! writes.
 //!
 //! The work is shared: when the scheduler is done, each worker builds the changes of the
-//! accounts whose address hashes to it ([`build_share`]); the calling thread then merges the
+//! accounts in its shards of the store, with their slots ([`build_share`]); the calling thread then merges the
 //! shares into the pre-block changes ([`merge`]): one map insertion per account, the same
 //! map work a sequential commit does.
 
@@ -47,13 +47,13 @@ pub(crate) fn build_share<S: Storage>(
     shares: usize,
     spec: SpecId,
 ) -> Result<Share, ExecutionError> {
-    let mine = |address: &Address| mv.share_of(address, shares) == share;
     let mut changes = Share::default();
     changes.reserve(mv.written_accounts() / shares + 16);
     // Accounts whose storage a transaction cleared, with the last one that did (rare).
     let mut cleared = AddressMap::<TxIdx>::default();
     mv.for_each_final_account(
-        mine,
+        share,
+        shares,
         |address, writes| {
             // The account so far; `None` until known. The pre-state is read only if needed:
             // a full write replaces it.
@@ -100,7 +100,8 @@ pub(crate) fn build_share<S: Storage>(
         left_estimate,
     )?;
     mv.for_each_final_slot(
-        mine,
+        share,
+        shares,
         |address, slot, tx, value| {
             if cleared.get(&address).is_none_or(|cleared| tx >= *cleared) {
                 listed_change(&mut changes, base, address)?.storage.insert(slot, value);

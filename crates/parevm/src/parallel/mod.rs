@@ -16,6 +16,7 @@ mod perturb;
 pub(crate) mod phases;
 mod read_set;
 mod scheduler;
+mod sharded_map;
 mod vm;
 
 use std::num::NonZeroUsize;

@@ -24,16 +24,18 @@
 //! cache-line-sized slot, folded only when a transaction reads the beneficiary in full. The
 //! exclusion budget's running total ([`Location::ExcludedGas`]) has one entry list of its own.
 
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use alloy_primitives::map::DefaultHashBuilder;
 use alloy_primitives::{Address, U256};
-use dashmap::DashMap;
 use parking_lot::Mutex;
 use revm::primitives::hardfork::SpecId;
 use smallvec::SmallVec;
 
+use super::sharded_map::{
+    home_share_of, share_of, Hashed, ShardedMap, HOME_SHIFT, SHARD_BITS, SHARD_SHIFT,
+};
 use super::{CacheLine, TxIdx};
 use crate::state_changes::Credited;
 use crate::storage::AccountBasic;
@@ -215,9 +217,13 @@ fn fee_estimate() -> FeeSlot {
 /// entry is inserted and never cleared, answers those without touching the maps: a shard's
 /// read lock is an atomic write to a cache line both cores share, which costs more than the
 /// read itself when every transaction reads the same few contracts.
+///
+/// Every operation hashes its location once ([`MvMemory::key`]): the filter, the shard and
+/// the shard's table use that hash, and an account's entry and its slots are in shards of
+/// the same index ([`super::sharded_map`]).
 pub(crate) struct MvMemory {
-    accounts: DashMap<Address, AccountEntries, DefaultHashBuilder>,
-    storage: DashMap<(Address, U256), Versions<U256>, DefaultHashBuilder>,
+    accounts: ShardedMap<Address, AccountEntries>,
+    storage: ShardedMap<(Address, U256), Versions<U256>>,
     /// The block's beneficiary and each transaction's fee to it.
     beneficiary: Address,
     fees: Box<[FeeSlot]>,
@@ -240,9 +246,13 @@ impl MvMemory {
         // Sized for what most transactions write (an account or two, a slot or two), the
         // maps rarely grow (growing rehashes a shard under its lock while the other workers
         // wait).
+        // Enough shards that two workers rarely want the same one; a small block does not
+        // pay for 128 of them. Both maps have the same number: an account and its slots are
+        // in shards of the same index.
+        let shards = (transactions / 2).next_power_of_two().clamp(4, 128);
         let store = Self {
-            accounts: sized_map(transactions.saturating_mul(2)),
-            storage: sized_map(transactions),
+            accounts: ShardedMap::new(shards, transactions.saturating_mul(2)),
+            storage: ShardedMap::new(shards, transactions),
             beneficiary,
             fees: (0..transactions).map(|_| fee_estimate()).collect(),
             excluded_gas: Mutex::default(),
@@ -252,24 +262,71 @@ impl MvMemory {
             spec,
         };
         // The fee slots hold entries (estimates) from the start.
-        let (word, bit) = store.filter_bit(&Location::Credit(beneficiary));
+        let (word, bit) = store.filter_bit(store.key(&Location::Credit(beneficiary)).filter);
         word.fetch_or(bit, Ordering::Relaxed);
         store
     }
 
-    /// The filter word and bit of `location`.
+    /// The hash of `address` under this store's (randomly seeded) hasher, and the hasher
+    /// after it, to hash a slot on.
     #[inline]
-    fn filter_bit(&self, location: &Location) -> (&AtomicU64, u64) {
-        let bit = self.hasher.hash_one(location) & self.mask;
+    fn hash_account(&self, address: &Address) -> (u64, impl Hasher) {
+        let mut hasher = self.hasher.build_hasher();
+        hasher.write(address.as_slice());
+        (hasher.finish(), hasher)
+    }
+
+    /// The key of account `address` in the accounts map.
+    #[inline]
+    fn account_key(&self, address: Address) -> Hashed<Address> {
+        Hashed { hash: self.hash_account(&address).0, key: address }
+    }
+
+    /// `location`'s key: its hash for the filter and, for an account's or a slot's entries,
+    /// its key in the map that holds them. One hash: a slot's hash continues its account's
+    /// and carries the account's shard bits ([`HOME_SHIFT`]).
+    #[inline]
+    fn key(&self, location: &Location) -> LocationKey {
+        let (address, kind) = match *location {
+            Location::Storage(address, slot) => {
+                let (account, mut hasher) = self.hash_account(&address);
+                for limb in slot.as_limbs() {
+                    hasher.write_u64(*limb);
+                }
+                let to_home = HOME_SHIFT - SHARD_SHIFT;
+                let hash = (hasher.finish() & !(SHARD_BITS << to_home))
+                    | ((account & SHARD_BITS) << to_home);
+                let key = Hashed { hash, key: (address, slot) };
+                return LocationKey { filter: hash, map: MapKey::Slot(key) };
+            }
+            Location::ExcludedGas => {
+                return LocationKey { filter: EXCLUDED_GAS_FILTER, map: MapKey::None }
+            }
+            Location::Basic(address) => (address, 0),
+            Location::Credit(address) => (address, 1),
+            Location::Wipe(address) => (address, 2),
+        };
+        let hash = self.hash_account(&address).0;
+        // The three locations of one account take different bits of its hash for the filter.
+        LocationKey {
+            filter: hash.rotate_left(21 * kind),
+            map: MapKey::Account(Hashed { hash, key: address }),
+        }
+    }
+
+    /// The filter word and bit of a location's filter hash.
+    #[inline]
+    fn filter_bit(&self, hash: u64) -> (&AtomicU64, u64) {
+        let bit = hash & self.mask;
         (&self.written[(bit >> 6) as usize], 1 << (bit & 63))
     }
 
-    /// Whether `location` may have entries. A `false` is final for every reader that
-    /// synchronised with the writers it must see (through the scheduler), as the bit is set
-    /// before the entry is inserted.
+    /// Whether a location with filter hash `hash` may have entries. A `false` is final for
+    /// every reader that synchronised with the writers it must see (through the scheduler),
+    /// as the bit is set before the entry is inserted.
     #[inline]
-    fn may_have_entries(&self, location: &Location) -> bool {
-        let (word, bit) = self.filter_bit(location);
+    fn may_have_entries(&self, hash: u64) -> bool {
+        let (word, bit) = self.filter_bit(hash);
         word.load(Ordering::Acquire) & bit != 0
     }
 
@@ -287,55 +344,54 @@ impl MvMemory {
 
     /// Records `value` as transaction `tx`'s write to `location`.
     pub(crate) fn write(&self, location: Location, tx: TxIdx, incarnation: u32, value: Value) {
-        let (word, bit) = self.filter_bit(&location);
+        if self.is_fee(&location) {
+            // The fee slots' filter bit is set from the start.
+            let Value::Credit(amount) = value else { unreachable!("{value:?} written as a fee") };
+            *self.fees[tx].lock() = Some(Entry { incarnation, value: Some(amount) });
+            return;
+        }
+        let key = self.key(&location);
+        let (word, bit) = self.filter_bit(key.filter);
         if word.load(Ordering::Relaxed) & bit == 0 {
             word.fetch_or(bit, Ordering::Release);
         }
-        match (location, value) {
-            (Location::Storage(address, slot), Value::Storage(value)) => {
-                self.storage.entry((address, slot)).or_default().write(tx, incarnation, value)
+        match (key.map, value) {
+            (MapKey::Slot(key), Value::Storage(value)) => {
+                self.storage.upsert(key, |versions| versions.write(tx, incarnation, value))
             }
-            (Location::Credit(_), Value::Credit(amount)) if self.is_fee(&location) => {
-                *self.fees[tx].lock() = Some(Entry { incarnation, value: Some(amount) });
+            (MapKey::Account(key), Value::Credit(amount)) => {
+                self.accounts.upsert(key, |entries| entries.credits.write(tx, incarnation, amount))
             }
-            (Location::Credit(address), Value::Credit(amount)) => {
-                self.accounts.entry(address).or_default().credits.write(tx, incarnation, amount)
+            (MapKey::Account(key), Value::Basic(account)) => {
+                self.accounts.upsert(key, |entries| entries.basic.write(tx, incarnation, account))
             }
-            (Location::Basic(address), Value::Basic(account)) => {
-                self.accounts.entry(address).or_default().basic.write(tx, incarnation, account)
+            (MapKey::Account(key), Value::Wipe) => {
+                self.accounts.upsert(key, |entries| entries.wipes.write(tx, incarnation, ()))
             }
-            (Location::Wipe(address), Value::Wipe) => {
-                self.accounts.entry(address).or_default().wipes.write(tx, incarnation, ())
-            }
-            (Location::ExcludedGas, Value::Gas(gas)) => {
-                self.excluded_gas.lock().write(tx, incarnation, gas)
-            }
-            (location, value) => unreachable!("{value:?} written to {location:?}"),
+            (MapKey::None, Value::Gas(gas)) => self.excluded_gas.lock().write(tx, incarnation, gas),
+            (_, value) => unreachable!("{value:?} written to {location:?}"),
         }
     }
 
     /// Applies `f` to the entries of `location` of transaction `tx`, if the location has
     /// any.
     fn with_entries(&self, location: &Location, tx: TxIdx, f: impl Fn(&mut dyn EntryOps)) {
-        match *location {
-            Location::Storage(address, slot) => {
-                if let Some(mut versions) = self.storage.get_mut(&(address, slot)) {
-                    f(&mut *versions);
-                }
+        if self.is_fee(location) {
+            let mut slot = self.fees[tx].lock();
+            f(&mut FeeOps(&mut slot));
+            return;
+        }
+        match self.key(location).map {
+            MapKey::Slot(key) => {
+                self.storage.get_mut(&key, |versions| f(versions));
             }
-            Location::Credit(_) if self.is_fee(location) => {
-                let mut slot = self.fees[tx].lock();
-                f(&mut FeeOps(&mut slot));
-            }
-            Location::ExcludedGas => f(&mut *self.excluded_gas.lock()),
-            Location::Basic(address) | Location::Credit(address) | Location::Wipe(address) => {
-                if let Some(mut entries) = self.accounts.get_mut(&address) {
-                    match location {
-                        Location::Basic(_) => f(&mut entries.basic),
-                        Location::Credit(_) => f(&mut entries.credits),
-                        _ => f(&mut entries.wipes),
-                    }
-                }
+            MapKey::None => f(&mut *self.excluded_gas.lock()),
+            MapKey::Account(key) => {
+                self.accounts.get_mut(&key, |entries| match location {
+                    Location::Basic(_) => f(&mut entries.basic),
+                    Location::Credit(_) => f(&mut entries.credits),
+                    _ => f(&mut entries.wipes),
+                });
             }
         }
     }
@@ -352,36 +408,32 @@ impl MvMemory {
 
     /// The value of `location` as transaction `tx` must see it.
     pub(crate) fn read(&self, location: &Location, tx: TxIdx) -> Read {
-        if !self.may_have_entries(location) {
+        if self.is_fee(location) {
+            let last = (0..tx).rev().find_map(|idx| Some((idx, (*self.fees[idx].lock())?)));
+            return match last {
+                None => Read::PreState,
+                Some((idx, Entry { value: None, .. })) => Read::Blocked(idx),
+                Some((idx, Entry { value: Some(v), incarnation })) => {
+                    Read::Value(Value::Credit(v), idx, incarnation)
+                }
+            };
+        }
+        let key = self.key(location);
+        if !self.may_have_entries(key.filter) {
             return Read::PreState;
         }
-        match *location {
-            Location::Storage(address, slot) => match self.storage.get(&(address, slot)) {
-                Some(versions) => versions.read(tx, Value::Storage),
-                None => Read::PreState,
-            },
-            Location::Credit(_) if self.is_fee(location) => {
-                let last = (0..tx).rev().find_map(|idx| Some((idx, (*self.fees[idx].lock())?)));
-                match last {
-                    None => Read::PreState,
-                    Some((idx, Entry { value: None, .. })) => Read::Blocked(idx),
-                    Some((idx, Entry { value: Some(v), incarnation })) => {
-                        Read::Value(Value::Credit(v), idx, incarnation)
-                    }
-                }
+        let read = match key.map {
+            MapKey::Slot(key) => {
+                self.storage.get(&key, |versions| versions.read(tx, Value::Storage))
             }
-            Location::ExcludedGas => self.excluded_gas.lock().read(tx, Value::Gas),
-            Location::Basic(address) | Location::Credit(address) | Location::Wipe(address) => {
-                let Some(entries) = self.accounts.get(&address) else {
-                    return Read::PreState;
-                };
-                match location {
-                    Location::Basic(_) => entries.basic.read(tx, Value::Basic),
-                    Location::Credit(_) => entries.credits.read(tx, Value::Credit),
-                    _ => entries.wipes.read(tx, |()| Value::Wipe),
-                }
-            }
-        }
+            MapKey::None => Some(self.excluded_gas.lock().read(tx, Value::Gas)),
+            MapKey::Account(key) => self.accounts.get(&key, |entries| match location {
+                Location::Basic(_) => entries.basic.read(tx, Value::Basic),
+                Location::Credit(_) => entries.credits.read(tx, Value::Credit),
+                _ => entries.wipes.read(tx, |()| Value::Wipe),
+            }),
+        };
+        read.unwrap_or(Read::PreState)
     }
 
     /// The credits to `address` by transactions after `after` (all if `None`) and before
@@ -398,12 +450,16 @@ impl MvMemory {
         }
         let location = Location::Credit(address);
         let mut credits = Vec::new();
-        if self.may_have_entries(&location) {
-            if let Some(entries) = self.accounts.get(&address) {
+        let key = self.key(&location);
+        if self.may_have_entries(key.filter) {
+            let MapKey::Account(key) = key.map else { unreachable!("a credit is an account's") };
+            let regular = self.accounts.get(&key, |entries| -> Result<(), TxIdx> {
                 for &(idx, entry) in entries.credits.between(from, tx) {
                     credits.push((idx, entry.value.ok_or(idx)?));
                 }
-            }
+                Ok(())
+            });
+            regular.unwrap_or(Ok(()))?;
             if self.is_fee(&location) {
                 let regular = credits.len();
                 for (idx, slot) in self.fees[from..tx].iter().enumerate() {
@@ -435,28 +491,23 @@ impl MvMemory {
         self.accounts.len() + 1
     }
 
-    /// The worker of `workers` that builds `address`'s final state ([`super::final_state`]).
-    pub(crate) fn share_of(&self, address: &Address, workers: usize) -> usize {
-        (self.hasher.hash_one(address) % workers as u64) as usize
-    }
-
-    /// Once every transaction is final: calls `f` with each written account that `select`
-    /// takes and its writes in block order (see [`AccountWrite::rank`] within one
-    /// transaction). `estimate` makes the error for a transaction that left an estimate.
+    /// Once every transaction is final: calls `f` with each written account of share
+    /// `share` of `shares` (whole shards: [`ShardedMap::for_each_in_share`]) and its writes
+    /// in block order (see [`AccountWrite::rank`] within one transaction). `estimate` makes
+    /// the error for a transaction that left an estimate. Each account is in exactly one
+    /// share, with its slots ([`MvMemory::for_each_final_slot`]).
     pub(crate) fn for_each_final_account<E>(
         &self,
-        select: impl Fn(&Address) -> bool,
+        share: usize,
+        shares: usize,
         mut f: impl FnMut(Address, &AccountWrites) -> Result<(), E>,
         estimate: impl Fn(TxIdx) -> E,
     ) -> Result<(), E> {
         let mut writes = AccountWrites::new();
-        let with_fees = select(&self.beneficiary);
+        let beneficiary_hash = self.account_key(self.beneficiary).hash;
+        let with_fees = share_of(beneficiary_hash, self.accounts.shard_count(), shares) == share;
         let mut beneficiary_seen = false;
-        for item in self.accounts.iter() {
-            let (address, entries) = item.pair();
-            if !select(address) {
-                continue;
-            }
+        self.accounts.for_each_in_share(share, shares, |address, entries| {
             writes.clear();
             for write in entries.wipes.values() {
                 writes.push(write.map(|(idx, ())| (idx, AccountWrite::Wipe)).map_err(&estimate)?);
@@ -475,8 +526,8 @@ impl MvMemory {
             if writes.len() > 1 {
                 writes.sort_unstable_by_key(|(idx, write)| (*idx, write.rank()));
             }
-            f(*address, &writes)?;
-        }
+            f(*address, &writes)
+        })?;
         if with_fees && !beneficiary_seen {
             writes.clear();
             self.final_fees(&mut writes).map_err(&estimate)?;
@@ -501,36 +552,45 @@ impl MvMemory {
     }
 
     /// Once every transaction is final: calls `f` with the last write of each written slot
-    /// whose account `select` takes: address, slot, transaction, value.
+    /// of an account of share `share` of `shares`: address, slot, transaction, value.
     pub(crate) fn for_each_final_slot<E>(
         &self,
-        select: impl Fn(&Address) -> bool,
+        share: usize,
+        shares: usize,
         mut f: impl FnMut(Address, U256, TxIdx, U256) -> Result<(), E>,
         estimate: impl Fn(TxIdx) -> E,
     ) -> Result<(), E> {
-        for item in self.storage.iter() {
-            let (&(address, slot), versions) = item.pair();
-            if !select(&address) {
-                continue;
+        let shard_count = self.accounts.shard_count();
+        self.storage.for_each(|key, versions| {
+            if home_share_of(key.hash, shard_count, shares) != share {
+                return Ok(());
             }
-            let Some(&(idx, entry)) = versions.0.last() else { continue };
-            f(address, slot, idx, entry.value.ok_or_else(|| estimate(idx))?)?;
-        }
-        Ok(())
+            let (address, slot) = key.key;
+            let Some(&(idx, entry)) = versions.0.last() else { return Ok(()) };
+            f(address, slot, idx, entry.value.ok_or_else(|| estimate(idx))?)
+        })
     }
 }
 
-/// A map of the store, sharded for concurrent writers, with room for `capacity` entries.
-fn sized_map<K: Eq + std::hash::Hash, V>(capacity: usize) -> DashMap<K, V, DefaultHashBuilder> {
-    // Enough shards that two workers rarely want the same one; a small block does not pay
-    // for 128 of them.
-    let shards = (capacity / 4).next_power_of_two().clamp(4, 128);
-    DashMap::with_capacity_and_hasher_and_shard_amount(
-        capacity,
-        DefaultHashBuilder::default(),
-        shards,
-    )
+/// Where a location's entries are: its hash for the filter, and its key in the map that
+/// holds them ([`MvMemory::key`]).
+struct LocationKey {
+    filter: u64,
+    map: MapKey,
 }
+
+/// A location's key in the store's maps.
+enum MapKey {
+    /// In the accounts map (full writes, credits, wipes).
+    Account(Hashed<Address>),
+    /// In the slots map.
+    Slot(Hashed<(Address, U256)>),
+    /// Neither: the excluded gas, which has an entry list of its own.
+    None,
+}
+
+/// The filter hash of [`Location::ExcludedGas`] (any constant).
+const EXCLUDED_GAS_FILTER: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// One account's writes in block order.
 pub(crate) type AccountWrites = SmallVec<[(TxIdx, AccountWrite); 2]>;
@@ -669,9 +729,48 @@ mod tests {
         let mv = executed_store();
         mv.write(fee, 1, 0, Value::Credit(U256::from(10)));
         mv.write(fee, 3, 0, Value::Credit(U256::from(30)));
-        mv.accounts.entry(BENEFICIARY).or_default().credits.write(2, 0, U256::from(20));
+        let key = mv.account_key(BENEFICIARY);
+        mv.accounts.upsert(key, |entries| entries.credits.write(2, 0, U256::from(20)));
         let all = mv.credits(BENEFICIARY, None, 9).unwrap();
         assert_eq!(all, vec![U256::from(10), U256::from(20), U256::from(30)]);
+    }
+
+    #[test]
+    fn every_slot_is_built_by_the_share_of_its_account() {
+        let mv = MvMemory::new(SpecId::CANCUN, BENEFICIARY, 400);
+        for tx in 0..400 {
+            mv.no_fee(tx);
+        }
+        let accounts: Vec<Address> =
+            (1..=200u64).map(|i| Address::left_padding_from(&i.to_be_bytes())).collect();
+        for (tx, address) in accounts.iter().enumerate() {
+            mv.write(Location::Basic(*address), tx, 0, Value::Basic(account(1)));
+            for slot in 0..3u64 {
+                let location = Location::Storage(*address, U256::from(slot));
+                mv.write(location, tx, 0, Value::Storage(U256::from(slot + 1)));
+            }
+        }
+        for shares in 1..=5 {
+            let mut owner = std::collections::HashMap::new();
+            let mut slots = 0;
+            for share in 0..shares {
+                let mark = |a: Address, _: &AccountWrites| {
+                    assert!(owner.insert(a, share).is_none(), "{a} in two shares");
+                    Ok::<_, TxIdx>(())
+                };
+                mv.for_each_final_account(share, shares, mark, |tx| tx).unwrap();
+            }
+            assert_eq!(owner.len(), accounts.len());
+            for share in 0..shares {
+                let check = |a: Address, _, _, _| {
+                    assert_eq!(owner[&a], share, "a slot of {a} outside its account's share");
+                    slots += 1;
+                    Ok::<_, TxIdx>(())
+                };
+                mv.for_each_final_slot(share, shares, check, |tx| tx).unwrap();
+            }
+            assert_eq!(slots, 3 * accounts.len());
+        }
     }
 
     #[test]
@@ -683,10 +782,10 @@ mod tests {
         mv.write(Location::Credit(BENEFICIARY), 0, 0, Value::Credit(U256::from(9)));
         mv.write(Location::Storage(A, U256::from(1)), 1, 0, Value::Storage(U256::from(11)));
         mv.write(Location::Storage(A, U256::from(1)), 3, 0, Value::Storage(U256::from(13)));
-        let all = |_: &Address| true;
         let mut accounts = Vec::new();
         mv.for_each_final_account(
-            all,
+            0,
+            1,
             |address, writes| {
                 accounts.push((address, writes.to_vec()));
                 Ok::<_, TxIdx>(())
@@ -711,7 +810,8 @@ mod tests {
         );
         let mut slots = Vec::new();
         mv.for_each_final_slot(
-            all,
+            0,
+            1,
             |address, slot, tx, value| {
                 slots.push((address, slot, tx, value));
                 Ok::<_, TxIdx>(())
@@ -720,17 +820,39 @@ mod tests {
         )
         .unwrap();
         assert_eq!(slots, vec![(A, U256::from(1), 3, U256::from(13))]);
-        // A selection takes only its accounts.
-        let none = |_: &Address| false;
-        mv.for_each_final_account(none, |_, _| Err(0), |tx| tx).unwrap();
-        mv.for_each_final_slot(none, |_, _, _, _| Err(0), |tx| tx).unwrap();
+        // Shares take each account, with its slots, exactly once.
+        for shares in 1..=9 {
+            let (mut accounts, mut slots) = (Vec::new(), Vec::new());
+            for share in 0..shares {
+                let mut mine = Vec::new();
+                mv.for_each_final_account(
+                    share,
+                    shares,
+                    |a, _| Ok::<_, TxIdx>(mine.push(a)),
+                    |tx| tx,
+                )
+                .unwrap();
+                mv.for_each_final_slot(
+                    share,
+                    shares,
+                    |a, _, _, _| Ok::<_, TxIdx>(slots.push((a, share))),
+                    |tx| tx,
+                )
+                .unwrap();
+                accounts.extend(mine.iter().map(|a| (*a, share)));
+            }
+            accounts.sort();
+            assert_eq!(accounts.iter().map(|(a, _)| *a).collect::<Vec<_>>(), vec![A, BENEFICIARY]);
+            let share_of_a = accounts.iter().find(|(a, _)| *a == A).unwrap().1;
+            assert_eq!(slots, vec![(A, share_of_a)], "{shares} shares");
+        }
 
         // An estimate left behind is reported, not folded: a transaction that never
         // executed, or whose fee was marked.
-        assert_eq!(store().for_each_final_account(all, |_, _| Ok(()), |tx| tx), Err(0));
+        assert_eq!(store().for_each_final_account(0, 1, |_, _| Ok(()), |tx| tx), Err(0));
         let mv = executed_store();
         mv.write(Location::Credit(BENEFICIARY), 5, 0, Value::Credit(U256::from(9)));
         mv.mark_estimate(&Location::Credit(BENEFICIARY), 5);
-        assert_eq!(mv.for_each_final_account(all, |_, _| Ok(()), |tx| tx), Err(5));
+        assert_eq!(mv.for_each_final_account(0, 1, |_, _| Ok(()), |tx| tx), Err(5));
     }
 }
