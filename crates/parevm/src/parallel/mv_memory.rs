@@ -828,14 +828,20 @@ mod tests {
                 mv.for_each_final_account(
                     share,
                     shares,
-                    |a, _| Ok::<_, TxIdx>(mine.push(a)),
+                    |a, _| {
+                        mine.push(a);
+                        Ok::<_, TxIdx>(())
+                    },
                     |tx| tx,
                 )
                 .unwrap();
                 mv.for_each_final_slot(
                     share,
                     shares,
-                    |a, _, _, _| Ok::<_, TxIdx>(slots.push((a, share))),
+                    |a, _, _, _| {
+                        slots.push((a, share));
+                        Ok::<_, TxIdx>(())
+                    },
                     |tx| tx,
                 )
                 .unwrap();

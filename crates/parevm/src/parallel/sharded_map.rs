@@ -80,9 +80,12 @@ impl Hasher for PassThrough {
 
 type Table<K, V> = HashMap<Hashed<K>, V, BuildHasherDefault<PassThrough>>;
 
+/// One shard: a table behind its lock, on a cache line of its own.
+type Shard<K, V> = CachePadded<RwLock<Table<K, V>>>;
+
 /// A hash map split into shards, each behind a read-write lock on a cache line of its own.
 pub(crate) struct ShardedMap<K, V> {
-    shards: Box<[CachePadded<RwLock<Table<K, V>>>]>,
+    shards: Box<[Shard<K, V>]>,
     /// `shards - 1` (a power of two).
     mask: u64,
 }
@@ -204,7 +207,7 @@ mod tests {
         assert_eq!(map.get(&key(7, 1), |v| *v), Some(11));
         assert_eq!(map.get(&key(7, 2), |v| *v), Some(20));
         assert_eq!(map.get(&key(8, 1), |v| *v), None);
-        assert_eq!(map.get_mut(&key(7, 2), |v| std::mem::take(v)), Some(20));
+        assert_eq!(map.get_mut(&key(7, 2), std::mem::take), Some(20));
         assert_eq!(map.get_mut(&key(9, 9), |v| *v), None);
         assert_eq!(map.len(), 2);
     }
