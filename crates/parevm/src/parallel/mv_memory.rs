@@ -33,9 +33,7 @@ use parking_lot::Mutex;
 use revm::primitives::hardfork::SpecId;
 use smallvec::SmallVec;
 
-use super::sharded_map::{
-    home_share_of, share_of, Hashed, ShardedMap, HOME_SHIFT, SHARD_BITS, SHARD_SHIFT,
-};
+use super::sharded_map::{with_home, Hashed, ShardedMap};
 use super::{CacheLine, TxIdx};
 use crate::state_changes::Credited;
 use crate::storage::AccountBasic;
@@ -219,8 +217,9 @@ fn fee_estimate() -> FeeSlot {
 /// read itself when every transaction reads the same few contracts.
 ///
 /// Every operation hashes its location once ([`MvMemory::key`]): the filter, the shard and
-/// the shard's table use that hash, and an account's entry and its slots are in shards of
-/// the same index ([`super::sharded_map`]).
+/// the shard's table use that hash; a slot's hash also carries the shard of its account's
+/// entry, so the block's state is built account by account, with their slots, by whole
+/// shards ([`super::sharded_map`]).
 pub(crate) struct MvMemory {
     accounts: ShardedMap<Address, AccountEntries>,
     storage: ShardedMap<(Address, U256), Versions<U256>>,
@@ -247,8 +246,7 @@ impl MvMemory {
         // maps rarely grow (growing rehashes a shard under its lock while the other workers
         // wait).
         // Enough shards that two workers rarely want the same one; a small block does not
-        // pay for 128 of them. Both maps have the same number: an account and its slots are
-        // in shards of the same index.
+        // pay for 128 of them.
         let shards = (transactions / 2).next_power_of_two().clamp(4, 128);
         let store = Self {
             accounts: ShardedMap::new(shards, transactions.saturating_mul(2)),
@@ -284,7 +282,7 @@ impl MvMemory {
 
     /// `location`'s key: its hash for the filter and, for an account's or a slot's entries,
     /// its key in the map that holds them. One hash: a slot's hash continues its account's
-    /// and carries the account's shard bits ([`HOME_SHIFT`]).
+    /// and carries the account's shard bits ([`with_home`]).
     #[inline]
     fn key(&self, location: &Location) -> LocationKey {
         let (address, kind) = match *location {
@@ -293,9 +291,7 @@ impl MvMemory {
                 for limb in slot.as_limbs() {
                     hasher.write_u64(*limb);
                 }
-                let to_home = HOME_SHIFT - SHARD_SHIFT;
-                let hash = (hasher.finish() & !(SHARD_BITS << to_home))
-                    | ((account & SHARD_BITS) << to_home);
+                let hash = with_home(hasher.finish(), account);
                 let key = Hashed { hash, key: (address, slot) };
                 return LocationKey { filter: hash, map: MapKey::Slot(key) };
             }
@@ -505,7 +501,7 @@ impl MvMemory {
     ) -> Result<(), E> {
         let mut writes = AccountWrites::new();
         let beneficiary_hash = self.account_key(self.beneficiary).hash;
-        let with_fees = share_of(beneficiary_hash, self.accounts.shard_count(), shares) == share;
+        let with_fees = self.accounts.share_of(beneficiary_hash, shares) == share;
         let mut beneficiary_seen = false;
         self.accounts.for_each_in_share(share, shares, |address, entries| {
             writes.clear();
@@ -560,9 +556,8 @@ impl MvMemory {
         mut f: impl FnMut(Address, U256, TxIdx, U256) -> Result<(), E>,
         estimate: impl Fn(TxIdx) -> E,
     ) -> Result<(), E> {
-        let shard_count = self.accounts.shard_count();
         self.storage.for_each(|key, versions| {
-            if home_share_of(key.hash, shard_count, shares) != share {
+            if self.accounts.home_share_of(key.hash, shares) != share {
                 return Ok(());
             }
             let (address, slot) = key.key;

@@ -26,15 +26,22 @@ use parking_lot::RwLock;
 /// (at most 128 shards). They are below the top 7 bits a table keeps as a tag and above the
 /// bits it indexes buckets by, so that the slots of one account still spread over the
 /// buckets and tags of their shard.
-pub(crate) const SHARD_SHIFT: u32 = 40;
+const SHARD_SHIFT: u32 = 40;
 
 /// The bits of a hash that choose the shard.
-pub(crate) const SHARD_BITS: u64 = 0x7f << SHARD_SHIFT;
+const SHARD_BITS: u64 = 0x7f << SHARD_SHIFT;
 
 /// Where a slot's hash carries the shard bits of its account's hash (bits
 /// `HOME_SHIFT..HOME_SHIFT + 7`): neither a shard's choice nor its table's tag or buckets use
-/// them.
-pub(crate) const HOME_SHIFT: u32 = SHARD_SHIFT + 7;
+/// them ([`with_home`]).
+const HOME_SHIFT: u32 = SHARD_SHIFT + 7;
+
+/// `hash` with the shard bits of `home` (another key's hash) carried in its home bits
+/// ([`HOME_SHIFT`]), which [`ShardedMap::home_share_of`] reads back.
+pub(crate) fn with_home(hash: u64, home: u64) -> u64 {
+    let to_home = HOME_SHIFT - SHARD_SHIFT;
+    (hash & !(SHARD_BITS << to_home)) | ((home & SHARD_BITS) << to_home)
+}
 
 /// Most shards a map has.
 const MAX_SHARDS: usize = 128;
@@ -108,14 +115,21 @@ impl<K: Eq, V> ShardedMap<K, V> {
         Self { shards, mask }
     }
 
-    /// The number of shards.
-    pub(crate) fn shard_count(&self) -> usize {
-        self.shards.len()
-    }
-
     /// The shard of a hash.
     pub(crate) fn shard_of(&self, hash: u64) -> usize {
         ((hash >> SHARD_SHIFT) & self.mask) as usize
+    }
+
+    /// The share (of `shares`) that owns the shard of `hash`: shard `i` belongs to share
+    /// `i % shares` ([`ShardedMap::for_each_in_share`]).
+    pub(crate) fn share_of(&self, hash: u64, shares: usize) -> usize {
+        self.shard_of(hash) % shares.max(1)
+    }
+
+    /// The share (of `shares`) that owns the key of this map whose shard bits `hash` carries
+    /// in its home bits ([`with_home`]).
+    pub(crate) fn home_share_of(&self, hash: u64, shares: usize) -> usize {
+        self.share_of(hash >> (HOME_SHIFT - SHARD_SHIFT), shares)
     }
 
     fn shard(&self, hash: u64) -> &RwLock<Table<K, V>> {
@@ -178,17 +192,6 @@ impl<K: Eq, V> ShardedMap<K, V> {
     }
 }
 
-/// The share (of `shares`) that owns the shard of `hash` in maps of `shard_count` shards.
-pub(crate) fn share_of(hash: u64, shard_count: usize, shares: usize) -> usize {
-    ((hash >> SHARD_SHIFT) as usize & (shard_count - 1)) % shares.max(1)
-}
-
-/// The share (of `shares`) that owns the account of a slot whose hash is `hash`
-/// ([`HOME_SHIFT`]).
-pub(crate) fn home_share_of(hash: u64, shard_count: usize, shares: usize) -> usize {
-    ((hash >> HOME_SHIFT) as usize & (shard_count - 1)) % shares.max(1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,9 +228,11 @@ mod tests {
             let mut seen = Vec::new();
             for share in 0..shares {
                 map.for_each_in_share(share, shares, |k, _| {
-                    // The free function agrees with the map.
+                    // The share the map names for a key is the one that visits it, and so
+                    // is the share named by a hash carrying the key's shard as its home.
                     let hash = u64::from(*k) << SHARD_SHIFT | 0x1234;
-                    assert_eq!(share_of(hash, 8, shares), share);
+                    assert_eq!(map.share_of(hash, shares), share);
+                    assert_eq!(map.home_share_of(with_home(0x5678, hash), shares), share);
                     seen.push(*k);
                     Ok::<_, ()>(())
                 })
