@@ -153,14 +153,51 @@ where
             block.ctx(n),
             &block.spec,
             AlloyReceiptBuilder::default(),
-        )
-        .expect("the engine has no compliance hook");
+        );
         match executor.execute_block_with_report(transactions) {
             Ok((result, report)) => (Ok(result), Some(report)),
             Err(e) => (Err(e.to_string()), None),
         }
     };
     (AlloyRun { result, bundle: take_bundle(state) }, report)
+}
+
+/// Runs `transactions` through parevm's [`ParallelBlockExecutor`] one at a time, as a block
+/// builder does: each through [`BlockExecutor::execute_transaction`], a transaction that
+/// fails left out, then the block finished. Returns the run and the indices left out.
+pub fn run_transaction_by_transaction<S, T>(
+    storage: &S,
+    block: &AlloyBlock,
+    transactions: Vec<T>,
+    engine: &Executor,
+) -> (AlloyRun, Vec<usize>)
+where
+    S: Storage + std::fmt::Debug,
+    T: ExecutableTxParts<TxEnv, TxEnvelope>,
+{
+    let mut state = new_state(storage);
+    let n = transactions.len();
+    let mut left_out = Vec::new();
+    let result = {
+        let evm = EthEvmFactory::default().create_evm(&mut state, block.env.clone());
+        let mut executor = ParallelBlockExecutor::new(
+            engine,
+            evm,
+            block.ctx(n),
+            &block.spec,
+            AlloyReceiptBuilder::default(),
+        );
+        let run = executor.apply_pre_execution_changes().map_err(|e| e.to_string());
+        run.and_then(|()| {
+            for (index, tx) in transactions.into_iter().enumerate() {
+                if executor.execute_transaction(tx).is_err() {
+                    left_out.push(index);
+                }
+            }
+            executor.apply_post_execution_changes().map_err(|e| e.to_string())
+        })
+    };
+    (AlloyRun { result, bundle: take_bundle(state) }, left_out)
 }
 
 /// Where `parallel` differs from `sequential`, if it does.

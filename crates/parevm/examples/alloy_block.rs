@@ -94,7 +94,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut state = State::builder().with_database(db.clone()).with_bundle_update().build();
     let evm = EthEvmFactory::default().create_evm(&mut state, env.clone());
     let executor =
-        ParallelBlockExecutor::new(&engine, evm, ctx(), &spec, AlloyReceiptBuilder::default())?;
+        ParallelBlockExecutor::new(&engine, evm, ctx(), &spec, AlloyReceiptBuilder::default());
     let (result, report) = executor.execute_block_with_report(transactions.iter())?;
     state.merge_transitions(BundleRetention::Reverts);
     let bundle = state.take_bundle();

@@ -7,7 +7,7 @@ use revm::state::AccountInfo;
 use revm::Database;
 
 use crate::compliance::gate::{Gate, GatedDb};
-use crate::compliance::{ReadError, ReadErrorKind};
+use crate::compliance::{storage_error_of, ReadError, ReadErrorKind};
 use crate::state_changes::{read_basic, read_has_storage, StateChanges};
 use crate::storage::{AccountBasic, Storage};
 use crate::storage_collision::HasStorage;
@@ -138,14 +138,7 @@ impl<'a, S: Storage> GatedDb<'a> for BlockDb<'a, S> {
     }
 
     fn from_read_error(error: ReadError) -> StorageError {
-        match error.0 {
-            ReadErrorKind::Storage(e) => e,
-            // Only the parallel executor's reads block or stop it.
-            other => StorageError::new(
-                Location::Account(Address::ZERO),
-                ForeignReadError(ReadError(other).to_string()),
-            ),
-        }
+        storage_error_of(error)
     }
 
     fn excluded_gas(&mut self) -> Result<u64, StorageError> {
@@ -156,8 +149,3 @@ impl<'a, S: Storage> GatedDb<'a> for BlockDb<'a, S> {
         self.excluded_gas = total;
     }
 }
-
-/// A hook returned a parallel executor's read error to the sequential one.
-#[derive(Debug, thiserror::Error)]
-#[error("a compliance hook returned a read error of the parallel executor ({0})")]
-struct ForeignReadError(String);

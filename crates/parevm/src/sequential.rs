@@ -1,19 +1,17 @@
 //! The sequential executor: plain revm, one transaction after another. It is the reference
 //! every parallel result is compared against, so it stays as fast as revm itself.
 
-use std::marker::PhantomData;
-
-use revm::context::result::{EVMError, HaltReason};
+use revm::context::result::EVMError;
 use revm::context::ContextSetters;
-use revm::handler::{EvmTr, FrameResult, FrameTr, Handler};
+use revm::handler::Handler;
 use revm::ExecuteEvm;
 use tracing::debug_span;
 
-use crate::compliance::gate::{self, Gate};
-use crate::compliance::{Ledger, TxFailure};
+use crate::compliance::gate::{self, CheckedHandler, Gate};
+use crate::compliance::Ledger;
 use crate::output::{BlockOutput, TxOutcome};
-use crate::system::{block_evm, post_block_balances, post_block_calls, pre_block, BlockEvm};
-use crate::{BlockInput, Compliance, ExecutionError, StateChanges, Storage, StorageError};
+use crate::system::{block_evm, post_block_balances, post_block_calls, pre_block};
+use crate::{BlockInput, Compliance, ExecutionError, StateChanges, Storage};
 
 /// Executes `block` on `storage` sequentially.
 pub fn execute_sequential<S: Storage>(
@@ -44,18 +42,12 @@ pub fn execute_sequential_with<S: Storage>(
     for (index, tx) in block.transactions.iter().enumerate() {
         check_gas_available(block, index, tx.gas_limit, cumulative_gas_used)?;
         evm.ctx.set_tx(tx.clone());
-        let result = BlockHandler(PhantomData).run(&mut evm);
+        let result = CheckedHandler::new().run(&mut evm);
         let state = evm.finalize();
         let rejection =
             evm.ctx.journaled_state.database.gate.as_mut().and_then(Gate::take_rejection);
-        // A rejection with a result: `Revert` mode included it as failed.
-        let (result, reverted_by) = match (result, rejection) {
-            (Ok(result), rejection) => (Ok(result), rejection),
-            (Err(EVMError::Database(e)), _) => return Err(ExecutionError::Storage(e)),
-            (_, Some(rejection)) => (Err(TxFailure::Rejected(rejection)), None),
-            (Err(EVMError::Transaction(reason)), None) => (Err(TxFailure::Invalid(reason)), None),
-            (Err(e), None) => return Err(evm_error(index, e)),
-        };
+        let (result, reverted_by) =
+            gate::classify(result, rejection).map_err(|e| evm_error(index, e))?;
         let Some(result) = ledger.decide(index, tx.caller, tx.nonce, result)? else { continue };
         if let Some(rejection) = reverted_by {
             ledger.note_reverted(index, rejection);
@@ -71,25 +63,6 @@ pub fn execute_sequential_with<S: Storage>(
     post_block_balances(&mut state, storage, block)?;
     let (excluded, rejected) = ledger.into_outcomes();
     Ok(BlockOutput { transactions, excluded, rejected, state, gas_used: cumulative_gas_used })
-}
-
-/// revm's mainnet handler with EIP-7610's storage collision and, where configured, the
-/// compliance checks: the transaction's own call before its first frame, the accounts it
-/// changed after its last.
-struct BlockHandler<'a, S: Storage>(PhantomData<BlockEvm<'a, S>>);
-
-impl<'a, S: Storage> Handler for BlockHandler<'a, S> {
-    type Evm = BlockEvm<'a, S>;
-    type Error = EVMError<StorageError>;
-    type HaltReason = HaltReason;
-
-    fn run_exec_loop(
-        &mut self,
-        evm: &mut Self::Evm,
-        first_frame_input: <<Self::Evm as EvmTr>::Frame as FrameTr>::FrameInit,
-    ) -> Result<FrameResult, Self::Error> {
-        gate::run_checked(evm, first_frame_input)
-    }
 }
 
 /// The block-level gas rule: a transaction may only start if its gas limit fits in what the

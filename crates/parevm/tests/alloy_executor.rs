@@ -142,43 +142,88 @@ fn an_invalid_transaction_fails_the_block_as_alloy_evm_says() {
     }
 }
 
-#[test]
-fn a_compliance_hook_is_refused_by_the_alloy_executor() {
-    use alloy_evm::eth::receipt_builder::AlloyReceiptBuilder;
-    use alloy_evm::eth::EthBlockExecutionCtx;
-    use alloy_evm::{EthEvmFactory, EvmFactory};
-    use parevm::alloy::ParallelBlockExecutor;
-    use parevm::revm::database::{CacheDB, EmptyDB, State};
-    let compliance =
-        parevm::Compliance::new(std::sync::Arc::new(NoHook), parevm::ComplianceMode::Exclude);
-    let engine = Executor::new(Config::default().with_compliance(Some(compliance))).unwrap();
-    let mut state = State::builder().with_database(CacheDB::new(EmptyDB::new())).build();
-    let evm = EthEvmFactory::default().create_evm(&mut state, Default::default());
-    let ctx = EthBlockExecutionCtx {
-        parent_hash: Default::default(),
-        parent_beacon_block_root: None,
-        ommers: &[],
-        withdrawals: None,
-        extra_data: Default::default(),
-        tx_count_hint: None,
-        slot_number: None,
-    };
-    let spec = alloy_evm::eth::spec::EthSpec::mainnet();
-    let refused =
-        ParallelBlockExecutor::new(&engine, evm, ctx, spec, AlloyReceiptBuilder::default());
-    assert!(matches!(refused, Err(parevm::ExecutionError::Unsupported(_))));
+/// A Frontier block with senders whose payments to `pool` a hook may refuse: `x` pays it,
+/// then pays another account twice (each nonce then follows the refused one's); `y` pays it
+/// once and another account once; two others pay each other in between.
+fn refusals_block() -> (InMemoryStorage, BlockInput, Address) {
+    let mut b = BlockBuilder::new(SpecId::FRONTIER, COINBASE);
+    let [x, y, a, c] = [1, 2, 3, 4].map(account);
+    for sender in [x, y, a, c] {
+        b.fund(sender, ether(10));
+    }
+    let pool = Address::repeat_byte(0x90);
+    b.transfer(x, pool, U256::from(1));
+    b.transfer(x, a, U256::from(1));
+    b.transfer(a, c, U256::from(5));
+    b.transfer(c, a, U256::ZERO);
+    b.transfer(x, a, U256::from(1));
+    b.transfer(y, pool, U256::from(1));
+    b.transfer(y, a, U256::from(1));
+    let (storage, block) = b.build();
+    (storage, block, pool)
 }
 
-/// A hook that refuses nothing.
-#[derive(Debug)]
-struct NoHook;
+#[test]
+fn cascades_and_the_exclusion_budget_through_alloy_evm_are_the_engines() {
+    use parevm::{Compliance, ComplianceMode, RejectionReason};
+    let (storage, block, pool) = refusals_block();
+    let n = block.transactions.len();
+    let hook = std::sync::Arc::new(Refuses(pool));
+    let alloy = AlloyBlock::of(&block, ChainRules::UpTo(block.spec));
+    let txs: Vec<_> =
+        block.transactions.iter().map(|tx| (tx.clone(), envelope_for(tx).unwrap())).collect();
+    // Without a budget `x`'s later payments cascade from its first, `y`'s from its first;
+    // with room for one exclusion, `y`'s rejection is included as failed and its next
+    // payment is valid.
+    let unbounded = Compliance::new(hook.clone(), ComplianceMode::Exclude);
+    let bounded = unbounded.clone().with_exclusion_budget(30_000);
+    for (compliance, excluded, rejected) in
+        [(unbounded, vec![0, 1, 4, 5, 6], vec![]), (bounded, vec![0, 1, 4], vec![5])]
+    {
+        let config = |mode, threads| {
+            Config::default()
+                .with_mode(mode)
+                .with_threads(NonZeroUsize::new(threads).unwrap())
+                .with_compliance(Some(compliance.clone()))
+        };
+        let sequential = Executor::new(config(ExecutionMode::Sequential, 1)).unwrap();
+        let reference = sequential.execute(&storage, &block).unwrap().output;
+        assert_eq!(reference.excluded.iter().map(|e| e.index).collect::<Vec<_>>(), excluded);
+        assert_eq!(reference.rejected.iter().map(|r| r.index).collect::<Vec<_>>(), rejected);
+        assert!(reference.excluded.iter().all(|e| e.rejection.reason == RejectionReason::Missing));
+        let (expected, report) = run_parallel(&storage, &alloy, txs.clone(), &sequential);
+        assert_eq!(expected.result.as_ref().unwrap().receipts, reference.receipts());
+        let report = report.unwrap();
+        assert_eq!((report.parallel, report.sequential), (0, n));
+        assert_eq!(
+            (&report.excluded, &report.rejected),
+            (&reference.excluded, &reference.rejected)
+        );
+        for threads in [1, 2] {
+            let engine = Executor::new(config(ExecutionMode::Parallel, threads)).unwrap();
+            let (got, report) = run_parallel(&storage, &alloy, txs.clone(), &engine);
+            assert_eq!(difference(&expected, &got), None, "{threads} threads");
+            let report = report.unwrap();
+            assert_eq!((report.parallel, report.sequential), (n, 0), "{threads} threads");
+            assert_eq!(
+                (&report.excluded, &report.rejected),
+                (&reference.excluded, &reference.rejected)
+            );
+        }
+    }
+}
 
-impl parevm::ComplianceHook for NoHook {
+/// A hook that refuses every payment to or change of one account.
+#[derive(Debug)]
+struct Refuses(Address);
+
+impl parevm::ComplianceHook for Refuses {
     fn check(
         &self,
-        _: &parevm::GatedCall,
+        call: &parevm::GatedCall,
         _: &mut dyn parevm::StateView,
     ) -> Result<Option<parevm::Rejection>, parevm::ReadError> {
-        Ok(None)
+        let reason = parevm::RejectionReason::Missing;
+        Ok((call.pool == self.0).then(|| parevm::Rejection::of_sender(call.pool, 0, reason)))
     }
 }

@@ -21,31 +21,48 @@
 //!
 //! The per-transaction methods of [`BlockExecutor`] execute sequentially: a node that
 //! builds a block transaction by transaction gets alloy-evm's behaviour unchanged.
+//!
+//! With a compliance hook in the engine's [`Config`](crate::Config), Block-STM applies it as
+//! [`Executor`] does, and the transactions that run sequentially run through it too
+//! ([`gated`]): on a revm instance of the engine's over the EVM's state, since alloy-evm's
+//! EVM cannot call the hook. In [`execute_block`](BlockExecutor::execute_block) the
+//! [`ComplianceMode`](crate::ComplianceMode) applies as in [`Executor::execute`]: an
+//! excluded transaction has no receipt and no state change
+//! ([`ExecutionReport::excluded`] names it), and in `FailBlock` mode a rejection fails the
+//! block with [`ExecutionError::ComplianceRejected`]. The per-transaction methods have no
+//! block to exclude from: a rejected transaction is an error
+//! ([`ExecutionError::ComplianceRejected`]; nothing is executed or committed), or, in
+//! `Revert` mode, a failed result to commit.
 
+mod gated;
 mod state_view;
 pub(crate) mod tx_state;
 
 use alloy_consensus::{Transaction, TransactionEnvelope, TxReceipt};
 use alloy_eips::Encodable2718;
 use alloy_evm::block::{
-    BlockExecutionError, BlockExecutionResult, BlockExecutor, ExecutableTx, ExecutableTxParts,
-    GasOutput, StateDB,
+    BlockExecutionError, BlockExecutionResult, BlockExecutor, BlockValidationError, ExecutableTx,
+    ExecutableTxParts, GasOutput, StateDB,
 };
 use alloy_evm::eth::receipt_builder::ReceiptBuilder;
 use alloy_evm::eth::spec::EthExecutorSpec;
 use alloy_evm::eth::{EthBlockExecutionCtx, EthBlockExecutor, EthTxResult};
 use alloy_evm::{Evm, FromRecoveredTx, FromTxWithEncoded, RecoveredTx};
-use alloy_primitives::Log;
-use revm::context::result::{HaltReason, ResultAndState};
+use alloy_primitives::{Log, B256};
+use revm::context::result::{EVMError, HaltReason, ResultAndState};
 use revm::context::{BlockEnv, TxEnv};
+use revm::context_interface::Cfg;
 use revm::database::State;
 use revm::inspector::NoOpInspector;
 use revm::primitives::hardfork::SpecId;
 use revm::DatabaseRef;
 
+use self::gated::{GatedTx, Gating};
 use self::state_view::StateView;
 use self::tx_state::exact_state;
-use crate::{parallel, BlockInput, ExecutionError, Executor};
+use crate::compliance::{Ledger, TxFailure};
+use crate::parallel::KeptTransactions;
+use crate::{parallel, BlockInput, Exclusion, ExecutionError, Executor, RejectedTx, StorageError};
 
 /// The database of an EVM the parallel executor can run: revm's [`State`] (owned or
 /// borrowed, as reth passes it) over a database that worker threads can read at once.
@@ -84,6 +101,9 @@ impl<DB: DatabaseRef + Sync> BlockState for &mut State<DB> {
 pub struct ParallelBlockExecutor<'a, E, Spec, R: ReceiptBuilder> {
     inner: EthBlockExecutor<'a, E, Spec, R>,
     engine: &'a Executor,
+    /// The compliance gate of the transactions run outside Block-STM, if the engine has a
+    /// hook.
+    gating: Option<Gating<'a>>,
 }
 
 impl<E, Spec, R: ReceiptBuilder> std::fmt::Debug for ParallelBlockExecutor<'_, E, Spec, R> {
@@ -98,23 +118,16 @@ impl<E, Spec, R: ReceiptBuilder> std::fmt::Debug for ParallelBlockExecutor<'_, E
 impl<'a, E, Spec: Clone, R: ReceiptBuilder> ParallelBlockExecutor<'a, E, Spec, R> {
     /// An executor for one block on `evm` (its state, environment and configuration), with
     /// `ctx`, `spec` and `receipt_builder` as [`EthBlockExecutor::new`] takes them, running
-    /// Block-STM as `engine`'s [`Config`](crate::Config) says.
-    ///
-    /// Fails with [`ExecutionError::Unsupported`] if the configuration has a compliance
-    /// hook: this interface does not apply one yet.
+    /// Block-STM and the compliance hook as `engine`'s [`Config`](crate::Config) says.
     pub fn new(
         engine: &'a Executor,
         evm: E,
         ctx: EthBlockExecutionCtx<'a>,
         spec: Spec,
         receipt_builder: R,
-    ) -> Result<Self, ExecutionError> {
-        if engine.config().compliance.is_some() {
-            return Err(ExecutionError::Unsupported(
-                "a compliance hook through the alloy-evm executor".into(),
-            ));
-        }
-        Ok(Self { inner: EthBlockExecutor::new(evm, ctx, spec, receipt_builder), engine })
+    ) -> Self {
+        let gating = engine.config().compliance.as_ref().map(Gating::new);
+        Self { inner: EthBlockExecutor::new(evm, ctx, spec, receipt_builder), engine, gating }
     }
 
     /// The alloy-evm executor inside, which does everything but the parallel transactions.
@@ -147,11 +160,32 @@ where
         self.inner.apply_pre_execution_changes()
     }
 
+    /// alloy-evm's, or with a compliance hook the same through it (see the
+    /// [module documentation](self)).
     fn execute_transaction_without_commit(
         &mut self,
         tx: impl ExecutableTx<Self>,
     ) -> Result<Self::Result, BlockExecutionError> {
-        self.inner.execute_transaction_without_commit(tx)
+        if self.gating.is_none() {
+            return self.inner.execute_transaction_without_commit(tx);
+        }
+        let (env, tx) = tx.into_parts();
+        let GatedTx { result, state, .. } = self.transact_gated(env, &tx)?;
+        let tx = tx.tx();
+        let result = match result {
+            Ok(result) => result,
+            Err(TxFailure::Invalid(reason)) => return Err(invalid(reason, tx.trie_hash())),
+            Err(TxFailure::Rejected(rejection)) => {
+                let index = self.inner.receipts.len();
+                let error = ExecutionError::ComplianceRejected { index, rejection };
+                return Err(BlockExecutionError::other(error));
+            }
+        };
+        Ok(EthTxResult {
+            result: ResultAndState { result, state },
+            blob_gas_used: tx.blob_gas_used().unwrap_or_default(),
+            tx_type: tx.tx_type(),
+        })
     }
 
     fn commit_transaction(&mut self, output: Self::Result) -> GasOutput {
@@ -186,13 +220,19 @@ where
 
 /// How [`ParallelBlockExecutor::execute_block_with_report`] executed a block's
 /// transactions.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ExecutionReport {
-    /// Transactions executed by Block-STM and committed from its states.
+    /// Transactions Block-STM executed and decided (committed from its states, or excluded).
     pub parallel: usize,
-    /// Transactions executed sequentially by the inner executor.
+    /// Transactions executed sequentially (by the inner executor, or through the compliance
+    /// hook).
     pub sequential: usize,
+    /// The transactions the compliance hook excluded ([`crate::ComplianceMode::Exclude`]):
+    /// no receipt, no state change.
+    pub excluded: Vec<Exclusion>,
+    /// The rejected transactions included as failed ([`crate::ComplianceMode::Revert`]).
+    pub rejected: Vec<RejectedTx>,
 }
 
 impl<E, Spec, R> ParallelBlockExecutor<'_, E, Spec, R>
@@ -210,36 +250,44 @@ where
     R: ReceiptBuilder<Transaction: Transaction + Encodable2718, Receipt: TxReceipt<Log = Log>>,
     <R::Transaction as TransactionEnvelope>::TxType: Send + 'static,
 {
-    /// [`BlockExecutor::execute_block`], also saying how many transactions Block-STM ran.
+    /// [`BlockExecutor::execute_block`], also saying how Block-STM and the compliance hook
+    /// took the transactions.
     pub fn execute_block_with_report(
         mut self,
         transactions: impl IntoIterator<Item = impl ExecutableTx<Self>>,
     ) -> Result<(BlockExecutionResult<R::Receipt>, ExecutionReport), BlockExecutionError> {
         self.inner.apply_pre_execution_changes()?;
         let parts: Vec<_> = transactions.into_iter().map(ExecutableTxParts::into_parts).collect();
-        let runs_parallel = {
-            let config = self.engine.config();
-            self.state_allows_parallel()
-                && config.runs_parallel_on(parts.len(), || parts.iter().map(|(env, _)| env))
-        };
-        let (mut parallel, mut sequential) = (0, parts.len());
-        if runs_parallel {
-            let (envs, recovered): (Vec<TxEnv>, Vec<_>) = parts.into_iter().unzip();
-            let evm = self.inner.evm();
-            let cfg = evm.cfg_env();
-            let block = BlockInput::new(cfg.spec, cfg.chain_id, evm.block().clone(), envs);
-            parallel = self.commit_parallel(&block, &recovered)?;
-            sequential -= parallel;
-            for (env, tx) in block.transactions.into_iter().zip(recovered).skip(parallel) {
+        let exact = self.state_allows_parallel();
+        if self.gating.is_some() && !exact {
+            let error = "a compliance hook with an EIP-7928 block access list or Amsterdam's gas";
+            return Err(BlockExecutionError::other(ExecutionError::Unsupported(error.into())));
+        }
+        let runs_parallel = exact
+            && self
+                .engine
+                .config()
+                .runs_parallel_on(parts.len(), || parts.iter().map(|(env, _)| env));
+        let mode = self.engine.config().compliance.as_ref().map(|c| c.mode).unwrap_or_default();
+        let mut ledger = Ledger::new(mode);
+        let (envs, recovered): (Vec<TxEnv>, Vec<_>) = parts.into_iter().unzip();
+        let evm = self.inner.evm();
+        let cfg = evm.cfg_env();
+        let block = BlockInput::new(cfg.spec, cfg.chain_id, evm.block().clone(), envs);
+        let parallel =
+            if runs_parallel { self.commit_parallel(&block, &recovered, &mut ledger)? } else { 0 };
+        let n = recovered.len();
+        let rest = block.transactions.into_iter().zip(recovered).enumerate().skip(parallel);
+        for (index, (env, tx)) in rest {
+            if self.gating.is_some() {
+                self.execute_gated_in_block(index, env, tx, &mut ledger)?;
+            } else {
                 self.inner.execute_transaction((env, tx))?;
             }
-        } else {
-            for part in parts {
-                self.inner.execute_transaction(part)?;
-            }
         }
+        let (excluded, rejected) = ledger.into_outcomes();
         let result = self.inner.apply_post_execution_changes()?;
-        Ok((result, ExecutionReport { parallel, sequential }))
+        Ok((result, ExecutionReport { parallel, sequential: n - parallel, excluded, rejected }))
     }
 
     /// Whether Block-STM can reproduce execution on this state and configuration exactly:
@@ -250,12 +298,14 @@ where
         !bal && !self.inner.evm().cfg_env().enable_amsterdam_eip8037
     }
 
-    /// Executes `block`'s transactions with Block-STM and commits them in block order;
-    /// returns how many were committed (the rest run sequentially).
+    /// Executes `block`'s transactions with Block-STM and commits them in block order,
+    /// taking its compliance decisions into `ledger`; returns below which transaction it
+    /// decided them all (the rest run sequentially).
     fn commit_parallel<T: RecoveredTx<R::Transaction>>(
         &mut self,
         block: &BlockInput,
         recovered: &[T],
+        ledger: &mut Ledger,
     ) -> Result<usize, BlockExecutionError> {
         let run = {
             let evm = self.inner.evm();
@@ -265,25 +315,28 @@ where
                 block,
                 evm.cfg_env().clone(),
                 self.engine.workers(),
+                self.engine.config().compliance.as_ref(),
             )
         };
-        let (outcomes, states) = match run {
-            Ok(Some(done)) => done,
+        let kept = match run {
+            Ok(Some(kept)) => kept,
             Ok(None) => return Ok(0),
             Err(error) => return sequential_or_error(error),
         };
-        if outcomes.len() != recovered.len() || states.len() != recovered.len() {
+        let KeptTransactions { outcomes, states, excluded, rejected, excluded_gas } = kept;
+        let decided = outcomes.len() + excluded.len();
+        if decided != recovered.len() || states.len() != outcomes.len() {
             return Err(BlockExecutionError::msg(format!(
-                "parevm: {} outcomes and {} states for {} transactions",
+                "parevm: {} outcomes, {} exclusions and {} states for {} transactions",
                 outcomes.len(),
+                excluded.len(),
                 states.len(),
                 recovered.len()
             )));
         }
         let (beneficiary, spec) = (block.env.beneficiary, block.spec);
-        for (index, ((outcome, kept), tx)) in
-            outcomes.into_iter().zip(states).zip(recovered).enumerate()
-        {
+        let mut end = recovered.len();
+        for (outcome, kept) in outcomes.into_iter().zip(states) {
             let state = self.inner.evm().db().block_state();
             let exact = exact_state(
                 kept,
@@ -293,27 +346,165 @@ where
                 |address| state.cache.accounts.contains_key(address),
             )
             .map_err(BlockExecutionError::other)?;
-            let Ok(state) = exact else { return Ok(index) };
-            let tx = tx.tx();
+            let Ok(state) = exact else {
+                end = outcome.index;
+                break;
+            };
+            let tx = recovered[outcome.index].tx();
             self.inner.commit_transaction(EthTxResult {
                 result: ResultAndState { result: outcome.result, state },
                 blob_gas_used: tx.blob_gas_used().unwrap_or_default(),
                 tx_type: tx.tx_type(),
             });
         }
-        Ok(recovered.len())
+        let decisions = Decisions { excluded, rejected, excluded_gas };
+        let excluded_gas = decisions.carry_over(end, &block.transactions, ledger);
+        if let Some(gating) = &mut self.gating {
+            gating.excluded_gas = excluded_gas;
+        }
+        Ok(end)
+    }
+
+    /// Transaction `index` of the block, executed through the compliance hook, decided by
+    /// `ledger` and committed if included.
+    fn execute_gated_in_block(
+        &mut self,
+        index: usize,
+        env: TxEnv,
+        tx: impl RecoveredTx<R::Transaction>,
+        ledger: &mut Ledger,
+    ) -> Result<(), BlockExecutionError> {
+        let (sender, nonce) = (env.caller, env.nonce);
+        let GatedTx { result, state, reverted_by } = self.transact_gated(env, &tx)?;
+        let tx = tx.tx();
+        let result = match ledger.decide(index, sender, nonce, result) {
+            Ok(Some(result)) => result,
+            Ok(None) => return Ok(()),
+            Err(ExecutionError::InvalidTransaction { reason, .. }) => {
+                return Err(invalid(reason, tx.trie_hash()))
+            }
+            Err(other) => return Err(BlockExecutionError::other(other)),
+        };
+        if let Some(rejection) = reverted_by {
+            ledger.note_reverted(index, rejection);
+        }
+        self.inner.commit_transaction(EthTxResult {
+            result: ResultAndState { result, state },
+            blob_gas_used: tx.blob_gas_used().unwrap_or_default(),
+            tx_type: tx.tx_type(),
+        });
+        Ok(())
+    }
+
+    /// Executes `env` through the compliance hook on the EVM's state, after alloy-evm's
+    /// block gas rule (as [`EthBlockExecutor`] checks it, before Amsterdam); nothing is
+    /// committed.
+    fn transact_gated(
+        &mut self,
+        env: TxEnv,
+        tx: &impl RecoveredTx<R::Transaction>,
+    ) -> Result<GatedTx, BlockExecutionError> {
+        let tx = tx.tx();
+        let used = self.inner.cumulative_tx_gas_used;
+        let evm = self.inner.evm_mut();
+        let available = evm.block().gas_limit.saturating_sub(used);
+        if tx.gas_limit().min(evm.cfg_env().tx_gas_limit_cap()) > available {
+            return Err(BlockValidationError::TransactionGasLimitMoreThanAvailableBlockGas {
+                transaction_gas_limit: tx.gas_limit(),
+                block_available_gas: available,
+            }
+            .into());
+        }
+        let (cfg, block) = (evm.cfg_env().clone(), evm.block().clone());
+        let gating = self.gating.as_mut().expect("called only with a compliance hook");
+        gated::transact(evm.db_mut(), gating, cfg, block, env)
+            .map_err(|e| BlockExecutionError::evm(e, tx.trie_hash()))
     }
 }
 
-/// What to do when Block-STM stops with `error`: a transaction that is invalid, or does not
-/// fit in the block, makes the block invalid, and the sequential run reports it in
-/// alloy-evm's words; anything else (the database failed, an invariant broke) is returned.
+/// Block-STM's compliance decisions on a block.
+struct Decisions {
+    excluded: Vec<Exclusion>,
+    rejected: Vec<RejectedTx>,
+    /// The exclusion budget's running totals ([`KeptTransactions::excluded_gas`]).
+    excluded_gas: Vec<(usize, u64)>,
+}
+
+impl Decisions {
+    /// Takes the decisions on the transactions below `end` (of `txs`) into `ledger`, as if
+    /// it had made them, and returns the gas excluded below `end`: a sequential run from
+    /// `end` then decides as if it had run the whole block. (Block-STM's decisions are the
+    /// sequential ones: every transaction below `end` was committed or excluded in order.)
+    fn carry_over(self, end: usize, txs: &[TxEnv], ledger: &mut Ledger) -> u64 {
+        for exclusion in self.excluded.into_iter().take_while(|e| e.index < end) {
+            let tx = &txs[exclusion.index];
+            ledger.record_exclusion(exclusion, tx.caller, tx.nonce);
+        }
+        for reverted in self.rejected.into_iter().take_while(|r| r.index < end) {
+            ledger.note_reverted(reverted.index, reverted.rejection);
+        }
+        let below = self.excluded_gas.iter().take_while(|(index, _)| *index < end).last();
+        below.map_or(0, |(_, total)| *total)
+    }
+}
+
+/// An invalid transaction, in alloy-evm's words.
+fn invalid(reason: revm::context::result::InvalidTransaction, hash: B256) -> BlockExecutionError {
+    BlockExecutionError::evm(EVMError::<StorageError>::Transaction(reason), hash)
+}
+
+/// What to do when Block-STM stops with `error`: a transaction that is invalid, does not
+/// fit in the block or is rejected in `FailBlock` mode makes the block invalid, and the
+/// sequential run reports it (in alloy-evm's words where it has them); anything else (the
+/// database failed, an invariant broke) is returned.
 fn sequential_or_error(error: ExecutionError) -> Result<usize, BlockExecutionError> {
     match error {
         ExecutionError::InvalidTransaction { .. }
         | ExecutionError::BlockGasLimitExceeded { .. }
         | ExecutionError::InvalidHeader(_)
+        | ExecutionError::ComplianceRejected { .. }
         | ExecutionError::Evm { .. } => Ok(0),
         other => Err(BlockExecutionError::other(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy_primitives::Address;
+    use revm::context::result::InvalidTransaction;
+
+    use super::*;
+    use crate::{ComplianceMode, Rejection, RejectionReason};
+
+    #[test]
+    fn a_sequential_run_takes_over_block_stms_decisions_below_where_it_starts() {
+        let sender = Address::repeat_byte(1);
+        let txs: Vec<TxEnv> = (0..6)
+            .map(|nonce| TxEnv { caller: sender, nonce: 10 + nonce, ..Default::default() })
+            .collect();
+        let rejection = Rejection::of_sender(Address::ZERO, 3, RejectionReason::Revoked);
+        let exclusion = |index, cascaded_from| Exclusion { index, rejection, cascaded_from };
+        // 0 rejected, 1 and 3 cascading from it, 2 (another nonce) included as failed.
+        let decisions = || Decisions {
+            excluded: vec![exclusion(0, None), exclusion(1, Some(0)), exclusion(3, Some(0))],
+            rejected: vec![RejectedTx { index: 2, rejection }],
+            excluded_gas: vec![(0, 21_000), (3, 50_000)],
+        };
+        let mut ledger = Ledger::new(ComplianceMode::Exclude);
+        assert_eq!(decisions().carry_over(3, &txs, &mut ledger), 21_000);
+        // Transaction 3's nonce follows two excluded ones: it cascades from the first.
+        let too_high = InvalidTransaction::NonceTooHigh { tx: 12, state: 10 };
+        let decided = ledger.decide(3, sender, 12, Err(TxFailure::Invalid(too_high))).unwrap();
+        assert_eq!(decided, None);
+        let (excluded, rejected) = ledger.into_outcomes();
+        assert_eq!(excluded, decisions().excluded);
+        assert_eq!(rejected, decisions().rejected);
+        // Taking over at the start takes nothing; after the end, everything.
+        let mut ledger = Ledger::new(ComplianceMode::Exclude);
+        assert_eq!(decisions().carry_over(0, &txs, &mut ledger), 0);
+        assert_eq!(ledger.into_outcomes(), (vec![], vec![]));
+        let mut ledger = Ledger::new(ComplianceMode::Exclude);
+        assert_eq!(decisions().carry_over(6, &txs, &mut ledger), 50_000);
+        assert_eq!(ledger.into_outcomes().0.len(), 3);
     }
 }

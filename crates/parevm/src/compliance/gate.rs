@@ -4,12 +4,14 @@
 //! refund and the beneficiary's fee ([`check_changed_accounts`]). Both executors'
 //! databases carry a [`Gate`]; with none, both checks return at their first branch.
 
+use std::marker::PhantomData;
+
 use alloy_primitives::Bytes;
 use alloy_primitives::{Address, U256};
-use revm::context::result::EVMError;
+use revm::context::result::{EVMError, ExecutionResult, HaltReason};
 use revm::context::{BlockEnv, CfgEnv, Context, Journal, TxEnv};
 use revm::context_interface::journaled_state::JournalCheckpoint;
-use revm::handler::{EthFrame, EvmTr, FrameResult, ItemOrResult};
+use revm::handler::{EthFrame, EvmTr, FrameResult, FrameTr, Handler, ItemOrResult, MainnetEvm};
 use revm::interpreter::interpreter::EthInterpreter;
 use revm::interpreter::interpreter_action::FrameInit;
 use revm::interpreter::{
@@ -22,7 +24,7 @@ use revm::Database;
 use super::call_tree::CallTree;
 use super::{
     CallerChain, Compliance, ComplianceHook, ComplianceMode, GatedCall, ReadError, Rejection,
-    StateView,
+    StateView, TxFailure,
 };
 use crate::frame_loop;
 use crate::storage_collision::{self, HasStorage};
@@ -82,6 +84,50 @@ pub(crate) trait GatedDb<'h>: Database {
 
 /// The revm context both executors run transactions in.
 pub(crate) type TxContext<DB> = Context<BlockEnv, TxEnv, CfgEnv, DB, Journal<DB>, ()>;
+
+/// revm's mainnet handler with EIP-7610's storage collision and, where the database carries
+/// a [`Gate`], the compliance checks ([`run_checked`]): what the sequential executors run.
+pub(crate) struct CheckedHandler<'h, DB>(PhantomData<fn() -> (&'h (), DB)>);
+
+impl<DB> CheckedHandler<'_, DB> {
+    pub(crate) fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<'h, DB: GatedDb<'h> + HasStorage> Handler for CheckedHandler<'h, DB> {
+    type Evm = MainnetEvm<TxContext<DB>>;
+    type Error = EVMError<DB::Error>;
+    type HaltReason = HaltReason;
+
+    fn run_exec_loop(
+        &mut self,
+        evm: &mut Self::Evm,
+        first_frame_input: <<Self::Evm as EvmTr>::Frame as FrameTr>::FrameInit,
+    ) -> Result<FrameResult, Self::Error> {
+        run_checked(evm, first_frame_input)
+    }
+}
+
+/// A transaction's result, or why it has none.
+pub(crate) type TxResult = Result<ExecutionResult<HaltReason>, TxFailure>;
+
+/// How a gated transaction ended, from revm's result and the gate's rejection: its result,
+/// or why it has none, and the rejection that made it fail where it was included as failed
+/// ([`ComplianceMode::Revert`]). revm's errors other than an invalid transaction are
+/// returned (a storage failure comes before a rejection: the check may have read it).
+pub(crate) fn classify<E>(
+    result: Result<ExecutionResult<HaltReason>, EVMError<E>>,
+    rejection: Option<Rejection>,
+) -> Result<(TxResult, Option<Rejection>), EVMError<E>> {
+    match (result, rejection) {
+        (Ok(result), rejection) => Ok((Ok(result), rejection)),
+        (Err(EVMError::Database(e)), _) => Err(EVMError::Database(e)),
+        (_, Some(rejection)) => Ok((Err(TxFailure::Rejected(rejection)), None)),
+        (Err(EVMError::Transaction(reason)), None) => Ok((Err(TxFailure::Invalid(reason)), None)),
+        (Err(other), None) => Err(other),
+    }
+}
 
 /// The state as the transaction sees it: its own (journaled) writes, then the database.
 struct TxView<'j, DB> {

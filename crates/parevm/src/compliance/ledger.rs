@@ -107,6 +107,20 @@ impl Ledger {
         (gap > 0 && covered == gap).then(|| unused[&state])
     }
 
+    /// Takes `exclusion` of a transaction of `sender` with nonce `nonce`, decided elsewhere
+    /// (by Block-STM, below the transaction where a sequential run takes over): the ledger
+    /// is then as if [`Self::decide`] had excluded it.
+    pub(crate) fn record_exclusion(&mut self, exclusion: Exclusion, sender: Address, nonce: u64) {
+        // `decide` keeps, for a rejection, the transaction itself as the root of its nonce,
+        // and for a cascade the root of the gap, which the exclusion names.
+        let root = UnusedNonce {
+            root: exclusion.cascaded_from.unwrap_or(exclusion.index),
+            rejection: exclusion.rejection,
+        };
+        self.unused.entry(sender).or_default().entry(nonce).or_insert(root);
+        self.excluded.push(exclusion);
+    }
+
     /// Notes that transaction `index`, just included, was rejected and reverted
     /// ([`ComplianceMode::Revert`]).
     pub(crate) fn note_reverted(&mut self, index: usize, rejection: Rejection) {
@@ -173,5 +187,25 @@ mod tests {
         assert_eq!(ledger.decide(2, sender, 12, too_high(12, 11)).unwrap(), None);
         let cascade = ledger.excluded[2];
         assert_eq!((cascade.rejection.claim, cascade.cascaded_from), (8, Some(1)));
+    }
+
+    #[test]
+    fn a_recorded_exclusion_leaves_the_ledger_as_deciding_it_did() {
+        // Nonce 3 rejected, nonce 4 cascading from it: decided in one ledger, recorded in
+        // the other. Nonce 5 (state 3) then cascades alike in both, from the first.
+        let sender = Address::repeat_byte(1);
+        let mut decided = Ledger::new(ComplianceMode::Exclude);
+        decided.decide(0, sender, 3, Err(TxFailure::Rejected(rejection(7)))).unwrap();
+        assert_eq!(decided.decide(1, sender, 4, too_high(4, 3)).unwrap(), None);
+        let mut recorded = Ledger::new(ComplianceMode::Exclude);
+        for (exclusion, nonce) in decided.excluded.clone().into_iter().zip([3, 4]) {
+            recorded.record_exclusion(exclusion, sender, nonce);
+        }
+        for ledger in [&mut decided, &mut recorded] {
+            assert_eq!(ledger.decide(2, sender, 5, too_high(5, 3)).unwrap(), None);
+        }
+        assert_eq!(decided.excluded, recorded.excluded);
+        assert_eq!(decided.excluded[2].cascaded_from, Some(0));
+        assert_eq!(decided.excluded[2].rejection.claim, 7);
     }
 }

@@ -76,6 +76,24 @@ impl fmt::Display for ReadError {
 
 impl std::error::Error for ReadError {}
 
+/// A read error a hook returned to a sequential executor, as that executor's storage error.
+/// Only the parallel executor's reads block or stop it: one of those here is the hook's
+/// mistake (it kept a read error of another run), reported as such.
+pub(crate) fn storage_error_of(error: ReadError) -> StorageError {
+    match error.0 {
+        ReadErrorKind::Storage(e) => e,
+        other => StorageError::new(
+            crate::Location::Account(Address::ZERO),
+            ForeignReadError(ReadError(other).to_string()),
+        ),
+    }
+}
+
+/// A hook returned a parallel executor's read error to a sequential one.
+#[derive(Debug, thiserror::Error)]
+#[error("a compliance hook returned a read error of the parallel executor ({0})")]
+struct ForeignReadError(String);
+
 /// What the engine asks a [`ComplianceHook`] about: whether `origin`'s transaction may
 /// address or change `pool` (the transaction's `to`, or an account it changed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -575,25 +575,46 @@ pub(crate) fn execute_parallel_with<S: Storage>(
 }
 
 /// The transactions of `block` alone, executed with Block-STM under revm configuration
-/// `cfg`: no system calls, rewards or withdrawals (the caller applies those), and each
-/// included transaction's revm state kept for the caller to commit in block order. `None`
-/// when the block needs the sequential executor ([`ExecutionStats::sequential_fallback`]).
+/// `cfg` and the compliance hook `compliance` if given: no system calls, rewards or
+/// withdrawals (the caller applies those), and each included transaction's revm state kept
+/// for the caller to commit in block order. `None` when the block needs the sequential
+/// executor ([`ExecutionStats::sequential_fallback`]).
 pub(crate) fn execute_transactions<S: Storage>(
     storage: &S,
     block: &BlockInput,
     cfg: revm::context::CfgEnv,
     workers: Workers<'_>,
+    compliance: Option<&Compliance>,
 ) -> Result<Option<KeptTransactions>, ExecutionError> {
-    let run = Run { fit_workers: true, transactions_only: Some(cfg), ..Run::default() };
+    let run = Run { compliance, fit_workers: true, transactions_only: Some(cfg), ..Run::default() };
     let done = execute_parallel_inner(storage, block, workers, run)?;
     if done.stats.sequential_fallback {
         return Ok(None);
     }
-    Ok(Some((done.output.transactions, done.states)))
+    let BlockOutput { transactions, excluded, rejected, .. } = done.output;
+    Ok(Some(KeptTransactions {
+        outcomes: transactions,
+        states: done.states,
+        excluded,
+        rejected,
+        excluded_gas: done.excluded_gas,
+    }))
 }
 
-/// The included transactions' outcomes and revm states, in block order.
-pub(crate) type KeptTransactions = (Vec<TxOutcome>, Vec<TxState>);
+/// What [`execute_transactions`] kept of a block's transactions, in block order.
+pub(crate) struct KeptTransactions {
+    /// The included transactions' outcomes.
+    pub(crate) outcomes: Vec<TxOutcome>,
+    /// Their revm states.
+    pub(crate) states: Vec<TxState>,
+    /// The transactions the compliance hook excluded.
+    pub(crate) excluded: Vec<crate::Exclusion>,
+    /// The rejected transactions included as failed.
+    pub(crate) rejected: Vec<crate::RejectedTx>,
+    /// With an exclusion budget: the gas excluded transactions spent, as a running total
+    /// after each transaction that added to it (index, total).
+    pub(crate) excluded_gas: Vec<(usize, u64)>,
+}
 
 /// How [`execute_parallel_inner`] runs a block.
 #[derive(Default)]
@@ -616,6 +637,8 @@ struct Done {
     phases: Option<PhaseTimes>,
     /// The included transactions' revm states (transactions only).
     states: Vec<TxState>,
+    /// The exclusion budget's running totals (transactions only, [`KeptTransactions`]).
+    excluded_gas: Vec<(usize, u64)>,
 }
 
 fn execute_parallel_inner<S: Storage>(
@@ -709,7 +732,7 @@ fn execute_parallel_inner<S: Storage>(
         } else {
             crate::sequential::execute_sequential_with(storage, block, compliance)?
         };
-        return Ok(Done { output, stats, phases: None, states: Vec::new() });
+        return Ok(Done { output, stats, phases: None, states: Vec::new(), excluded_gas: vec![] });
     }
     if let Some(error) = shared.fatal.lock().take() {
         return Err(error);
@@ -726,6 +749,7 @@ fn execute_parallel_inner<S: Storage>(
         return Err(error);
     }
     let workers = std::mem::take(&mut *shared.phases.lock());
+    let excluded_gas = if transactions_only_run { shared.mv.excluded_gas_totals() } else { vec![] };
     let Shared { base, committed, shares, workers: started, .. } = shared;
     let Committed { next, ledger, transactions, gas_used, touched, created, states } =
         committed.into_inner();
@@ -741,7 +765,7 @@ fn execute_parallel_inner<S: Storage>(
             state: StateChanges::default(),
             gas_used,
         };
-        return Ok(Done { output, stats, phases: None, states });
+        return Ok(Done { output, stats, phases: None, states, excluded_gas });
     }
     let shares = shares.into_inner();
     if shares.len() != started {
@@ -766,7 +790,7 @@ fn execute_parallel_inner<S: Storage>(
     let output = BlockOutput { transactions, excluded, rejected, state, gas_used };
     let finish = finishing.elapsed().saturating_sub(merge);
     let phases = timed.then_some(PhaseTimes { setup, workers, merge, finish });
-    Ok(Done { output, stats, phases, states })
+    Ok(Done { output, stats, phases, states, excluded_gas })
 }
 
 #[cfg(test)]

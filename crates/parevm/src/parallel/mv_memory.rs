@@ -482,6 +482,12 @@ impl MvMemory {
         })
     }
 
+    /// Once every transaction is final: the exclusion budget's running total after each
+    /// transaction that wrote it (index, total), in block order.
+    pub(crate) fn excluded_gas_totals(&self) -> Vec<(TxIdx, u64)> {
+        self.excluded_gas.lock().values().filter_map(Result::ok).collect()
+    }
+
     /// How many accounts have entries (an upper bound while transactions still write).
     pub(crate) fn written_accounts(&self) -> usize {
         self.accounts.len() + 1
