@@ -20,6 +20,8 @@ use parevm_fixtures::{
 };
 use serde::Serialize;
 
+mod alloy_path;
+
 use crate::json::write_json;
 use crate::measure::{breakdown, render_breakdowns, timed, Breakdown, Paired};
 use crate::plot::{speedup_chart, Bar};
@@ -52,6 +54,18 @@ impl Mode {
     }
 }
 
+/// Which interface `replay` executes blocks through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExecutorKind {
+    /// parevm's own: its sequential executor and `Executor` (Block-STM), from the
+    /// snapshot's transactions as parevm converts them.
+    Engine,
+    /// alloy-evm's block-executor interface, as a node runs it: `EthBlockExecutor` (the
+    /// reference, verified against the header) and parevm's `ParallelBlockExecutor`, from
+    /// the snapshot's alloy transactions.
+    Alloy,
+}
+
 /// Options of `parevm replay`.
 #[derive(Args)]
 pub struct ReplayArgs {
@@ -67,6 +81,9 @@ pub struct ReplayArgs {
     /// How the parallel side chooses its executor.
     #[arg(long, value_enum, default_value = "auto")]
     mode: Mode,
+    /// The interface blocks are executed through.
+    #[arg(long, value_enum, default_value = "engine", conflicts_with_all = ["stress", "phases", "strict", "plot"])]
+    executor: ExecutorKind,
     /// Time each block this many times per executor (after one untimed warm-up run) and
     /// report the median; every parallel run is checked against the sequential result
     /// [default: 20 for the embedded block, else 1].
@@ -275,6 +292,17 @@ impl Source {
         }
     }
 
+    fn alloy_transactions(
+        &self,
+    ) -> Result<Vec<parevm_fixtures::AlloyTransaction>, parevm_fixtures::SnapshotError> {
+        match self {
+            Source::Dir(dir) => parevm_fixtures::load_alloy_transactions(&dir.join("block.json")),
+            Source::Embedded => {
+                parevm_fixtures::parse_alloy_transactions(EMBEDDED_NAME, EMBEDDED_BLOCK)
+            }
+        }
+    }
+
     fn display(&self) -> String {
         match self {
             Source::Dir(dir) => dir.display().to_string(),
@@ -327,7 +355,16 @@ fn replay_one(source: &Source, args: &ReplayArgs, executor: &mut Executor) -> Re
     record.number = Some(snapshot.header.number);
     record.sender_recovery_us = snapshot.sender_recovery.map(us);
     record.txs = snapshot.block.transactions.len();
-    if let Err(e) = replay_snapshot(&snapshot, args, executor, &mut record) {
+    let replayed = match args.executor {
+        ExecutorKind::Engine => {
+            replay_snapshot(&snapshot, args, executor, &mut record).map_err(Into::into)
+        }
+        ExecutorKind::Alloy => source
+            .alloy_transactions()
+            .map_err(Into::into)
+            .and_then(|txs| alloy_path::replay(&snapshot, &txs, args, executor, &mut record)),
+    };
+    if let Err(e) = replayed {
         record.error = Some(e.to_string());
     }
     record

@@ -386,3 +386,70 @@ fn shards_together_replay_exactly_what_one_process_does_and_report_merges_them()
     let out = parevm().args(["replay", "--shard", "3/3"]).arg(dir.join("blocks")).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a shard"));
 }
+
+#[test]
+fn replay_through_alloy_evm_verifies_compares_and_fails_on_a_wrong_header() {
+    let dir = scratch("alloy");
+    fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("out.json");
+    let out = parevm()
+        .args(["replay", "--executor", "alloy", "--mode", "parallel", "--threads", "2"])
+        .args(["--repeat", "2", "--json"])
+        .arg(&json)
+        .arg(sample())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let records: serde_json::Value = serde_json::from_slice(&fs::read(&json).unwrap()).unwrap();
+    let record = &records[0];
+    assert_eq!(record["verified"], true, "{record}");
+    assert_eq!(record["matches_sequential"], true, "{record}");
+    assert_eq!(record["parallel_path"], true, "{record}");
+
+    // The same block with a wrong gas total in its header fails, naming the field.
+    let wrong = dir.join("wrong");
+    fs::create_dir_all(&wrong).unwrap();
+    fs::copy(sample().join("prestate.json"), wrong.join("prestate.json")).unwrap();
+    let mut block: serde_json::Value =
+        serde_json::from_slice(&fs::read(sample().join("block.json")).unwrap()).unwrap();
+    block["gasUsed"] = "0x1".into();
+    fs::write(wrong.join("block.json"), serde_json::to_vec(&block).unwrap()).unwrap();
+    let out = parevm().args(["replay", "--executor", "alloy"]).arg(&wrong).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("gas used: header 1"), "{stderr}");
+
+    // What replay cannot do through alloy-evm is refused, not ignored.
+    let out = parevm().args(["replay", "--executor", "alloy", "--stress", "2"]).output().unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn a_gated_block_through_alloy_evm_excludes_what_the_engine_excludes() {
+    let dir = scratch("alloy-gated");
+    let out = parevm()
+        .args(["gen", "--kind", "gated", "--txs", "300", "--accounts", "40", "--pools", "4"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut excluded = Vec::new();
+    for executor in ["engine", "alloy"] {
+        let json = dir.join(format!("{executor}.json"));
+        let out = parevm()
+            .args(["replay", "--mode", "parallel", "--threads", "2", "--executor", executor])
+            .arg("--json")
+            .arg(&json)
+            .arg(&dir)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        let records: serde_json::Value = serde_json::from_slice(&fs::read(&json).unwrap()).unwrap();
+        assert_eq!(records[0]["verified"], true, "{executor}");
+        excluded.push(records[0]["excluded"].as_u64().unwrap());
+    }
+    assert!(excluded[0] > 0);
+    assert_eq!(excluded[0], excluded[1]);
+}

@@ -114,7 +114,8 @@ pub fn discover(path: &Path) -> std::io::Result<Vec<PathBuf>> {
 }
 
 /// Runs every test file in `files` (in parallel across files), each case through the
-/// sequential path and through Block-STM with `threads` threads.
+/// sequential path and through Block-STM with `threads` threads, and through both alloy-evm
+/// executors, the parallel one at 1, `threads` or twice `threads` ([`alloy_threads`]).
 pub fn run_files(
     files: &[PathBuf],
     threads: NonZeroUsize,
@@ -128,6 +129,18 @@ pub fn run_files(
             report
         })
         .collect()
+}
+
+/// The thread count of the alloy-evm comparison of a file's case number `case`: 1, `threads`
+/// and twice `threads` in turn, so that the suite goes through `ParallelBlockExecutor` at
+/// several thread counts for the price of one (the engine's own comparison runs at
+/// `threads`).
+fn alloy_threads(threads: NonZeroUsize, case: usize) -> NonZeroUsize {
+    match case % 3 {
+        0 => NonZeroUsize::MIN,
+        1 => threads,
+        _ => threads.saturating_mul(NonZeroUsize::new(2).expect("two")),
+    }
 }
 
 /// Runs one test file.
@@ -275,8 +288,10 @@ fn run_state_test(report: &mut FileReport, name: &str, unit: &TestUnit, threads:
                 Err(e) => Err(format!("cannot build the transaction: {e}")),
                 Ok(tx) => {
                     let block = BlockInput::new(spec, chain_id, env.clone(), vec![tx]);
+                    let done = report.counts.passed + report.counts.failed;
+                    let alloy_threads = alloy_threads(threads, done);
                     check_state_case(&storage, &block, threads, case, pre_root)
-                        .and_then(|()| alloy_oracle::compare_block(&storage, &block, threads))
+                        .and_then(|()| alloy_oracle::compare_block(&storage, &block, alloy_threads))
                 }
             };
             match outcome {
@@ -521,7 +536,8 @@ fn run_blockchain_test(
     threads: NonZeroUsize,
 ) {
     let fork = format!("{:?}", test.network);
-    let result = run_blocks(test, threads);
+    let alloy_threads = alloy_threads(threads, report.counts.passed + report.counts.failed);
+    let result = run_blocks(test, threads, alloy_threads);
     match result {
         Ok(Ok(alloy)) => {
             report.counts.passed += 1;
@@ -549,6 +565,7 @@ fn run_blockchain_test(
 fn run_blocks(
     test: &BlockchainTestCase,
     threads: NonZeroUsize,
+    alloy_threads: NonZeroUsize,
 ) -> Result<Result<bool, (String, String)>, String> {
     let mut alloy = true;
     let mut state = InMemoryStorage::new();
@@ -628,7 +645,7 @@ fn run_blocks(
             Ok(Err(e)) => return Ok(Err((case, format!("execution failed: {e}")))),
             Ok(Ok(output)) => output,
         };
-        match alloy_oracle::compare_block(&storage, &input, threads) {
+        match alloy_oracle::compare_block(&storage, &input, alloy_threads) {
             Ok(compared) => alloy &= compared,
             Err(message) => return Ok(Err((case, message))),
         }

@@ -21,8 +21,8 @@ pub use both_paths::{both_paths, both_paths_with};
 pub use latency::LatencyStorage;
 pub use snapshot::{
     discover_snapshots, load_alloy_transactions, load_block, load_prestate, load_snapshot,
-    load_snapshot_with, parse_snapshot, snapshot_gas, LoadedBlock, Senders, Snapshot,
-    SnapshotError, MAINNET_CHAIN_ID,
+    load_snapshot_with, parse_alloy_transactions, parse_snapshot, snapshot_gas, AlloyTransaction,
+    LoadedBlock, Senders, Snapshot, SnapshotError, MAINNET_CHAIN_ID,
 };
 pub use state_root::state_root;
 pub use verify::{FieldCheck, HeaderCheck};

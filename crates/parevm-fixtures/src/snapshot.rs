@@ -206,11 +206,27 @@ fn block_from_json(
 /// The transactions of `block.json` as alloy's recovered envelopes (senders as given: load
 /// the block with [`Senders::Recover`] to check them), for executors that take alloy's
 /// types.
-pub fn load_alloy_transactions(
+pub fn load_alloy_transactions(path: &Path) -> Result<Vec<AlloyTransaction>, SnapshotError> {
+    alloy_transactions_of(path, read_json(path)?)
+}
+
+/// [`load_alloy_transactions`] from the content of a snapshot's `block.json`, the snapshot
+/// named `name` (as [`parse_snapshot`] takes it).
+pub fn parse_alloy_transactions(
+    name: &str,
+    block_json: &[u8],
+) -> Result<Vec<AlloyTransaction>, SnapshotError> {
+    let path = PathBuf::from(name).join("block.json");
+    alloy_transactions_of(&path, parse_json(&path, block_json)?)
+}
+
+/// A transaction as alloy-evm's executors take it: the envelope and its sender.
+pub type AlloyTransaction = alloy_consensus::transaction::Recovered<alloy_consensus::TxEnvelope>;
+
+fn alloy_transactions_of(
     path: &Path,
-) -> Result<Vec<alloy_consensus::transaction::Recovered<alloy_consensus::TxEnvelope>>, SnapshotError>
-{
-    let block: Block = read_json(path)?;
+    block: Block,
+) -> Result<Vec<AlloyTransaction>, SnapshotError> {
     match block.transactions {
         BlockTransactions::Full(txs) => Ok(txs.into_iter().map(|tx| tx.inner).collect()),
         BlockTransactions::Hashes(hashes) if hashes.is_empty() => Ok(Vec::new()),

@@ -1,7 +1,8 @@
 //! Checking an execution result against the block header: gas used, logs bloom and (from
 //! Byzantium on) receipts root.
 
-use alloy_consensus::Header;
+use alloy_consensus::proofs::calculate_receipt_root;
+use alloy_consensus::{Header, ReceiptEnvelope, TxReceipt};
 use alloy_primitives::{Bloom, B256};
 use parevm::revm::primitives::hardfork::SpecId;
 use parevm::BlockOutput;
@@ -37,13 +38,34 @@ pub struct HeaderCheck {
 impl HeaderCheck {
     /// Compares `output` with `header`.
     pub fn new(header: &Header, spec: SpecId, output: &BlockOutput) -> Self {
+        Self::of(header, spec, output.gas_used, output.logs_bloom(), || output.receipts_root())
+    }
+
+    /// Compares a block's `receipts` (as alloy-evm's executors give them) and gas used with
+    /// `header`.
+    pub fn of_receipts(
+        header: &Header,
+        spec: SpecId,
+        gas_used: u64,
+        receipts: &[ReceiptEnvelope],
+    ) -> Self {
+        let bloom = receipts.iter().fold(Bloom::ZERO, |bloom, r| bloom | r.bloom());
+        Self::of(header, spec, gas_used, bloom, || calculate_receipt_root(receipts))
+    }
+
+    fn of(
+        header: &Header,
+        spec: SpecId,
+        gas_used: u64,
+        logs_bloom: Bloom,
+        receipts_root: impl FnOnce() -> B256,
+    ) -> Self {
         Self {
-            gas_used: FieldCheck { expected: header.gas_used, actual: output.gas_used },
-            logs_bloom: FieldCheck { expected: header.logs_bloom, actual: output.logs_bloom() },
-            receipts_root: spec.is_enabled_in(SpecId::BYZANTIUM).then(|| FieldCheck {
-                expected: header.receipts_root,
-                actual: output.receipts_root(),
-            }),
+            gas_used: FieldCheck { expected: header.gas_used, actual: gas_used },
+            logs_bloom: FieldCheck { expected: header.logs_bloom, actual: logs_bloom },
+            receipts_root: spec
+                .is_enabled_in(SpecId::BYZANTIUM)
+                .then(|| FieldCheck { expected: header.receipts_root, actual: receipts_root() }),
         }
     }
 
