@@ -12,10 +12,7 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use parevm::{
-    execute_sequential_with, BlockInput, Compliance, Config, ExecutionMode, Executor,
-    InMemoryStorage,
-};
+use parevm::{BlockInput, Compliance, Config, ExecutionMode, Executor, InMemoryStorage};
 use parevm_fixtures::workload::{generate, Size, Workload, WorkloadKind};
 use parevm_fixtures::{discover_snapshots, load_snapshot};
 
@@ -34,8 +31,12 @@ fn bench_block(
     block: &BlockInput,
     compliance: Option<Compliance>,
 ) {
-    let reference = execute_sequential_with(storage, block, compliance.as_ref())
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let sequential = Executor::new(
+        Config::default().with_mode(ExecutionMode::Sequential).with_compliance(compliance.clone()),
+    )
+    .expect("no threads to start");
+    let reference =
+        sequential.execute(storage, block).unwrap_or_else(|e| panic!("{name}: {e}")).output;
     let executor = Executor::new(
         Config::default()
             .with_threads(threads())
@@ -50,7 +51,7 @@ fn bench_block(
     g.throughput(Throughput::Elements(reference.gas_used));
     g.sample_size(10);
     g.bench_function(BenchmarkId::new("sequential", name), |b| {
-        b.iter(|| execute_sequential_with(storage, block, compliance.as_ref()).unwrap())
+        b.iter(|| sequential.execute(storage, block).unwrap())
     });
     g.bench_function(BenchmarkId::new("parallel", name), |b| {
         b.iter(|| executor.execute(storage, block).unwrap())

@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use clap::Args;
 use indicatif::ProgressBar;
-use parevm::{
-    execute_sequential_with, BlockInput, Compliance, ComplianceMode, Executor, InMemoryStorage,
-};
+use parevm::{BlockInput, Compliance, ComplianceMode, Executor, InMemoryStorage};
 use parevm_compliance::{ComplianceFile, RegistryHook};
 use parevm_fixtures::analysis::analyze_median;
 use parevm_fixtures::workload::{generate, Size, WorkloadKind, REGISTRY};
@@ -21,7 +19,7 @@ use serde::Serialize;
 
 use crate::gen::WorkloadArgs;
 use crate::json::write_json;
-use crate::measure::{breakdown, render_breakdowns, timed, Breakdown, Paired};
+use crate::measure::{breakdown, render_breakdowns, sequential_executor, timed, Breakdown, Paired};
 use crate::plot::{speedup_chart, Bar};
 use crate::replay::Mode;
 use crate::table::Table;
@@ -223,14 +221,16 @@ fn bench_case(
     let storage = LatencyStorage::new(&case.storage, Duration::from_micros(args.latency_us));
     let compliance = case.compliance.as_ref();
     executor.set_compliance(case.compliance.clone());
-    let reference = execute_sequential_with(&storage, &case.block, compliance)?;
+    let sequential = sequential_executor(compliance)?;
+    let run_sequential = || sequential.execute(&storage, &case.block).map(|e| e.output);
+    let reference = run_sequential()?;
     storage.reset();
     let mut last = executor.execute(&storage, &case.block)?;
     let mut matches = last.output == reference;
     let mut paired = Paired::default();
     for _ in 0..args.repeat {
         storage.reset();
-        let (output, time) = timed(|| execute_sequential_with(&storage, &case.block, compliance));
+        let (output, time) = timed(run_sequential);
         paired.sequential(time);
         matches &= output? == reference;
         storage.reset();

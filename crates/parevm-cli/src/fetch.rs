@@ -32,7 +32,7 @@ use alloy_primitives::{Address, Bytes, B256, U256, U64};
 use alloy_rpc_client::{ClientBuilder, RpcClient};
 use alloy_transport::{RpcError, TransportErrorKind};
 use clap::Args;
-use parevm::{execute_sequential_with, AccountBasic, Storage};
+use parevm::{AccountBasic, Storage};
 use parevm_fixtures::prestate_trace::{
     first_occurrences, per_transaction_until_error, TraceAccount, TracePrestate,
 };
@@ -437,7 +437,7 @@ fn missing(block_json: &[u8], prestate: &Prestate, number: u64) -> Result<Misses
         misses: Mutex::default(),
     };
     // A failure (a sender not yet known, say) still shows what was missing.
-    let _ = execute_sequential_with(&recording, &snapshot.block, None);
+    let _ = parevm_fixtures::sequential(&recording, &snapshot.block, None);
     Ok(recording.misses.into_inner().expect("not poisoned"))
 }
 
@@ -609,7 +609,7 @@ async fn fetch_block(node: Arc<Node>, out: PathBuf, number: u64) -> Result<bool,
 /// Loads the snapshot in `dir` (recovering senders), executes it and checks the header.
 fn verify(dir: &Path) -> Result<(), String> {
     let snapshot = load_snapshot(dir).map_err(|e| e.to_string())?;
-    let output = execute_sequential_with(&snapshot.storage, &snapshot.block, None)
+    let output = parevm_fixtures::sequential(&snapshot.storage, &snapshot.block, None)
         .map_err(|e| format!("does not execute: {e}"))?;
     let check = HeaderCheck::new(&snapshot.header, snapshot.block.spec, &output);
     if check.passed() {

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
-use parevm::execute_sequential_with;
 use parevm_fixtures::workload::{generate, write_snapshot, Size, Workload, WorkloadKind};
 
 /// Kinds of synthetic blocks.
@@ -117,7 +116,7 @@ pub fn run(args: GenArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let generated = generate(&workload);
     let compliance = generated.compliance.map(|c| c.compliance());
     let output =
-        execute_sequential_with(&generated.storage, &generated.block, compliance.as_ref())?;
+        parevm_fixtures::sequential(&generated.storage, &generated.block, compliance.as_ref())?;
     write_snapshot(&args.out, &generated, &output)
         .map_err(|e| format!("{}: {e}", args.out.display()))?;
     println!(

@@ -214,6 +214,16 @@ pub fn render_breakdowns<'a>(rows: impl Iterator<Item = (&'a str, &'a Breakdown)
     out
 }
 
+/// The engine's sequential executor (the yardstick), with `compliance` if given.
+pub fn sequential_executor(
+    compliance: Option<&parevm::Compliance>,
+) -> Result<parevm::Executor, parevm::ExecutionError> {
+    let config = parevm::Config::default()
+        .with_mode(parevm::ExecutionMode::Sequential)
+        .with_compliance(compliance.cloned());
+    parevm::Executor::new(config)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,10 +8,7 @@ use std::time::Duration;
 
 use alloy_primitives::Address;
 use clap::{Args, ValueEnum};
-use parevm::{
-    execute_sequential_with, BlockOutput, Compliance, Config, ExecutionError, ExecutionMode,
-    Executor,
-};
+use parevm::{BlockOutput, Compliance, Config, ExecutionError, ExecutionMode, Executor};
 use parevm_compliance::{Claim, ComplianceFile, ModeName};
 use parevm_fixtures::analysis::analyze_median;
 use parevm_fixtures::{
@@ -23,7 +20,7 @@ use serde::Serialize;
 mod alloy_path;
 
 use crate::json::write_json;
-use crate::measure::{breakdown, render_breakdowns, timed, Breakdown, Paired};
+use crate::measure::{breakdown, render_breakdowns, sequential_executor, timed, Breakdown, Paired};
 use crate::plot::{speedup_chart, Bar};
 use crate::report::{JsonLines, Manifest};
 use crate::shard::{partition, Shard};
@@ -383,7 +380,9 @@ fn replay_snapshot(
     let (storage, block) = (&snapshot.storage, &snapshot.block);
     let compliance = executor.config().compliance.clone();
     let compliance = compliance.as_ref();
-    let reference = execute_sequential_with(storage, block, compliance)?;
+    let sequential = sequential_executor(compliance)?;
+    let run_sequential = || sequential.execute(storage, block).map(|e| e.output);
+    let reference = run_sequential()?;
     record.gas_used = reference.gas_used;
     record.excluded = reference.excluded.len();
     if compliance.is_some() {
@@ -421,9 +420,9 @@ fn replay_snapshot(
         if args.sequential { None } else { Some(executor.execute(storage, block)?) };
     let mut paired = Paired::default();
     for _ in 0..args.repeat() {
-        let (sequential, time) = timed(|| execute_sequential_with(storage, block, compliance));
+        let (output, time) = timed(run_sequential);
         paired.sequential(time);
-        if sequential? != reference {
+        if output? != reference {
             problems.push("the sequential path is not deterministic".into());
         }
         if args.sequential {
@@ -505,25 +504,12 @@ fn stress(
     for round in 0..rounds {
         let threads = NonZeroUsize::new(rng.random_range(1..=2 * cores)).expect("at least 1");
         let run_seed: u64 = rng.random_range(1..u64::MAX);
+        let config = parevm_fixtures::racing(threads).with_compliance(compliance.cloned());
         #[cfg(feature = "perturb")]
-        let result = parevm::execute_parallel_perturbed(
-            &snapshot.storage,
-            &snapshot.block,
-            threads,
-            compliance,
-            run_seed,
-        )
-        .map(|(output, _)| output);
-        #[cfg(not(feature = "perturb"))]
-        let result = parevm::execute_block(
-            &snapshot.storage,
-            &snapshot.block,
-            &Config::default()
-                .with_threads(threads)
-                .with_mode(ExecutionMode::Parallel)
-                .with_compliance(compliance.cloned()),
-        )
-        .map(|execution| execution.output);
+        let config = config.with_perturbation(std::num::NonZeroU64::new(run_seed));
+        let result = Executor::new(config)
+            .and_then(|executor| executor.execute(&snapshot.storage, &snapshot.block))
+            .map(|execution| execution.output);
         let divergence = match result {
             Ok(output) if output == *reference => continue,
             Ok(output) => first_difference(reference, &output),

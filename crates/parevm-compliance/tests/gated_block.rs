@@ -4,10 +4,8 @@
 
 use std::num::NonZeroUsize;
 
-use parevm::{
-    execute_block, execute_sequential_with, BlockOutput, Compliance, ComplianceMode, Config,
-    ExecutionMode,
-};
+use parevm::{BlockOutput, Compliance, ComplianceMode, Config, ExecutionMode, Executor};
+use parevm_fixtures::sequential;
 use parevm_fixtures::workload::{generate, GeneratedBlock, Workload, WorkloadKind};
 
 /// 3,000 transactions: swaps by 400 senders on 20 gated pools, issuances and revocations.
@@ -26,8 +24,7 @@ fn gated_block_is_deterministic_across_thread_counts() {
     let generated = gated_block();
     let compliance =
         generated.compliance.expect("gated blocks carry their configuration").compliance();
-    let reference =
-        execute_sequential_with(&generated.storage, &generated.block, Some(&compliance)).unwrap();
+    let reference = sequential(&generated.storage, &generated.block, Some(&compliance)).unwrap();
     // The block exercises what it is meant to: exclusions, cascades, issuances.
     assert!(reference.excluded.len() > 50, "{} excluded", reference.excluded.len());
     assert!(reference.excluded.iter().any(|e| e.cascaded_from.is_some()));
@@ -40,8 +37,7 @@ fn gated_block_in_revert_mode_is_deterministic_and_charges_the_rejected() {
     let generated = gated_block();
     let hook = generated.compliance.expect("gated blocks carry their configuration");
     let compliance = Compliance::new(hook.compliance().hook, ComplianceMode::Revert);
-    let reference =
-        execute_sequential_with(&generated.storage, &generated.block, Some(&compliance)).unwrap();
+    let reference = sequential(&generated.storage, &generated.block, Some(&compliance)).unwrap();
     // Every rejection is included as failed: nothing excluded, no cascade, all 3,000 in.
     assert!(reference.rejected.len() > 50, "{} rejected", reference.rejected.len());
     assert!(reference.excluded.is_empty());
@@ -66,7 +62,8 @@ fn assert_parallel_matches(
                 .with_threads(NonZeroUsize::new(threads).unwrap())
                 .with_mode(ExecutionMode::Parallel)
                 .with_compliance(Some(compliance.clone()));
-            let parallel = execute_block(&generated.storage, &generated.block, &config).unwrap();
+            let executor = Executor::new(config).unwrap();
+            let parallel = executor.execute(&generated.storage, &generated.block).unwrap();
             if let Some(difference) = reference.first_difference(&parallel.output) {
                 panic!("round {round}, {threads} threads: {difference}");
             }

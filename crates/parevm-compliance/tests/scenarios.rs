@@ -526,7 +526,7 @@ fn without_compliance_the_pool_is_open_and_nothing_changes() {
     let mut b = world(|s| s);
     swap(&mut b, bob());
     let (storage, block) = b.build();
-    let plain = parevm::execute_sequential(&storage, &block).unwrap();
+    let plain = parevm_fixtures::sequential(&storage, &block, None).unwrap();
     assert!(plain.excluded.is_empty());
     assert!(plain.transactions[0].is_success());
 }
@@ -802,7 +802,7 @@ fn free_computation_costs_nothing_under_exclude_and_its_gas_under_revert() {
         let output = run_with(&storage, &block, &compliance).expect("the block executes");
         // The demo's figures (printed with --nocapture): one sequential run of the block.
         let started = std::time::Instant::now();
-        parevm::execute_sequential_with(&storage, &block, Some(&compliance)).unwrap();
+        parevm_fixtures::sequential(&storage, &block, Some(&compliance)).unwrap();
         let elapsed = started.elapsed();
         let charged: u64 = output
             .rejected

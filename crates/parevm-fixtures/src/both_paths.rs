@@ -4,9 +4,41 @@
 use std::num::NonZeroUsize;
 
 use parevm::{
-    execute_block, BlockInput, BlockOutput, Compliance, Config, ExecutionError, ExecutionMode,
-    Storage,
+    BlockInput, BlockOutput, Compliance, Config, ExecutionError, ExecutionMode, ExecutionStats,
+    Executor, Storage,
 };
+
+/// `block` through the engine's sequential executor, with `compliance` if given.
+pub fn sequential<S: Storage>(
+    storage: &S,
+    block: &BlockInput,
+    compliance: Option<&Compliance>,
+) -> Result<BlockOutput, ExecutionError> {
+    let config =
+        Config::default().with_mode(ExecutionMode::Sequential).with_compliance(compliance.cloned());
+    Ok(Executor::new(config)?.execute(storage, block)?.output)
+}
+
+/// `block` through Block-STM on `threads` threads, every one racing (the workers not
+/// fitted to the block, [`Config::fit_workers`]), with `compliance` if given.
+pub fn parallel<S: Storage>(
+    storage: &S,
+    block: &BlockInput,
+    threads: NonZeroUsize,
+    compliance: Option<&Compliance>,
+) -> Result<(BlockOutput, ExecutionStats), ExecutionError> {
+    let config = racing(threads).with_compliance(compliance.cloned());
+    let execution = Executor::new(config)?.execute(storage, block)?;
+    Ok((execution.output, execution.stats))
+}
+
+/// Block-STM forced on `threads` threads, every one racing.
+pub fn racing(threads: NonZeroUsize) -> Config {
+    Config::default()
+        .with_threads(threads)
+        .with_mode(ExecutionMode::Parallel)
+        .with_fit_workers(false)
+}
 
 /// Runs `block` sequentially and with Block-STM on `threads` threads. Returns the sequential
 /// result if both agree exactly (equal outputs, or equal errors), else describes how they
@@ -31,7 +63,7 @@ pub fn both_paths_with<S: Storage>(
             .with_threads(threads)
             .with_mode(mode)
             .with_compliance(compliance.cloned());
-        execute_block(storage, block, &config).map(|execution| execution.output)
+        Executor::new(config)?.execute(storage, block).map(|execution| execution.output)
     };
     let sequential = run(ExecutionMode::Sequential);
     let parallel = run(ExecutionMode::Parallel);

@@ -17,7 +17,7 @@ pub mod synthetic;
 mod verify;
 pub mod workload;
 
-pub use both_paths::{both_paths, both_paths_with};
+pub use both_paths::{both_paths, both_paths_with, parallel, racing, sequential};
 pub use latency::LatencyStorage;
 pub use snapshot::{
     discover_snapshots, load_alloy_transactions, load_block, load_prestate, load_snapshot,

@@ -8,8 +8,8 @@ use std::path::Path;
 use alloy_primitives::{keccak256, Address, Bytes, TxKind, B256, U256};
 use alloy_sol_types::{sol, SolCall};
 use parevm::revm::primitives::hardfork::SpecId;
-use parevm::{execute_parallel, execute_sequential};
 use parevm_fixtures::synthetic::{account, ether, BlockBuilder};
+use parevm_fixtures::{parallel, sequential};
 
 sol! {
     function transfer(address to, uint256 value) external returns (bool);
@@ -96,10 +96,10 @@ fn token_transfers_agree_on_both_paths() {
         b.tx(*holder, TxKind::Call(token), U256::ZERO, data.into(), 100_000);
     }
     let (storage, block) = b.build();
-    let sequential = execute_sequential(&storage, &block).unwrap();
+    let sequential = sequential(&storage, &block, None).unwrap();
     for threads in [1, 2, 4] {
         let (parallel, _) =
-            execute_parallel(&storage, &block, NonZeroUsize::new(threads).unwrap()).unwrap();
+            parallel(&storage, &block, NonZeroUsize::new(threads).unwrap(), None).unwrap();
         assert_eq!(parallel, sequential, "{threads} threads");
     }
     assert!(!sequential.transactions[7].is_success(), "the overspend reverts");

@@ -69,7 +69,7 @@ fn compliance_corpus_and_random_sweep_agree() {
         let mut u = arbitrary::Unstructured::new(&input);
         if let Ok((storage, block, hook, _)) = decode_gated_block(&mut u) {
             let config = parevm::Config::default().with_compliance(Some(hook));
-            match parevm::execute_block(&storage, &block, &config) {
+            match parevm::Executor::new(config).and_then(|e| e.execute(&storage, &block)) {
                 Ok(run) => {
                     excluded += run.output.excluded.len();
                     rejected += run.output.rejected.len();

@@ -5,8 +5,8 @@ use std::fs;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
-use parevm::{execute_parallel, execute_sequential};
 use parevm_fixtures::{load_snapshot, HeaderCheck, SnapshotError};
+use parevm_fixtures::{parallel, sequential};
 
 fn sample() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/snapshots/synthetic-mixed")
@@ -26,16 +26,13 @@ fn scratch(name: &str) -> PathBuf {
 fn the_shipped_sample_verifies_on_both_paths() {
     let snapshot = load_snapshot(&sample()).unwrap();
     assert_eq!(snapshot.block.transactions.len(), 500);
-    let sequential = execute_sequential(&snapshot.storage, &snapshot.block).unwrap();
+    let sequential = sequential(&snapshot.storage, &snapshot.block, None).unwrap();
     let check = HeaderCheck::new(&snapshot.header, snapshot.block.spec, &sequential);
     assert!(check.passed(), "{:?}", check.mismatches());
     for threads in [1, 2, 4] {
-        let (parallel, _) = execute_parallel(
-            &snapshot.storage,
-            &snapshot.block,
-            NonZeroUsize::new(threads).unwrap(),
-        )
-        .unwrap();
+        let (parallel, _) =
+            parallel(&snapshot.storage, &snapshot.block, NonZeroUsize::new(threads).unwrap(), None)
+                .unwrap();
         assert_eq!(parallel, sequential, "{threads} threads");
     }
 }

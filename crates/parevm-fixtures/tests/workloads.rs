@@ -49,7 +49,8 @@ fn gas_sizing_lands_near_the_budget() {
     for kind in [WorkloadKind::Transfers, WorkloadKind::Erc20, WorkloadKind::Swaps] {
         let workload = Workload { size: Size::Gas(20_000_000), ..small(kind) };
         let generated = generate(&workload);
-        let output = parevm::execute_sequential(&generated.storage, &generated.block).unwrap();
+        let output =
+            parevm_fixtures::sequential(&generated.storage, &generated.block, None).unwrap();
         let ratio = output.gas_used as f64 / 20_000_000.0;
         assert!((0.85..1.15).contains(&ratio), "{kind:?}: {} gas", output.gas_used);
     }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use alloy_evm::eth::spec::EthSpec;
-use parevm::{execute_sequential, Config, ExecutionMode, Executor};
+use parevm::{Config, ExecutionMode, Executor};
 use parevm_fixtures::alloy_oracle::{
     difference, run_parallel, run_sequential, AlloyBlock, ChainRules,
 };
@@ -45,6 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "{:>10} {:>5} {:>10} {:>10} {:>10} {:>10} {:>13} {:>8}",
         "block", "txs", "revm µs", "alloy µs", "forced µs", "auto µs", "forced (IQR)", "auto"
     );
+    let sequential = Executor::new(Config::default().with_mode(ExecutionMode::Sequential))?;
     let (mut forced_ratios, mut auto_ratios, mut yardstick) = (Vec::new(), Vec::new(), Vec::new());
     let (mut sum_alloy, mut sum_revm, mut sum_forced, mut sum_auto) = (0.0, 0.0, 0.0, 0.0);
     for dir in discover_snapshots(&dir)? {
@@ -71,10 +72,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         std::hint::black_box(run_sequential(&snapshot.storage, &alloy, txs));
                     }
                     1 => {
-                        std::hint::black_box(execute_sequential(
-                            &snapshot.storage,
-                            &snapshot.block,
-                        )?);
+                        std::hint::black_box(
+                            sequential.execute(&snapshot.storage, &snapshot.block)?,
+                        );
                     }
                     _ => {
                         let engine = if which == 2 { &forced } else { &auto };

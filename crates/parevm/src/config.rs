@@ -1,4 +1,4 @@
-//! The one entry point for embedders: [`execute_block`] with a [`Config`].
+//! The one entry point for embedders: an [`Executor`] made from a [`Config`].
 
 use std::num::NonZeroUsize;
 
@@ -6,7 +6,7 @@ use revm::context::TxEnv;
 
 use crate::output::{BlockOutput, ExecutionStats};
 use crate::parallel::phases::PhaseTimes;
-use crate::parallel::{execute_parallel_with, Workers};
+use crate::parallel::{execute_parallel_with, ParallelRun, Workers};
 use crate::sequential::execute_sequential_with;
 use crate::{BlockInput, Compliance, ExecutionError, Storage};
 
@@ -38,6 +38,14 @@ pub struct Config {
     /// Time the parallel executor's phases per worker ([`BlockExecution::phases`]). Off by
     /// default: timing costs two clock reads per phase and per state read.
     pub phase_timers: bool,
+    /// Run a block on one worker where one sender's chain of transactions carries nearly
+    /// all its gas (a chain cannot run in parallel; more workers would only contend). On
+    /// by default; tests that want every thread racing turn it off.
+    pub fit_workers: bool,
+    /// Random pauses at the workers' race windows, seeded by this (feature `perturb`, for
+    /// stress tests only; never in production). The result must not depend on it.
+    #[cfg(feature = "perturb")]
+    pub perturbation: Option<std::num::NonZeroU64>,
 }
 
 impl Default for Config {
@@ -48,6 +56,9 @@ impl Default for Config {
             mode: ExecutionMode::Auto,
             compliance: None,
             phase_timers: false,
+            fit_workers: true,
+            #[cfg(feature = "perturb")]
+            perturbation: None,
         }
     }
 }
@@ -76,9 +87,23 @@ impl Config {
         self.phase_timers = on;
         self
     }
+
+    /// The same, fitting the workers to the block or not ([`Config::fit_workers`]).
+    pub fn with_fit_workers(mut self, on: bool) -> Self {
+        self.fit_workers = on;
+        self
+    }
+
+    /// The same, with scheduling perturbed by `seed` ([`Config::perturbation`]; `None`:
+    /// not perturbed).
+    #[cfg(feature = "perturb")]
+    pub fn with_perturbation(mut self, seed: Option<std::num::NonZeroU64>) -> Self {
+        self.perturbation = seed;
+        self
+    }
 }
 
-/// The result of [`execute_block`].
+/// The result of [`Executor::execute`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BlockExecution {
     /// The block's outcome: identical whichever executor ran.
@@ -258,24 +283,29 @@ impl Executor {
         storage: &S,
         block: &BlockInput,
     ) -> Result<BlockExecution, ExecutionError> {
-        if self.config.runs_parallel(block) {
-            let workers = self.workers();
-            let compliance = self.config.compliance.as_ref();
-            let timed = self.config.phase_timers;
+        let config = &self.config;
+        if config.runs_parallel(block) {
+            let run = ParallelRun {
+                compliance: config.compliance.as_ref(),
+                timed: config.phase_timers,
+                fit_workers: config.fit_workers,
+                #[cfg(feature = "perturb")]
+                perturb_seed: config.perturbation.map_or(0, std::num::NonZeroU64::get),
+                ..ParallelRun::default()
+            };
             let (output, stats, phases) =
-                execute_parallel_with(storage, block, workers, compliance, timed)?;
+                execute_parallel_with(storage, block, self.workers(), run)?;
             Ok(BlockExecution { output, stats, parallel: true, phases })
         } else {
-            let output =
-                execute_sequential_guarded(storage, block, self.config.compliance.as_ref())?;
+            let output = execute_sequential_guarded(storage, block, config.compliance.as_ref())?;
             let stats = ExecutionStats::default();
             Ok(BlockExecution { output, stats, parallel: false, phases: None })
         }
     }
 }
 
-/// [`crate::execute_sequential`] (with `compliance`), with a panic (in the embedder's storage, say) returned as
-/// [`ExecutionError::Panic`] like the parallel path does.
+/// The sequential executor (with `compliance`), with a panic (in the embedder's storage,
+/// say) returned as [`ExecutionError::Panic`] like the parallel path does.
 fn execute_sequential_guarded<S: Storage>(
     storage: &S,
     block: &BlockInput,
@@ -287,15 +317,4 @@ fn execute_sequential_guarded<S: Storage>(
     .unwrap_or_else(|panic| {
         Err(ExecutionError::Panic(crate::parallel::panic_message(panic.as_ref())))
     })
-}
-
-/// Executes `block` on `storage` as `config` says. The output is the same bit for bit
-/// whichever executor runs. For many blocks, reuse an [`Executor`] instead.
-pub fn execute_block<S: Storage>(
-    storage: &S,
-    block: &BlockInput,
-    config: &Config,
-) -> Result<BlockExecution, ExecutionError> {
-    // Without a pool, the executor spawns the workers for this block.
-    Executor { config: config.clone(), pool: None }.execute(storage, block)
 }

@@ -131,7 +131,8 @@ pub enum ExecutionError {
     #[error("cannot start worker threads: {0}")]
     ThreadPool(String),
     /// The configuration asks for something this entry point does not do (for example a
-    /// compliance hook through the alloy-evm executor).
+    /// compliance hook through the alloy-evm executor on a state with an EIP-7928 block
+    /// access list).
     #[error("unsupported configuration: {0}")]
     Unsupported(String),
 }

@@ -1,8 +1,10 @@
 //! parevm: parallel (Block-STM) execution of Ethereum blocks on revm.
 //!
-//! An embedder implements [`Storage`] over its state, builds a [`BlockInput`] and calls
-//! [`execute_block`] with a [`Config`] (thread count; sequential, parallel or auto). The result, [`BlockOutput`], has one [`TxOutcome`] per
-//! transaction (what receipts are built from) and the block's [`StateChanges`].
+//! An embedder implements [`Storage`] over its state, builds a [`BlockInput`], makes an
+//! [`Executor`] from a [`Config`] (thread count; sequential, parallel or auto; compliance
+//! hook) once, and calls [`Executor::execute`] for each block: the one way to execute. The
+//! result's [`BlockOutput`] has one [`TxOutcome`] per transaction (what receipts are built
+//! from) and the block's [`StateChanges`].
 //!
 //! A node that executes blocks through alloy-evm uses [`alloy::ParallelBlockExecutor`]
 //! where it uses alloy-evm's `EthBlockExecutor`: same inputs, same receipts and the same
@@ -35,17 +37,13 @@ pub use compliance::{
     RejectedTx, Rejection, RejectionReason, StateView,
 };
 pub use config::{
-    execute_block, BlockExecution, BlockShape, Config, ExecutionMode, Executor,
-    AUTO_MAX_PLAIN_TRANSFER_SHARE, AUTO_MIN_AVERAGE_GAS, AUTO_MIN_GAS, AUTO_MIN_TXS_PER_THREAD,
+    BlockExecution, BlockShape, Config, ExecutionMode, Executor, AUTO_MAX_PLAIN_TRANSFER_SHARE,
+    AUTO_MIN_AVERAGE_GAS, AUTO_MIN_GAS, AUTO_MIN_TXS_PER_THREAD,
 };
 pub use convert::{blob_excess_gas_and_price, block_env, tx_env};
 pub use error::{ExecutionError, Location, StorageError};
 pub use output::{BlockOutput, ExecutionStats, TxOutcome};
-pub use parallel::execute_parallel;
-#[cfg(feature = "perturb")]
-pub use parallel::execute_parallel_perturbed;
 pub use parallel::phases::{PhaseTimes, WorkerPhases};
-pub use sequential::{execute_sequential, execute_sequential_with};
 pub use state_changes::{AccountChange, StateChanges};
 pub use storage::{
     AccountBasic, DatabaseRefError, DatabaseRefStorage, InMemoryAccount, InMemoryStorage, Storage,

@@ -13,17 +13,9 @@ use crate::output::{BlockOutput, TxOutcome};
 use crate::system::{block_evm, post_block_balances, post_block_calls, pre_block};
 use crate::{BlockInput, Compliance, ExecutionError, StateChanges, Storage};
 
-/// Executes `block` on `storage` sequentially.
-pub fn execute_sequential<S: Storage>(
-    storage: &S,
-    block: &BlockInput,
-) -> Result<BlockOutput, ExecutionError> {
-    execute_sequential_with(storage, block, None)
-}
-
 /// Executes `block` on `storage` sequentially, with the compliance hook `compliance` if
 /// given.
-pub fn execute_sequential_with<S: Storage>(
+pub(crate) fn execute_sequential_with<S: Storage>(
     storage: &S,
     block: &BlockInput,
     compliance: Option<&Compliance>,

@@ -7,10 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use alloy_primitives::{Address, Bytes, B256, U256};
 use parevm::revm::bytecode::Bytecode;
 use parevm::revm::primitives::hardfork::SpecId;
-use parevm::{
-    execute_parallel, execute_sequential, AccountBasic, ExecutionError, InMemoryStorage, Storage,
-};
+use parevm::{AccountBasic, ExecutionError, InMemoryStorage, Storage};
 use parevm_fixtures::synthetic::{account, contracts, ether, BlockBuilder};
+use parevm_fixtures::{parallel, sequential};
 
 #[derive(Debug, thiserror::Error)]
 #[error("disk on fire")]
@@ -91,10 +90,10 @@ fn block() -> (InMemoryStorage, parevm::BlockInput) {
 /// The fewest storage reads either path makes for `block`.
 fn fewest_reads(inner: &InMemoryStorage, block: &parevm::BlockInput) -> usize {
     let storage = FailingStorage::new(inner.clone(), usize::MAX, false);
-    execute_sequential(&storage, block).unwrap();
+    sequential(&storage, block, None).unwrap();
     let mut fewest = storage.reads.swap(0, Ordering::SeqCst);
     for threads in [1, 2, 4, 8] {
-        execute_parallel(&storage, block, NonZeroUsize::new(threads).unwrap()).unwrap();
+        parallel(&storage, block, NonZeroUsize::new(threads).unwrap(), None).unwrap();
         fewest = fewest.min(storage.reads.swap(0, Ordering::SeqCst));
     }
     fewest
@@ -107,15 +106,15 @@ fn storage_error_on_the_kth_read_is_an_error_naming_the_location() {
     assert!(fewest > 40, "{fewest}");
     for fail_at in [0, 1, 5, 20, 60, fewest - 1] {
         let storage = FailingStorage::new(inner.clone(), fail_at, false);
-        let error = execute_sequential(&storage, &block).unwrap_err();
+        let error = sequential(&storage, &block, None).unwrap_err();
         assert!(
             matches!(&error, ExecutionError::Storage(e) if e.to_string().contains("disk on fire")),
             "sequential, read {fail_at}: {error}"
         );
         for threads in [1, 2, 4, 8] {
             storage.reads.store(0, Ordering::SeqCst);
-            let error = execute_parallel(&storage, &block, NonZeroUsize::new(threads).unwrap())
-                .unwrap_err();
+            let error =
+                parallel(&storage, &block, NonZeroUsize::new(threads).unwrap(), None).unwrap_err();
             let ExecutionError::Storage(e) = &error else {
                 panic!("parallel, read {fail_at}, {threads} threads: {error}")
             };
@@ -131,10 +130,10 @@ fn storage_error_names_the_account_on_both_paths() {
     let mut storage = FailingStorage::new(inner, usize::MAX, false);
     storage.poisoned = Some(contract);
     let expected = format!("storage error: reading account {contract}: disk on fire");
-    assert_eq!(execute_sequential(&storage, &block).unwrap_err().to_string(), expected);
+    assert_eq!(sequential(&storage, &block, None).unwrap_err().to_string(), expected);
     for threads in [1, 2, 4, 8] {
         let error =
-            execute_parallel(&storage, &block, NonZeroUsize::new(threads).unwrap()).unwrap_err();
+            parallel(&storage, &block, NonZeroUsize::new(threads).unwrap(), None).unwrap_err();
         assert_eq!(error.to_string(), expected, "{threads} threads");
     }
 }
@@ -145,7 +144,7 @@ fn a_panic_in_a_worker_is_an_error_and_all_threads_are_joined() {
     for threads in [1, 2, 4, 8] {
         let storage = FailingStorage::new(inner.clone(), 30, true);
         let error =
-            execute_parallel(&storage, &block, NonZeroUsize::new(threads).unwrap()).unwrap_err();
+            parallel(&storage, &block, NonZeroUsize::new(threads).unwrap(), None).unwrap_err();
         assert!(
             matches!(&error, ExecutionError::Panic(m) if m.contains("storage backend crashed")),
             "{threads} threads: {error}"
@@ -177,8 +176,8 @@ fn a_panic_is_an_error_on_both_paths_of_the_executor() {
 #[test]
 fn without_failures_the_wrapper_changes_nothing() {
     let (inner, block) = block();
-    let expected = execute_sequential(&inner, &block).unwrap();
+    let expected = sequential(&inner, &block, None).unwrap();
     let storage = FailingStorage::new(inner, usize::MAX, false);
-    let (parallel, _) = execute_parallel(&storage, &block, NonZeroUsize::new(4).unwrap()).unwrap();
+    let (parallel, _) = parallel(&storage, &block, NonZeroUsize::new(4).unwrap(), None).unwrap();
     assert_eq!(parallel, expected);
 }

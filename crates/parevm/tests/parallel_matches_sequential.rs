@@ -6,10 +6,11 @@ use std::num::NonZeroUsize;
 use alloy_primitives::{Address, Bytes, TxKind, U256};
 use parevm::revm::primitives::hardfork::SpecId;
 use parevm::{
-    execute_parallel, execute_sequential, BlockInput, BlockOutput, Config, ExecutionError,
-    ExecutionMode, Executor, InMemoryStorage, Storage,
+    BlockInput, BlockOutput, Config, ExecutionError, ExecutionMode, Executor, InMemoryStorage,
+    Storage,
 };
 use parevm_fixtures::synthetic::{account, contracts, ether, Asm, BlockBuilder};
+use parevm_fixtures::{parallel, sequential};
 
 const COINBASE: Address = Address::repeat_byte(0xcb);
 const THREADS: [usize; 6] = [1, 2, 3, 4, 8, 16];
@@ -19,7 +20,7 @@ const THREADS: [usize; 6] = [1, 2, 3, 4, 8, 16];
 /// join late and which runs a block of one sender's chain on one worker), asserts that all
 /// agree, and returns the sequential result.
 fn same_everywhere(storage: &InMemoryStorage, block: &BlockInput) -> Result<BlockOutput, String> {
-    let sequential = execute_sequential(storage, block);
+    let sequential = sequential(storage, block, None);
     let agree =
         |parallel: Result<BlockOutput, ExecutionError>, how: &str| match (&sequential, &parallel) {
             (Ok(s), Ok(p)) => assert_eq!(s, p, "parallel differs {how}"),
@@ -30,7 +31,7 @@ fn same_everywhere(storage: &InMemoryStorage, block: &BlockInput) -> Result<Bloc
         };
     for threads in THREADS {
         let threads = NonZeroUsize::new(threads).unwrap();
-        let parallel = execute_parallel(storage, block, threads).map(|(output, _)| output);
+        let parallel = parallel(storage, block, threads, None).map(|(output, _)| output);
         agree(parallel, &format!("at {threads} threads"));
         let config = Config::default().with_threads(threads).with_mode(ExecutionMode::Parallel);
         let executor = Executor::new(config).unwrap();
@@ -274,7 +275,7 @@ fn a_creation_onto_an_empty_account_with_storage_collides_in_the_first_transacti
     let (storage, block) = b.build();
     let out = same_everywhere(&storage, &block).unwrap();
     assert_eq!(slot(&out, factory, 0), U256::ZERO);
-    let (_, stats) = execute_parallel(&storage, &block, NonZeroUsize::new(2).unwrap()).unwrap();
+    let (_, stats) = parallel(&storage, &block, NonZeroUsize::new(2).unwrap(), None).unwrap();
     assert!(!stats.sequential_fallback, "nothing below the first transaction can remove it");
 }
 
@@ -327,7 +328,7 @@ fn a_creation_after_a_touch_removed_the_empty_account_succeeds() {
         // The store sees the account paid again, not that it was removed in between (the
         // touch and the payment are credits, folded when read): Block-STM hands the block
         // to the sequential executor.
-        let (_, stats) = execute_parallel(&storage, &block, NonZeroUsize::new(2).unwrap()).unwrap();
+        let (_, stats) = parallel(&storage, &block, NonZeroUsize::new(2).unwrap(), None).unwrap();
         assert_eq!(stats.sequential_fallback, pay_after_the_touch);
     }
 }

@@ -5,8 +5,8 @@ use std::num::NonZeroUsize;
 
 use alloy_primitives::{Address, Bytes, TxKind, U256};
 use parevm::revm::primitives::hardfork::SpecId;
-use parevm::{execute_parallel, execute_sequential};
 use parevm_fixtures::synthetic::{account, contracts, ether, op, Asm, BlockBuilder};
+use parevm_fixtures::{parallel, sequential};
 use proptest::prelude::*;
 
 const COINBASE: Address = Address::repeat_byte(0xcb);
@@ -139,8 +139,8 @@ proptest! {
             }
         }
         let (storage, block) = b.build();
-        let sequential = execute_sequential(&storage, &block);
-        let parallel = execute_parallel(&storage, &block, NonZeroUsize::new(threads).unwrap())
+        let sequential = sequential(&storage, &block, None);
+        let parallel = parallel(&storage, &block, NonZeroUsize::new(threads).unwrap(), None)
             .map(|(output, _)| output);
         match (&sequential, &parallel) {
             (Ok(s), Ok(p)) => prop_assert_eq!(s, p),

@@ -518,8 +518,8 @@ fn sender_chains(block: &BlockInput) -> (Vec<Option<TxIdx>>, u64) {
 /// How many workers run `block` when `threads` are available: one per thread, no more than
 /// there are transactions, and under [`crate::Executor`] (`longest_chain_gas` given) one if
 /// a single sender's chain carries nearly all of its gas ([`ONE_WORKER_CHAIN_SHARE`]).
-/// ([`execute_parallel`] and the stress runs use every thread they are given, to exercise
-/// the races.)
+/// ([`crate::Config::fit_workers`] off, as tests and the stress runs set it, uses every
+/// thread given, to exercise the races.)
 fn worker_count(block: &BlockInput, threads: usize, longest_chain_gas: Option<u64>) -> usize {
     let total = block.total_gas_limit();
     if longest_chain_gas.is_some_and(|gas| gas as f64 >= ONE_WORKER_CHAIN_SHARE * total as f64) {
@@ -536,40 +536,14 @@ pub(crate) enum Workers<'p> {
     Pool(&'p rayon::ThreadPool),
 }
 
-/// Executes `block` on `storage` with Block-STM on `threads` worker threads (spawned for
-/// this block; [`crate::Executor`] keeps a pool instead).
-pub fn execute_parallel<S: Storage>(
-    storage: &S,
-    block: &BlockInput,
-    threads: NonZeroUsize,
-) -> Result<(BlockOutput, ExecutionStats), ExecutionError> {
-    let run = execute_parallel_inner(storage, block, Workers::Spawn(threads), Run::default())?;
-    Ok((run.output, run.stats))
-}
-
-/// [`execute_parallel`] with random pauses at the workers' race windows, seeded by `seed`
-/// (feature `perturb`, for stress tests only). The result must not depend on the seed.
-#[cfg(feature = "perturb")]
-pub fn execute_parallel_perturbed<S: Storage>(
-    storage: &S,
-    block: &BlockInput,
-    threads: NonZeroUsize,
-    compliance: Option<&Compliance>,
-    seed: u64,
-) -> Result<(BlockOutput, ExecutionStats), ExecutionError> {
-    let run = Run { compliance, perturb_seed: seed.max(1), ..Run::default() };
-    let done = execute_parallel_inner(storage, block, Workers::Spawn(threads), run)?;
-    Ok((done.output, done.stats))
-}
-
+/// Executes `block` on `storage` with Block-STM on `workers`, as `run` says (not
+/// [`ParallelRun::transactions_only`]: [`execute_transactions`] is for that).
 pub(crate) fn execute_parallel_with<S: Storage>(
     storage: &S,
     block: &BlockInput,
     workers: Workers<'_>,
-    compliance: Option<&Compliance>,
-    timed: bool,
+    run: ParallelRun<'_>,
 ) -> Result<(BlockOutput, ExecutionStats, Option<PhaseTimes>), ExecutionError> {
-    let run = Run { compliance, timed, fit_workers: true, ..Run::default() };
     let done = execute_parallel_inner(storage, block, workers, run)?;
     Ok((done.output, done.stats, done.phases))
 }
@@ -586,7 +560,12 @@ pub(crate) fn execute_transactions<S: Storage>(
     workers: Workers<'_>,
     compliance: Option<&Compliance>,
 ) -> Result<Option<KeptTransactions>, ExecutionError> {
-    let run = Run { compliance, fit_workers: true, transactions_only: Some(cfg), ..Run::default() };
+    let run = ParallelRun {
+        compliance,
+        fit_workers: true,
+        transactions_only: Some(cfg),
+        ..ParallelRun::default()
+    };
     let done = execute_parallel_inner(storage, block, workers, run)?;
     if done.stats.sequential_fallback {
         return Ok(None);
@@ -618,16 +597,16 @@ pub(crate) struct KeptTransactions {
 
 /// How [`execute_parallel_inner`] runs a block.
 #[derive(Default)]
-struct Run<'c> {
-    compliance: Option<&'c Compliance>,
+pub(crate) struct ParallelRun<'c> {
+    pub(crate) compliance: Option<&'c Compliance>,
     /// Phase timers on.
-    timed: bool,
+    pub(crate) timed: bool,
     /// Fewer workers where a sender chain dominates ([`worker_count`]).
-    fit_workers: bool,
+    pub(crate) fit_workers: bool,
     /// Seed of the stress runs' perturbation (0: none).
-    perturb_seed: u64,
+    pub(crate) perturb_seed: u64,
     /// The transactions only, under this configuration ([`execute_transactions`]).
-    transactions_only: Option<revm::context::CfgEnv>,
+    pub(crate) transactions_only: Option<revm::context::CfgEnv>,
 }
 
 /// What [`execute_parallel_inner`] produced.
@@ -645,12 +624,12 @@ fn execute_parallel_inner<S: Storage>(
     storage: &S,
     block: &BlockInput,
     workers: Workers<'_>,
-    run: Run<'_>,
+    run: ParallelRun<'_>,
 ) -> Result<Done, ExecutionError> {
     let started = std::time::Instant::now();
     let n = block.transactions.len();
     let _span = debug_span!("execute_parallel", txs = n).entered();
-    let Run { compliance, timed, fit_workers, perturb_seed, transactions_only } = run;
+    let ParallelRun { compliance, timed, fit_workers, perturb_seed, transactions_only } = run;
     #[cfg(not(feature = "perturb"))]
     let _ = perturb_seed;
     let transactions_only_run = transactions_only.is_some();
