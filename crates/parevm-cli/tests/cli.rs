@@ -158,6 +158,16 @@ fn a_path_without_snapshots_is_an_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/parevm"));
 }
 
+/// Generates a gated block of 300 transactions (with its `compliance.json`) in `dir`.
+fn gen_gated(dir: &Path) {
+    let out = parevm()
+        .args(["gen", "--kind", "gated", "--txs", "300", "--accounts", "40", "--pools", "4"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("parevm-cli-{name}-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
@@ -167,12 +177,7 @@ fn scratch(name: &str) -> PathBuf {
 #[test]
 fn a_generated_gated_block_replays_with_its_compliance_file() {
     let dir = scratch("gated");
-    let out = parevm()
-        .args(["gen", "--kind", "gated", "--txs", "300", "--accounts", "40", "--pools", "4"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    gen_gated(&dir);
     assert!(dir.join("compliance.json").is_file());
     let json = dir.join("out.json");
     let out = parevm()
@@ -428,12 +433,7 @@ fn replay_through_alloy_evm_verifies_compares_and_fails_on_a_wrong_header() {
 #[test]
 fn a_gated_block_through_alloy_evm_excludes_what_the_engine_excludes() {
     let dir = scratch("alloy-gated");
-    let out = parevm()
-        .args(["gen", "--kind", "gated", "--txs", "300", "--accounts", "40", "--pools", "4"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    gen_gated(&dir);
     let mut excluded = Vec::new();
     for executor in ["engine", "alloy"] {
         let json = dir.join(format!("{executor}.json"));

@@ -6,8 +6,7 @@ use revm::primitives::{StorageKey, StorageValue, KECCAK_EMPTY};
 use revm::state::AccountInfo;
 use revm::Database;
 
-use crate::compliance::gate::{Gate, GatedDb};
-use crate::compliance::{storage_error_of, ReadError, ReadErrorKind};
+use crate::compliance::gate::{Gating, SequentialDb};
 use crate::state_changes::{read_basic, read_has_storage, StateChanges};
 use crate::storage::{AccountBasic, Storage};
 use crate::storage_collision::HasStorage;
@@ -20,16 +19,14 @@ pub(crate) struct BlockDb<'a, S> {
     storage: &'a S,
     /// Changes committed so far.
     pub(crate) changes: StateChanges,
-    /// The compliance gate of the transactions, if configured.
-    pub(crate) gate: Option<Gate<'a>>,
-    /// The gas the block's excluded transactions spent so far (with an exclusion budget).
-    excluded_gas: u64,
+    /// The compliance state of the transactions (no gate without a hook).
+    pub(crate) gating: Gating<'a>,
 }
 
 impl<'a, S: Storage> BlockDb<'a, S> {
     /// A view of `storage` with `changes` already applied.
     pub(crate) fn with_changes(storage: &'a S, changes: StateChanges) -> Self {
-        Self { storage, changes, gate: None, excluded_gas: 0 }
+        Self { storage, changes, gating: Gating::default() }
     }
 }
 
@@ -128,24 +125,8 @@ impl<S: Storage> HasStorage for BlockDb<'_, S> {
     }
 }
 
-impl<'a, S: Storage> GatedDb<'a> for BlockDb<'a, S> {
-    fn gate(&mut self) -> Option<&mut Gate<'a>> {
-        self.gate.as_mut()
-    }
-
-    fn to_read_error(error: StorageError) -> ReadError {
-        ReadError(ReadErrorKind::Storage(error))
-    }
-
-    fn from_read_error(error: ReadError) -> StorageError {
-        storage_error_of(error)
-    }
-
-    fn excluded_gas(&mut self) -> Result<u64, StorageError> {
-        Ok(self.excluded_gas)
-    }
-
-    fn set_excluded_gas(&mut self, total: u64) {
-        self.excluded_gas = total;
+impl<'a, S: Storage> SequentialDb<'a> for BlockDb<'a, S> {
+    fn gating(&mut self) -> &mut Gating<'a> {
+        &mut self.gating
     }
 }

@@ -7,7 +7,7 @@ use revm::handler::Handler;
 use revm::ExecuteEvm;
 use tracing::debug_span;
 
-use crate::compliance::gate::{self, CheckedHandler, Gate};
+use crate::compliance::gate::{self, CheckedHandler, Gating};
 use crate::compliance::Ledger;
 use crate::output::{BlockOutput, TxOutcome};
 use crate::system::{block_evm, post_block_balances, post_block_calls, pre_block};
@@ -26,7 +26,7 @@ pub(crate) fn execute_sequential_with<S: Storage>(
     pre_block(&mut evm, block)?;
 
     if let Some(compliance) = compliance {
-        evm.ctx.journaled_state.database.gate = Some(Gate::new(compliance));
+        evm.ctx.journaled_state.database.gating = Gating::new(compliance);
     }
     let mut ledger = Ledger::new(compliance.map(|c| c.mode).unwrap_or_default());
     let mut transactions = Vec::with_capacity(block.transactions.len());
@@ -36,8 +36,7 @@ pub(crate) fn execute_sequential_with<S: Storage>(
         evm.ctx.set_tx(tx.clone());
         let result = CheckedHandler::new().run(&mut evm);
         let state = evm.finalize();
-        let rejection =
-            evm.ctx.journaled_state.database.gate.as_mut().and_then(Gate::take_rejection);
+        let rejection = evm.ctx.journaled_state.database.gating.take_rejection();
         let (result, reverted_by) =
             gate::classify(result, rejection).map_err(|e| evm_error(index, e))?;
         let Some(result) = ledger.decide(index, tx.caller, tx.nonce, result)? else { continue };
@@ -48,7 +47,7 @@ pub(crate) fn execute_sequential_with<S: Storage>(
         cumulative_gas_used += result.tx_gas_used();
         transactions.push(TxOutcome { index, tx_type: tx.tx_type, result, cumulative_gas_used });
     }
-    evm.ctx.journaled_state.database.gate = None;
+    evm.ctx.journaled_state.database.gating = Gating::default();
 
     post_block_calls(&mut evm, block)?;
     let mut state = std::mem::take(&mut evm.ctx.journaled_state.database.changes);

@@ -17,25 +17,10 @@ use revm::primitives::{StorageKey, StorageValue};
 use revm::state::{AccountInfo, EvmState};
 use revm::{Database, ExecuteEvm, MainBuilder};
 
-use crate::compliance::gate::{self, CheckedHandler, Gate, GatedDb, TxContext, TxResult};
-use crate::compliance::{storage_error_of, ReadError, ReadErrorKind};
+pub(crate) use crate::compliance::gate::Gating;
+use crate::compliance::gate::{self, CheckedHandler, SequentialDb, TxContext, TxResult};
 use crate::storage_collision::HasStorage;
-use crate::{Compliance, Location, Rejection, StorageError};
-
-/// The compliance state the gated transactions of one block share.
-#[derive(Debug)]
-pub(crate) struct Gating<'h> {
-    /// The gate (out of here while a transaction runs).
-    gate: Option<Gate<'h>>,
-    /// The gas the block's excluded transactions spent so far (with an exclusion budget).
-    pub(crate) excluded_gas: u64,
-}
-
-impl<'h> Gating<'h> {
-    pub(crate) fn new(compliance: &'h Compliance) -> Self {
-        Self { gate: Some(Gate::new(compliance)), excluded_gas: 0 }
-    }
-}
+use crate::{Location, Rejection, StorageError};
 
 /// How a gated transaction ended.
 pub(crate) struct GatedTx {
@@ -57,14 +42,13 @@ pub(crate) fn transact<DB: Database>(
     tx: TxEnv,
 ) -> Result<GatedTx, EVMError<StorageError>> {
     let spec = cfg.spec;
-    let state = GatedState { db, gate: gating.gate.take(), excluded_gas: gating.excluded_gas };
+    let state = GatedState { db, gating: std::mem::take(gating) };
     let mut evm =
         TxContext::new(state, spec).with_cfg(cfg).with_block(block).with_tx(tx).build_mainnet();
     let result = CheckedHandler::new().run(&mut evm);
     let state = evm.finalize();
-    let GatedState { gate, excluded_gas, .. } = evm.ctx.journaled_state.database;
-    (gating.gate, gating.excluded_gas) = (gate, excluded_gas);
-    let rejection = gating.gate.as_mut().and_then(Gate::take_rejection);
+    *gating = evm.ctx.journaled_state.database.gating;
+    let rejection = gating.take_rejection();
     let (result, reverted_by) = gate::classify(result, rejection)?;
     Ok(GatedTx { result, state, reverted_by })
 }
@@ -72,8 +56,7 @@ pub(crate) fn transact<DB: Database>(
 /// The EVM's database with the gate on it, as the engine's handler needs it.
 struct GatedState<'d, 'h, DB> {
     db: &'d mut DB,
-    gate: Option<Gate<'h>>,
-    excluded_gas: u64,
+    gating: Gating<'h>,
 }
 
 impl<DB: Database> Database for GatedState<'_, '_, DB> {
@@ -109,24 +92,8 @@ impl<DB: Database> HasStorage for GatedState<'_, '_, DB> {
     }
 }
 
-impl<'h, DB: Database> GatedDb<'h> for GatedState<'_, 'h, DB> {
-    fn gate(&mut self) -> Option<&mut Gate<'h>> {
-        self.gate.as_mut()
-    }
-
-    fn to_read_error(error: StorageError) -> ReadError {
-        ReadError(ReadErrorKind::Storage(error))
-    }
-
-    fn from_read_error(error: ReadError) -> StorageError {
-        storage_error_of(error)
-    }
-
-    fn excluded_gas(&mut self) -> Result<u64, StorageError> {
-        Ok(self.excluded_gas)
-    }
-
-    fn set_excluded_gas(&mut self, total: u64) {
-        self.excluded_gas = total;
+impl<'h, DB: Database> SequentialDb<'h> for GatedState<'_, 'h, DB> {
+    fn gating(&mut self) -> &mut Gating<'h> {
+        &mut self.gating
     }
 }

@@ -23,11 +23,12 @@ use revm::Database;
 
 use super::call_tree::CallTree;
 use super::{
-    CallerChain, Compliance, ComplianceHook, ComplianceMode, GatedCall, ReadError, Rejection,
-    StateView, TxFailure,
+    storage_error_of, CallerChain, Compliance, ComplianceHook, ComplianceMode, GatedCall,
+    ReadError, ReadErrorKind, Rejection, StateView, TxFailure,
 };
 use crate::frame_loop;
 use crate::storage_collision::{self, HasStorage};
+use crate::StorageError;
 
 /// The message of the context error that stops a rejected transaction. The executors
 /// recognise a rejection by the [`Gate`]'s record, never by this text.
@@ -80,6 +81,54 @@ pub(crate) trait GatedDb<'h>: Database {
     /// Records that this transaction is excluded within the budget, the block's excluded
     /// gas becoming `total`.
     fn set_excluded_gas(&mut self, total: u64);
+}
+
+/// The compliance state a sequential executor's database carries through a block: the gate
+/// (none without a hook) and the gas the block's excluded transactions spent so far.
+#[derive(Debug, Default)]
+pub(crate) struct Gating<'h> {
+    pub(crate) gate: Option<Gate<'h>>,
+    /// With an exclusion budget: the running total ([`GatedDb::excluded_gas`]).
+    pub(crate) excluded_gas: u64,
+}
+
+impl<'h> Gating<'h> {
+    pub(crate) fn new(compliance: &'h Compliance) -> Self {
+        Self { gate: Some(Gate::new(compliance)), excluded_gas: 0 }
+    }
+
+    /// The current transaction's rejection, if any, clearing it for the next transaction.
+    pub(crate) fn take_rejection(&mut self) -> Option<Rejection> {
+        self.gate.as_mut().and_then(Gate::take_rejection)
+    }
+}
+
+/// The database of a sequential executor (the engine's, or the alloy-evm executor's gated
+/// path): its errors are storage errors, and it carries its [`Gating`].
+pub(crate) trait SequentialDb<'h>: Database<Error = StorageError> {
+    fn gating(&mut self) -> &mut Gating<'h>;
+}
+
+impl<'h, DB: SequentialDb<'h>> GatedDb<'h> for DB {
+    fn gate(&mut self) -> Option<&mut Gate<'h>> {
+        self.gating().gate.as_mut()
+    }
+
+    fn to_read_error(error: StorageError) -> ReadError {
+        ReadError(ReadErrorKind::Storage(error))
+    }
+
+    fn from_read_error(error: ReadError) -> StorageError {
+        storage_error_of(error)
+    }
+
+    fn excluded_gas(&mut self) -> Result<u64, StorageError> {
+        Ok(self.gating().excluded_gas)
+    }
+
+    fn set_excluded_gas(&mut self, total: u64) {
+        self.gating().excluded_gas = total;
+    }
 }
 
 /// The revm context both executors run transactions in.
