@@ -109,6 +109,22 @@ impl StateChanges {
         Ok(())
     }
 
+    /// Takes `address`'s whole balance and returns it: the account keeps its nonce and code
+    /// with a zero balance, and one that does not exist is left so. Used only for the DAO
+    /// fork, before EIP-161, whose accounts are all contracts on mainnet. (An account without
+    /// code or nonce left empty would stay, as geth keeps it; revm's `drain_balances`, which
+    /// alloy-evm's executor calls, removes it.)
+    pub(crate) fn drain_balance<S: Storage>(
+        &mut self,
+        storage: &S,
+        address: Address,
+    ) -> Result<U256, StorageError> {
+        let Some(mut info) = read_basic(storage, self, address)? else { return Ok(U256::ZERO) };
+        let drained = std::mem::take(&mut info.balance);
+        self.accounts.entry(address).or_default().info = Some(info);
+        Ok(drained)
+    }
+
     /// Credits `amount` to `address`, whose account is `current` before the credit, exactly
     /// as committing revm's state after `incr_balance` would (see [`Credited`]).
     pub fn credit(

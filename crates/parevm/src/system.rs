@@ -13,6 +13,8 @@ use revm::{Database, ExecuteEvm, MainBuilder, SystemCallEvm};
 
 use alloy_evm::block::calc;
 use alloy_evm::block::state_changes::post_block_withdrawals_balance_increments;
+use alloy_evm::eth::dao_fork::{DAO_HARDFORK_ACCOUNTS, DAO_HARDFORK_BENEFICIARY};
+use alloy_hardforks::EthereumHardfork;
 
 use crate::block::ForksUpTo;
 use crate::block_db::BlockDb;
@@ -121,8 +123,12 @@ pub(crate) fn post_block_calls<S: Storage>(
     Ok(())
 }
 
+/// Ethereum mainnet's chain id.
+const MAINNET_CHAIN_ID: u64 = 1;
+
 /// Credits block and uncle rewards (before the merge) and withdrawals (from Shanghai on),
-/// in the amounts alloy-evm's `calc` and withdrawal functions give.
+/// in the amounts alloy-evm's `calc` and withdrawal functions give, and applies the DAO
+/// fork's state change at its mainnet block.
 pub(crate) fn post_block_balances<S: Storage>(
     changes: &mut StateChanges,
     storage: &S,
@@ -144,6 +150,17 @@ pub(crate) fn post_block_balances<S: Storage>(
                 credits.push((ommer.beneficiary, calc::ommer_reward(base, number, ommer_number)));
             }
         }
+    }
+    // The DAO fork's irregular state change, on Ethereum mainnet: the DAO's accounts drained
+    // into its refund contract (alloy-evm's list, before the credits as alloy-evm does it).
+    if block.chain_id == MAINNET_CHAIN_ID
+        && EthereumHardfork::Dao.mainnet_activation_block() == Some(number)
+    {
+        let mut drained = U256::ZERO;
+        for address in DAO_HARDFORK_ACCOUNTS {
+            drained += changes.drain_balance(storage, address)?;
+        }
+        credits.push((DAO_HARDFORK_BENEFICIARY, drained.saturating_to()));
     }
     let timestamp = block.env.timestamp.saturating_to::<u64>();
     // Withdrawals are summed per address (credits commute); iterated in address order.

@@ -227,3 +227,44 @@ impl parevm::ComplianceHook for Refuses {
         Ok((call.pool == self.0).then(|| parevm::Rejection::of_sender(call.pool, 0, reason)))
     }
 }
+
+#[test]
+fn the_dao_forks_state_change_is_alloy_evms() {
+    use alloy_evm::eth::dao_fork::{DAO_HARDFORK_ACCOUNTS, DAO_HARDFORK_BENEFICIARY};
+    use alloy_evm::eth::spec::EthSpec;
+    let dao = DAO_HARDFORK_ACCOUNTS;
+    let mut b = BlockBuilder::new(SpecId::HOMESTEAD, COINBASE);
+    // Two of the DAO's accounts (contracts, as all of them are on mainnet) are paid during
+    // the block, the others do not exist (and stay so): all are drained into the refund
+    // contract after the transactions.
+    let sender = account(1);
+    b.fund(sender, ether(10));
+    for (dao_account, paid) in [(dao[0], 3), (dao[1], 2)] {
+        b.contract(dao_account, contracts::counter(), []);
+        let to = parevm::revm::primitives::TxKind::Call(dao_account);
+        b.tx(sender, to, ether(paid), Bytes::new(), 100_000);
+    }
+    b.transfer(sender, DAO_HARDFORK_BENEFICIARY, ether(1));
+    let (storage, mut block) = b.build();
+    // Mainnet's block 1,920,000, at its own time (alloy-evm's mainnet schedule applies).
+    block.env.number = U256::from(1_920_000);
+    block.env.timestamp = U256::from(1_469_020_840);
+    let engine = parevm_fixtures::sequential(&storage, &block, None).unwrap();
+    let two = NonZeroUsize::new(2).unwrap();
+    let (parallel, _) = parevm_fixtures::parallel(&storage, &block, two, None).unwrap();
+    assert_eq!(engine, parallel);
+    let refund = engine.state.account(&DAO_HARDFORK_BENEFICIARY).flatten().unwrap();
+    assert_eq!(refund.balance, ether(6));
+
+    let alloy = AlloyBlock::of(&block, ChainRules::Mainnet(EthSpec::mainnet()));
+    let txs: Vec<_> =
+        block.transactions.iter().map(|tx| (tx.clone(), envelope_for(tx).unwrap())).collect();
+    let oracle = run_sequential(&storage, &alloy, txs);
+    assert!(oracle.result.is_ok(), "{:?}", oracle.result);
+    for address in dao.iter().chain([&DAO_HARDFORK_BENEFICIARY, &COINBASE, &sender]) {
+        let ours = engine.state.account(address).map(|a| a.map(|a| (a.balance, a.nonce)));
+        let theirs =
+            oracle.bundle.state.get(address).map(|a| a.info.as_ref().map(|i| (i.balance, i.nonce)));
+        assert_eq!(ours, theirs, "{address}");
+    }
+}
