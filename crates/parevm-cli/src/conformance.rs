@@ -100,11 +100,14 @@ pub fn run(args: ConformanceArgs) -> Result<ExitCode, Box<dyn std::error::Error>
             println!("  ... and {} more (see --json)", failures.len() - 50);
         }
     }
+    let threads = args.threads.get();
     println!(
-        "\n{} files in {:.1} s; every case through the sequential path and Block-STM at {} threads",
+        "\n{} files in {:.1} s; every case through the sequential path and Block-STM at \
+         {threads} threads, and through alloy-evm's two executors (the parallel one at 1, \
+         {threads} and {} threads in turn)",
         files.len(),
         elapsed.as_secs_f64(),
-        args.threads
+        (2 * threads).min(8)
     );
     println!(
         "conformance: {} passed, {} failed, {} skipped",

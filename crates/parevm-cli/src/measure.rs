@@ -214,6 +214,12 @@ pub fn render_breakdowns<'a>(rows: impl Iterator<Item = (&'a str, &'a Breakdown)
     out
 }
 
+/// Geometric mean of positive values.
+pub fn geomean(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v.ln(), n + 1));
+    (n > 0).then(|| (sum / n as f64).exp())
+}
+
 /// The engine's sequential executor (the yardstick), with `compliance` if given.
 pub fn sequential_executor(
     compliance: Option<&parevm::Compliance>,

@@ -20,7 +20,9 @@ use serde::Serialize;
 mod alloy_path;
 
 use crate::json::write_json;
-use crate::measure::{breakdown, render_breakdowns, sequential_executor, timed, Breakdown, Paired};
+use crate::measure::{
+    breakdown, geomean, render_breakdowns, sequential_executor, timed, Breakdown, Paired,
+};
 use crate::plot::{speedup_chart, Bar};
 use crate::report::{JsonLines, Manifest};
 use crate::shard::{partition, Shard};
@@ -528,12 +530,6 @@ fn stress(
 fn first_difference(sequential: &BlockOutput, parallel: &BlockOutput) -> String {
     let difference = sequential.first_difference(parallel).unwrap_or_default();
     format!("parallel differs from sequential at {difference}")
-}
-
-/// Geometric mean of positive values.
-pub(crate) fn geomean(values: impl Iterator<Item = f64>) -> Option<f64> {
-    let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v.ln(), n + 1));
-    (n > 0).then(|| (sum / n as f64).exp())
 }
 
 /// Runs `parevm replay`.

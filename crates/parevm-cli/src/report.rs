@@ -232,7 +232,7 @@ pub fn run(args: ReportArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         records.iter().filter_map(|r| Some((r.block.as_str(), r.speedup?))).collect();
     if !speedups.is_empty() {
         let par: f64 = records.iter().filter_map(|r| r.parallel_us).sum();
-        let geomean = crate::replay::geomean(speedups.iter().map(|(_, s)| *s)).expect("not empty");
+        let geomean = crate::measure::geomean(speedups.iter().map(|(_, s)| *s)).expect("not empty");
         let (worst_block, worst) =
             speedups.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1)).expect("not empty");
         let runs: Vec<String> =

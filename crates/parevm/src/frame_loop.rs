@@ -7,8 +7,8 @@ use revm::handler::{EthFrame, EvmTr, FrameResult, ItemOrResult};
 use revm::interpreter::interpreter::EthInterpreter;
 use revm::interpreter::interpreter_action::FrameInit;
 
-use crate::compliance::gate::TxContext;
 use crate::storage_collision::{self, HasStorage};
+use crate::tx_context::TxContext;
 
 /// Runs a transaction's frames from `input`. `start` starts a frame: `None` if it runs,
 /// or the result of one that ended as it started; `ended` sees the result of every frame

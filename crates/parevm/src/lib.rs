@@ -30,6 +30,7 @@ mod state_changes;
 mod storage;
 mod storage_collision;
 mod system;
+mod tx_context;
 
 pub use block::{base_block_reward, mainnet_spec, BlockInput, ForksUpTo, Ommer};
 pub use compliance::{

@@ -33,7 +33,7 @@ use revm::primitives::constants::CALL_STACK_LIMIT;
 use revm::primitives::KECCAK_EMPTY;
 use revm::Database;
 
-use crate::compliance::gate::TxContext;
+use crate::tx_context::TxContext;
 
 /// A database that can tell whether an account has storage, as the block's transactions so
 /// far left it (see the module's documentation for what that answer may assume).

@@ -18,8 +18,9 @@ use revm::state::{AccountInfo, EvmState};
 use revm::{Database, ExecuteEvm, MainBuilder};
 
 pub(crate) use crate::compliance::gate::Gating;
-use crate::compliance::gate::{self, CheckedHandler, SequentialDb, TxContext, TxResult};
+use crate::compliance::gate::{self, CheckedHandler, SequentialDb, TxResult};
 use crate::storage_collision::HasStorage;
+use crate::tx_context::TxContext;
 use crate::{Location, Rejection, StorageError};
 
 /// How a gated transaction ended.

@@ -9,7 +9,7 @@ use std::marker::PhantomData;
 use alloy_primitives::Bytes;
 use alloy_primitives::{Address, U256};
 use revm::context::result::{EVMError, ExecutionResult, HaltReason};
-use revm::context::{BlockEnv, CfgEnv, Context, Journal, TxEnv};
+use revm::context::Journal;
 use revm::context_interface::journaled_state::JournalCheckpoint;
 use revm::handler::{EthFrame, EvmTr, FrameResult, FrameTr, Handler, ItemOrResult, MainnetEvm};
 use revm::interpreter::interpreter::EthInterpreter;
@@ -28,6 +28,7 @@ use super::{
 };
 use crate::frame_loop;
 use crate::storage_collision::{self, HasStorage};
+use crate::tx_context::TxContext;
 use crate::StorageError;
 
 /// The message of the context error that stops a rejected transaction. The executors
@@ -130,9 +131,6 @@ impl<'h, DB: SequentialDb<'h>> GatedDb<'h> for DB {
         self.gating().excluded_gas = total;
     }
 }
-
-/// The revm context both executors run transactions in.
-pub(crate) type TxContext<DB> = Context<BlockEnv, TxEnv, CfgEnv, DB, Journal<DB>, ()>;
 
 /// revm's mainnet handler with EIP-7610's storage collision and, where the database carries
 /// a [`Gate`], the compliance checks ([`run_checked`]): what the sequential executors run.

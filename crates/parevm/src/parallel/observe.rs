@@ -16,7 +16,8 @@ use revm::interpreter::interpreter_types::InputsTr;
 use revm::interpreter::{Instruction, InstructionContext, InstructionExecResult};
 use revm::Database;
 
-use crate::compliance::gate::{GatedDb, TxContext};
+use crate::compliance::gate::GatedDb;
+use crate::tx_context::TxContext;
 
 /// A database that notes which accounts' balances the transaction observed.
 pub(crate) trait ObservesBalances {

@@ -281,7 +281,7 @@ impl<S: Storage> VmDb<'_, S> {
 }
 
 /// The context workers run revm with.
-type WorkerContext<'a, S> = gate::TxContext<VmDb<'a, S>>;
+type WorkerContext<'a, S> = crate::tx_context::TxContext<VmDb<'a, S>>;
 
 type WorkerEvm<'a, S> = MainnetEvm<WorkerContext<'a, S>>;
 
