@@ -28,7 +28,7 @@ pub(crate) fn execute_sequential_with<S: Storage>(
     if let Some(compliance) = compliance {
         evm.ctx.journaled_state.database.gating = Gating::new(compliance);
     }
-    let mut ledger = Ledger::new(compliance.map(|c| c.mode).unwrap_or_default());
+    let mut ledger = Ledger::of(compliance);
     let mut transactions = Vec::with_capacity(block.transactions.len());
     let mut cumulative_gas_used = 0u64;
     for (index, tx) in block.transactions.iter().enumerate() {

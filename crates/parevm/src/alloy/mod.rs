@@ -181,11 +181,7 @@ where
                 return Err(BlockExecutionError::other(error));
             }
         };
-        Ok(EthTxResult {
-            result: ResultAndState { result, state },
-            blob_gas_used: tx.blob_gas_used().unwrap_or_default(),
-            tx_type: tx.tx_type(),
-        })
+        Ok(tx_result(tx, result, state))
     }
 
     fn commit_transaction(&mut self, output: Self::Result) -> GasOutput {
@@ -263,22 +259,24 @@ where
             let error = "a compliance hook with an EIP-7928 block access list or Amsterdam's gas";
             return Err(BlockExecutionError::other(ExecutionError::Unsupported(error.into())));
         }
-        let runs_parallel = exact
-            && self
-                .engine
-                .config()
-                .runs_parallel_on(parts.len(), || parts.iter().map(|(env, _)| env));
-        let mode = self.engine.config().compliance.as_ref().map(|c| c.mode).unwrap_or_default();
-        let mut ledger = Ledger::new(mode);
-        let (envs, recovered): (Vec<TxEnv>, Vec<_>) = parts.into_iter().unzip();
-        let evm = self.inner.evm();
-        let cfg = evm.cfg_env();
-        let block = BlockInput::new(cfg.spec, cfg.chain_id, evm.block().clone(), envs);
-        let parallel =
-            if runs_parallel { self.commit_parallel(&block, &recovered, &mut ledger)? } else { 0 };
-        let n = recovered.len();
-        let rest = block.transactions.into_iter().zip(recovered).enumerate().skip(parallel);
-        for (index, (env, tx)) in rest {
+        let config = self.engine.config();
+        let runs_parallel =
+            exact && config.runs_parallel_on(parts.len(), || parts.iter().map(|(env, _)| env));
+        let mut ledger = Ledger::of(config.compliance.as_ref());
+        let n = parts.len();
+        let (parallel, rest) = if runs_parallel {
+            let (envs, recovered): (Vec<TxEnv>, Vec<_>) = parts.into_iter().unzip();
+            let evm = self.inner.evm();
+            let cfg = evm.cfg_env();
+            let block = BlockInput::new(cfg.spec, cfg.chain_id, evm.block().clone(), envs);
+            let parallel = self.commit_parallel(&block, &recovered, &mut ledger)?;
+            // What Block-STM left (usually nothing: no allocation).
+            let rest = block.transactions.into_iter().zip(recovered).skip(parallel).collect();
+            (parallel, rest)
+        } else {
+            (0, parts)
+        };
+        for (index, (env, tx)) in (parallel..).zip(rest) {
             if self.gating.is_some() {
                 self.execute_gated_in_block(index, env, tx, &mut ledger)?;
             } else {
@@ -351,11 +349,7 @@ where
                 break;
             };
             let tx = recovered[outcome.index].tx();
-            self.inner.commit_transaction(EthTxResult {
-                result: ResultAndState { result: outcome.result, state },
-                blob_gas_used: tx.blob_gas_used().unwrap_or_default(),
-                tx_type: tx.tx_type(),
-            });
+            self.inner.commit_transaction(tx_result(tx, outcome.result, state));
         }
         let decisions = Decisions { excluded, rejected, excluded_gas };
         let excluded_gas = decisions.carry_over(end, &block.transactions, ledger);
@@ -388,11 +382,7 @@ where
         if let Some(rejection) = reverted_by {
             ledger.note_reverted(index, rejection);
         }
-        self.inner.commit_transaction(EthTxResult {
-            result: ResultAndState { result, state },
-            blob_gas_used: tx.blob_gas_used().unwrap_or_default(),
-            tx_type: tx.tx_type(),
-        });
+        self.inner.commit_transaction(tx_result(tx, result, state));
         Ok(())
     }
 
@@ -445,6 +435,20 @@ impl Decisions {
         }
         let below = self.excluded_gas.iter().take_while(|(index, _)| *index < end).last();
         below.map_or(0, |(_, total)| *total)
+    }
+}
+
+/// The result alloy-evm's executor commits for `tx`: its revm result and state, its blob
+/// gas and type (for the receipt).
+fn tx_result<T: Transaction + TransactionEnvelope>(
+    tx: &T,
+    result: revm::context::result::ExecutionResult<HaltReason>,
+    state: revm::state::EvmState,
+) -> EthTxResult<HaltReason, T::TxType> {
+    EthTxResult {
+        result: ResultAndState { result, state },
+        blob_gas_used: tx.blob_gas_used().unwrap_or_default(),
+        tx_type: tx.tx_type(),
     }
 }
 

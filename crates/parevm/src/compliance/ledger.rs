@@ -7,7 +7,7 @@ use alloy_primitives::map::AddressMap;
 use alloy_primitives::Address;
 use revm::context::result::{ExecutionResult, HaltReason, InvalidTransaction};
 
-use super::{ComplianceMode, Exclusion, RejectedTx, Rejection};
+use super::{Compliance, ComplianceMode, Exclusion, RejectedTx, Rejection};
 use crate::ExecutionError;
 
 /// Why a transaction produced no execution result.
@@ -43,6 +43,12 @@ pub(crate) struct Ledger {
 impl Ledger {
     pub(crate) fn new(mode: ComplianceMode) -> Self {
         Self { mode, ..Self::default() }
+    }
+
+    /// The ledger of a block executed with `compliance` (without one, nothing is rejected
+    /// and the mode never applies).
+    pub(crate) fn of(compliance: Option<&Compliance>) -> Self {
+        Self::new(compliance.map(|c| c.mode).unwrap_or_default())
     }
 
     /// The result to include for transaction `index` of `sender` with nonce `nonce`, `None`

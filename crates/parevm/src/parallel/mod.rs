@@ -661,7 +661,7 @@ fn execute_parallel_inner<S: Storage>(
         records: (0..n).map(|_| Mutex::new(TxRecord::default())).collect(),
         committed: Mutex::new(Committed {
             next: 0,
-            ledger: Ledger::new(compliance.map(|c| c.mode).unwrap_or_default()),
+            ledger: Ledger::of(compliance),
             transactions: Vec::with_capacity(n),
             gas_used: 0,
             touched: Vec::new(),

@@ -515,21 +515,17 @@ impl<'a, S: Storage> Vm<'a, S> {
         let db = &mut self.evm.ctx.journaled_state.database;
         let mut reads = std::mem::take(&mut db.reads);
         let rejection = db.gate.as_mut().and_then(Gate::take_rejection);
-        // A rejection with a result: `Revert` mode included it as failed.
-        let reverted_by = rejection.filter(|_| result.is_ok());
         // A read that must wait, or a failed storage, comes before a rejection: the check
         // that rejected may have read it.
-        let result = match (result, rejection) {
-            (Ok(result), _) => Ok(result),
-            (Err(EVMError::Database(e)), _) => return Err(e.into()),
-            (_, Some(rejection)) => Err(TxFailure::Rejected(rejection)),
-            (Err(EVMError::Transaction(invalid)), None) => Err(TxFailure::Invalid(invalid)),
-            (Err(EVMError::Header(e)), None) => {
+        let (result, reverted_by) = match gate::classify(result, rejection) {
+            Ok(classified) => classified,
+            Err(EVMError::Database(e)) => return Err(e.into()),
+            Err(EVMError::Header(e)) => {
                 return Err(ExecuteError::Fatal(crate::ExecutionError::InvalidHeader(
                     e.to_string(),
                 )))
             }
-            (Err(other), None) => {
+            Err(other) => {
                 return Err(ExecuteError::Fatal(crate::ExecutionError::Evm {
                     index: tx,
                     message: other.to_string(),
