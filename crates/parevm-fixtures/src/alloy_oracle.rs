@@ -15,14 +15,14 @@ use alloy_evm::eth::spec::{EthExecutorSpec, EthSpec};
 use alloy_evm::eth::{EthBlockExecutionCtx, EthBlockExecutor};
 use alloy_evm::{EthEvmFactory, EvmEnv, EvmFactory};
 use alloy_hardforks::{EthereumHardfork, EthereumHardforks, ForkCondition};
-use alloy_primitives::{Bytes, Signature};
+use alloy_primitives::{Address, Bytes, Signature, U256};
 use parevm::alloy::{ExecutionReport, ParallelBlockExecutor};
 use parevm::revm::context::{CfgEnv, TxEnv};
 use parevm::revm::database::states::bundle_state::BundleRetention;
 use parevm::revm::database::{BundleState, State};
 use parevm::revm::database_interface::WrapDatabaseRef;
 use parevm::revm::primitives::hardfork::SpecId;
-use parevm::{BlockInput, Executor, Storage, StorageDatabase};
+use parevm::{AccountBasic, BlockInput, BlockOutput, Executor, Storage, StorageDatabase};
 
 /// What one executor made of a block: its result (or error, as text) and the bundle the
 /// state holds afterwards, with reverts.
@@ -238,6 +238,80 @@ pub fn difference(sequential: &AlloyRun, parallel: &AlloyRun) -> Option<String> 
     None
 }
 
+/// Whether `state` holds storage at an account without code or nonce. A creation there
+/// collides under EIP-7610's storage rule, which the engine applies (as geth does and the
+/// consensus tests expect) and alloy-evm's `EthBlockExecutor` cannot (revm's `State` does
+/// not know whether an account has storage), so the two may differ on such a block and
+/// [`engine_difference`] does not apply to it.
+pub fn has_eip7610_targets(state: &parevm::InMemoryStorage) -> bool {
+    state.accounts().any(|(_, account)| {
+        account.basic.nonce == 0
+            && account.basic.code_hash == parevm::revm::primitives::KECCAK_EMPTY
+            && !account.storage.is_empty()
+    })
+}
+
+/// Where the engine's own output for a block (`Executor::execute`, sequential or parallel)
+/// differs from alloy-evm's `EthBlockExecutor` on the same block, if it does: gas, receipts,
+/// requests, and every account and storage slot either side changed, read after the block
+/// (an account one side records as touched and the other leaves out compares by its
+/// pre-state value). `skip` names accounts left out of the comparison.
+pub fn engine_difference<S: Storage>(
+    storage: &S,
+    expected: &AlloyRun,
+    output: &BlockOutput,
+    skip: &[Address],
+) -> Option<String> {
+    let result = match &expected.result {
+        Ok(result) => result,
+        Err(e) => return Some(format!("alloy-evm failed ({e}), the engine did not")),
+    };
+    if result.gas_used != output.gas_used {
+        return Some(format!("gas used {}, alloy-evm {}", output.gas_used, result.gas_used));
+    }
+    let receipts = output.receipts();
+    if let Some(i) = (0..receipts.len().max(result.receipts.len()))
+        .find(|&i| receipts.get(i) != result.receipts.get(i))
+    {
+        return Some(format!(
+            "receipt {i}: {:?}, alloy-evm {:?}",
+            receipts.get(i),
+            result.receipts.get(i)
+        ));
+    }
+    if output.requests != result.requests {
+        return Some(format!("requests {:?}, alloy-evm {:?}", output.requests, result.requests));
+    }
+    let bundle = &expected.bundle.state;
+    let mut addresses: Vec<&Address> = output.state.accounts.keys().chain(bundle.keys()).collect();
+    addresses.sort_unstable();
+    addresses.dedup();
+    for address in addresses.into_iter().filter(|a| !skip.contains(a)) {
+        let before = storage.basic(address).ok().flatten();
+        let ours = output.state.account(address).unwrap_or(before);
+        let theirs =
+            bundle.get(address).map_or(before, |a| a.info.as_ref().map(AccountBasic::from));
+        if ours != theirs {
+            return Some(format!("account {address}: {ours:?}, alloy-evm {theirs:?}"));
+        }
+        let change = output.state.accounts.get(address);
+        let account = bundle.get(address);
+        let mut slots: Vec<U256> = change.iter().flat_map(|c| c.storage.keys().copied()).collect();
+        slots.extend(account.iter().flat_map(|a| a.storage.keys().copied()));
+        slots.sort_unstable();
+        slots.dedup();
+        for slot in slots {
+            let before = || storage.storage(address, &slot).unwrap_or_default();
+            let ours = output.state.storage(address, &slot).unwrap_or_else(before);
+            let theirs = account.and_then(|a| a.storage_slot(slot)).unwrap_or_else(before);
+            if ours != theirs {
+                return Some(format!("{address} slot {slot:#x}: {ours}, alloy-evm {theirs}"));
+            }
+        }
+    }
+    None
+}
+
 fn new_state<S: Storage + std::fmt::Debug>(
     storage: &S,
 ) -> State<WrapDatabaseRef<StorageDatabase<&S>>> {
@@ -339,11 +413,15 @@ pub fn envelope_for(tx: &TxEnv) -> Option<Recovered<TxEnvelope>> {
 }
 
 /// Runs `block` (transactions as revm environments) through both alloy-evm executors, the
-/// parallel one at `threads` on a shared [`engine`]: `Ok(true)` if they agree, `Ok(false)`
-/// if the block has a transaction no alloy envelope can carry, `Err` with the difference.
+/// parallel one at `threads` on a shared [`engine`], and compares the engine's own result
+/// `ours` with `EthBlockExecutor`'s if given ([`engine_difference`]; state tests, which run
+/// without the block-level rules alloy-evm applies, give none). `Ok(true)` if all agree,
+/// `Ok(false)` if the block has a transaction no alloy envelope can carry, `Err` with the
+/// difference.
 pub fn compare_block<S: Storage + std::fmt::Debug>(
     storage: &S,
     block: &BlockInput,
+    ours: Option<Result<&BlockOutput, &parevm::ExecutionError>>,
     threads: std::num::NonZeroUsize,
 ) -> Result<bool, String> {
     let Some(txs) = block
@@ -357,9 +435,17 @@ pub fn compare_block<S: Storage + std::fmt::Debug>(
     let alloy = AlloyBlock::of(block, ChainRules::UpTo(block.spec));
     let expected = run_sequential(storage, &alloy, txs.clone());
     let (got, _) = run_parallel(storage, &alloy, txs, engine(threads));
-    match difference(&expected, &got) {
+    if let Some(d) = difference(&expected, &got) {
+        return Err(format!("alloy-evm executors differ at {threads} threads: {d}"));
+    }
+    let difference = match (ours, &expected.result) {
+        (None, _) | (Some(Err(_)), Err(_)) => None,
+        (Some(Ok(output)), _) => engine_difference(storage, &expected, output, &[]),
+        (Some(Err(e)), Ok(_)) => Some(format!("the engine failed ({e}), alloy-evm did not")),
+    };
+    match difference {
         None => Ok(true),
-        Some(d) => Err(format!("alloy-evm executors differ at {threads} threads: {d}")),
+        Some(d) => Err(format!("the engine differs from EthBlockExecutor: {d}")),
     }
 }
 

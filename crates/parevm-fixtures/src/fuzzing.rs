@@ -8,7 +8,7 @@ use arbitrary::{Result as ArbResult, Unstructured};
 use parevm::revm::primitives::hardfork::SpecId;
 use parevm::{BlockInput, InMemoryStorage};
 
-use crate::alloy_oracle::compare_block;
+use crate::alloy_oracle::{compare_block, has_eip7610_targets};
 use crate::both_paths::both_paths;
 use crate::parse_snapshot;
 use crate::synthetic::{contracts, ether, op, Asm, BlockBuilder};
@@ -162,15 +162,18 @@ pub fn decode_block(
 }
 
 /// The `differential` target: a decoded block must execute identically sequentially and in
-/// parallel, and identically through alloy-evm's `EthBlockExecutor` and parevm's
-/// `ParallelBlockExecutor` (results and bundles). `Err` describes a divergence.
+/// parallel, identically through alloy-evm's `EthBlockExecutor` and parevm's
+/// `ParallelBlockExecutor` (results and bundles), and, unless the block holds an EIP-7610
+/// collision target ([`has_eip7610_targets`]), the engine's result must be
+/// `EthBlockExecutor`'s. `Err` describes a divergence.
 pub fn differential(data: &[u8]) -> Result<(), String> {
     let mut u = Unstructured::new(data);
     let Ok((storage, block, threads)) = decode_block(&mut u) else { return Ok(()) };
-    both_paths(&storage, &block, threads)
-        .map(|_| ())
+    let ours = both_paths(&storage, &block, threads)
         .map_err(|e| format!("divergence at {threads} threads under {:?}: {e}", block.spec))?;
-    compare_block(&storage, &block, threads)
+    // The engine against EthBlockExecutor too, where EIP-7610 cannot separate them.
+    let compared = (!has_eip7610_targets(&storage)).then_some(ours.as_ref());
+    compare_block(&storage, &block, compared, threads)
         .map(|_| ())
         .map_err(|e| format!("under {:?}: {e}", block.spec))
 }

@@ -198,7 +198,8 @@ fn block_from_json(
         withdrawals: block.withdrawals.map(|w| w.into_inner()).unwrap_or_default(),
         ommers: Vec::new(),
         unknown_ommers: block.uncles.len(),
-        block_rewards: true,
+        block_rules: true,
+        deposit_contract: alloy_eips::eip6110::MAINNET_DEPOSIT_CONTRACT_ADDRESS,
     };
     Ok(LoadedBlock { header, hash: block.header.hash, block: input, sender_recovery })
 }

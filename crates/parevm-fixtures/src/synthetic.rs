@@ -238,9 +238,11 @@ impl BlockBuilder {
             ..Default::default()
         };
         let mut block =
-            BlockInput { block_rewards: true, ..BlockInput::new(spec, 1, env, Vec::new()) };
+            BlockInput { block_rules: true, ..BlockInput::new(spec, 1, env, Vec::new()) };
         if spec.is_enabled_in(SpecId::CANCUN) {
             block.env.set_blob_excess_gas_and_price(0, 3_338_477);
+            // A Cancun header carries the root EIP-4788 stores.
+            block.parent_beacon_block_root = Some(Default::default());
         }
         Self { storage: InMemoryStorage::new(), block, nonces: AddressMap::default() }
     }

@@ -522,7 +522,8 @@ pub fn generate(workload: &Workload) -> GeneratedBlock {
         withdrawals: Vec::new(),
         ommers: Vec::new(),
         unknown_ommers: 0,
-        block_rewards: true,
+        block_rules: true,
+        deposit_contract: alloy_eips::eip6110::MAINNET_DEPOSIT_CONTRACT_ADDRESS,
     };
     let compliance = gated.then_some(ComplianceFile {
         registry: REGISTRY,

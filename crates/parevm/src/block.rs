@@ -1,6 +1,7 @@
 //! What the engine executes: one block's environment, transactions and post-block rules.
 
 use alloy_eips::eip4895::Withdrawal;
+use alloy_eips::eip6110::MAINNET_DEPOSIT_CONTRACT_ADDRESS;
 use alloy_hardforks::{EthereumHardfork, EthereumHardforks, ForkCondition};
 use alloy_primitives::{Address, B256, U256};
 use revm::context::{BlockEnv, CfgEnv, TxEnv};
@@ -37,15 +38,21 @@ pub struct BlockInput {
     /// Uncles listed only by hash (as in RPC blocks): the beneficiary still receives the
     /// 1/32 inclusion reward for each, but the uncles' own rewards cannot be credited.
     pub unknown_ommers: usize,
-    /// Whether to credit the proof-of-work block and uncle rewards (before the merge).
-    /// State tests execute a transaction without them.
-    pub block_rewards: bool,
+    /// Whether the fork's rules around the transactions apply: the system calls (EIP-4788
+    /// and 2935 before the transactions, EIP-7002 and 7251 after them), the EIP-7685
+    /// requests, and the proof-of-work block and uncle rewards. State tests execute
+    /// transactions without them. (Withdrawals and the DAO fork's state change apply
+    /// whenever the block has them.)
+    pub block_rules: bool,
+    /// The EIP-6110 deposit contract, whose deposit events become the block's deposit
+    /// requests (from Prague on): mainnet's unless set.
+    pub deposit_contract: Address,
 }
 
 impl BlockInput {
     /// A block of `transactions` on chain `chain_id` under `spec`, with no parent hash,
-    /// beacon root, withdrawals or uncles and without block rewards (as a state test
-    /// executes a transaction); set the other fields for a real block.
+    /// beacon root, withdrawals or uncles and without the block-level rules (as a state test
+    /// executes a transaction); set the other fields, and `block_rules`, for a real block.
     pub fn new(spec: SpecId, chain_id: u64, env: BlockEnv, transactions: Vec<TxEnv>) -> Self {
         Self {
             spec,
@@ -57,7 +64,8 @@ impl BlockInput {
             withdrawals: Vec::new(),
             ommers: Vec::new(),
             unknown_ommers: 0,
-            block_rewards: false,
+            block_rules: false,
+            deposit_contract: MAINNET_DEPOSIT_CONTRACT_ADDRESS,
         }
     }
 

@@ -4,7 +4,7 @@ use alloy_primitives::{Address, B256, U256};
 use revm::bytecode::Bytecode;
 use revm::primitives::{StorageKey, StorageValue, KECCAK_EMPTY};
 use revm::state::AccountInfo;
-use revm::Database;
+use revm::{Database, DatabaseCommit};
 
 use crate::compliance::gate::{Gating, SequentialDb};
 use crate::state_changes::{read_basic, read_has_storage, StateChanges};
@@ -14,19 +14,40 @@ use crate::{Location, StorageError};
 
 /// The database the sequential executor runs revm on: one hash lookup in the block's
 /// changes, then one in the embedder's storage. No locking, no copying of state.
-#[derive(Debug)]
 pub(crate) struct BlockDb<'a, S> {
     storage: &'a S,
     /// Changes committed so far.
     pub(crate) changes: StateChanges,
     /// The compliance state of the transactions (no gate without a hook).
     pub(crate) gating: Gating<'a>,
+    /// The first storage read that failed, for callers that get revm's error back only as
+    /// text (alloy-evm's system calls).
+    pub(crate) failed_read: Option<StorageError>,
 }
 
 impl<'a, S: Storage> BlockDb<'a, S> {
     /// A view of `storage` with `changes` already applied.
     pub(crate) fn with_changes(storage: &'a S, changes: StateChanges) -> Self {
-        Self { storage, changes, gating: Gating::default() }
+        Self { storage, changes, gating: Gating::default(), failed_read: None }
+    }
+
+    /// Passes `read` on, keeping its error if it is the first.
+    #[inline]
+    fn keep_failure<T>(&mut self, read: Result<T, StorageError>) -> Result<T, StorageError> {
+        if let Err(e) = &read {
+            self.failed_read.get_or_insert_with(|| e.clone());
+        }
+        read
+    }
+}
+
+impl<S> std::fmt::Debug for BlockDb<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockDb")
+            .field("changes", &self.changes)
+            .field("gating", &self.gating)
+            .field("failed_read", &self.failed_read)
+            .finish_non_exhaustive()
     }
 }
 
@@ -96,12 +117,14 @@ impl<S: Storage> Database for BlockDb<'_, S> {
 
     #[inline]
     fn basic(&mut self, address: Address) -> Result<Option<AccountInfo>, StorageError> {
-        Ok(read_basic(self.storage, &self.changes, address)?.map(account_info))
+        let read = read_basic(self.storage, &self.changes, address);
+        Ok(self.keep_failure(read)?.map(account_info))
     }
 
     #[inline]
     fn code_by_hash(&mut self, code_hash: B256) -> Result<Bytecode, StorageError> {
-        read_code(self.storage, &self.changes, code_hash)
+        let read = read_code(self.storage, &self.changes, code_hash);
+        self.keep_failure(read)
     }
 
     #[inline]
@@ -110,18 +133,28 @@ impl<S: Storage> Database for BlockDb<'_, S> {
         address: Address,
         index: StorageKey,
     ) -> Result<StorageValue, StorageError> {
-        read_storage(self.storage, &self.changes, address, index)
+        let read = read_storage(self.storage, &self.changes, address, index);
+        self.keep_failure(read)
     }
 
     #[inline]
     fn block_hash(&mut self, number: u64) -> Result<B256, StorageError> {
-        read_block_hash(self.storage, number)
+        let read = read_block_hash(self.storage, number);
+        self.keep_failure(read)
+    }
+}
+
+/// alloy-evm's system calls commit their state through this, as a transaction's is.
+impl<S: Storage> DatabaseCommit for BlockDb<'_, S> {
+    fn commit(&mut self, changes: revm::state::EvmState) {
+        self.changes.commit_tx(changes);
     }
 }
 
 impl<S: Storage> HasStorage for BlockDb<'_, S> {
     fn has_storage(&mut self, address: Address) -> Result<bool, StorageError> {
-        read_has_storage(self.storage, &self.changes, address)
+        let read = read_has_storage(self.storage, &self.changes, address);
+        self.keep_failure(read)
     }
 }
 

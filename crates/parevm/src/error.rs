@@ -101,6 +101,10 @@ pub enum ExecutionError {
         /// What went wrong.
         message: String,
     },
+    /// The block's EIP-7685 requests cannot be built (a deposit event that does not
+    /// decode).
+    #[error("invalid requests: {0}")]
+    Requests(String),
     /// revm reported an error that is neither a storage error nor an invalid transaction.
     #[error("EVM error in transaction {index}: {message}")]
     Evm {

@@ -1,6 +1,9 @@
 //! What executing a block produces: per-transaction outcomes, receipts and state changes.
 
-use alloy_consensus::{proofs::calculate_receipt_root, Eip658Value, Receipt, ReceiptEnvelope};
+use alloy_consensus::{
+    proofs::calculate_receipt_root, Eip658Value, Receipt, ReceiptEnvelope, TxType,
+};
+use alloy_eips::eip7685::Requests;
 use alloy_primitives::{Bloom, Log, B256};
 use revm::context::result::{ExecutionResult, HaltReason};
 
@@ -39,21 +42,16 @@ impl TxOutcome {
         }
     }
 
-    /// The transaction's receipt.
+    /// The transaction's receipt, as alloy-evm's `AlloyReceiptBuilder` builds it.
     pub fn receipt(&self) -> ReceiptEnvelope {
         let receipt = Receipt {
             status: Eip658Value::Eip658(self.is_success()),
             cumulative_gas_used: self.cumulative_gas_used,
             logs: self.logs().to_vec(),
-        }
-        .with_bloom();
-        match self.tx_type {
-            1 => ReceiptEnvelope::Eip2930(receipt),
-            2 => ReceiptEnvelope::Eip1559(receipt),
-            3 => ReceiptEnvelope::Eip4844(receipt),
-            4 => ReceiptEnvelope::Eip7702(receipt),
-            _ => ReceiptEnvelope::Legacy(receipt),
-        }
+        };
+        // revm executes only the types alloy knows.
+        let tx_type = TxType::try_from(self.tx_type).unwrap_or(TxType::Legacy);
+        ReceiptEnvelope::from_typed(tx_type, receipt.with_bloom())
     }
 }
 
@@ -90,6 +88,9 @@ pub struct BlockOutput {
     pub rejected: Vec<RejectedTx>,
     /// The block's state changes, including system calls, rewards and withdrawals.
     pub state: StateChanges,
+    /// The block's EIP-7685 requests (from Prague on; empty before): deposits, then
+    /// withdrawal and consolidation requests, as the header's `requests_hash` commits to.
+    pub requests: Requests,
     /// Total gas used by the transactions.
     pub gas_used: u64,
 }
@@ -148,6 +149,9 @@ impl BlockOutput {
         }
         if self.state.contracts != other.state.contracts {
             return Some("deployed code differs".into());
+        }
+        if self.requests != other.requests {
+            return Some(format!("requests {:?}, expected {:?}", other.requests, self.requests));
         }
         Some(format!("gas used {}, expected {}", other.gas_used, self.gas_used))
     }

@@ -21,9 +21,7 @@ pub(crate) fn execute_sequential_with<S: Storage>(
     compliance: Option<&Compliance>,
 ) -> Result<BlockOutput, ExecutionError> {
     let _span = debug_span!("execute_sequential", txs = block.transactions.len()).entered();
-    let mut evm = block_evm(storage, block, StateChanges::default());
-
-    pre_block(&mut evm, block)?;
+    let mut evm = pre_block(block_evm(storage, block, StateChanges::default()), block)?;
 
     if let Some(compliance) = compliance {
         evm.ctx.journaled_state.database.gating = Gating::new(compliance);
@@ -49,11 +47,12 @@ pub(crate) fn execute_sequential_with<S: Storage>(
     }
     evm.ctx.journaled_state.database.gating = Gating::default();
 
-    post_block_calls(&mut evm, block)?;
+    let (mut evm, requests) = post_block_calls(evm, block, &transactions)?;
     let mut state = std::mem::take(&mut evm.ctx.journaled_state.database.changes);
     post_block_balances(&mut state, storage, block)?;
     let (excluded, rejected) = ledger.into_outcomes();
-    Ok(BlockOutput { transactions, excluded, rejected, state, gas_used: cumulative_gas_used })
+    let gas_used = cumulative_gas_used;
+    Ok(BlockOutput { transactions, excluded, rejected, state, requests, gas_used })
 }
 
 /// The block-level gas rule: a transaction may only start if its gas limit fits in what the

@@ -3,13 +3,19 @@
 
 use alloy_eips::eip2935::HISTORY_STORAGE_ADDRESS;
 use alloy_eips::eip4788::BEACON_ROOTS_ADDRESS;
-use alloy_eips::eip7002::WITHDRAWAL_REQUEST_PREDEPLOY_ADDRESS;
-use alloy_eips::eip7251::CONSOLIDATION_REQUEST_PREDEPLOY_ADDRESS;
-use alloy_primitives::{Address, Bytes, U256};
+use alloy_eips::eip7002::{WITHDRAWAL_REQUEST_PREDEPLOY_ADDRESS, WITHDRAWAL_REQUEST_TYPE};
+use alloy_eips::eip7251::{CONSOLIDATION_REQUEST_PREDEPLOY_ADDRESS, CONSOLIDATION_REQUEST_TYPE};
+use alloy_eips::eip7685::Requests;
+use alloy_evm::block::system_calls::SystemCaller;
+use alloy_evm::block::{BlockExecutionError, BlockValidationError};
+use alloy_evm::eth::{eip6110, EthEvm};
+use alloy_evm::Evm;
+use alloy_primitives::{Address, U256};
 use revm::context::{BlockEnv, CfgEnv, Context, Journal, TxEnv};
-use revm::handler::MainnetEvm;
+use revm::handler::{EthPrecompiles, MainnetEvm};
+use revm::inspector::NoOpInspector;
 use revm::primitives::hardfork::SpecId;
-use revm::{Database, ExecuteEvm, MainBuilder, SystemCallEvm};
+use revm::MainBuilder;
 
 use alloy_evm::block::calc;
 use alloy_evm::block::state_changes::post_block_withdrawals_balance_increments;
@@ -18,6 +24,7 @@ use alloy_hardforks::EthereumHardfork;
 
 use crate::block::ForksUpTo;
 use crate::block_db::BlockDb;
+use crate::output::TxOutcome;
 use crate::{BlockInput, ExecutionError, StateChanges, Storage, StorageError};
 
 /// The revm instance the sequential path (and the parallel path's pre- and post-block phase)
@@ -41,86 +48,108 @@ pub(crate) fn block_evm<'a, S: Storage>(
     .build_mainnet()
 }
 
-/// Runs one system call and commits only the system contract's own state, as clients do.
-/// A contract without code is skipped (EIP-4788: the call "fails silently").
-fn system_call<S: Storage>(
-    evm: &mut BlockEvm<'_, S>,
-    address: Address,
-    data: Bytes,
-) -> Result<(), ExecutionError> {
-    let has_code = evm
-        .ctx
-        .journaled_state
-        .database
-        .basic(address)?
-        .is_some_and(|info| !info.is_empty_code_hash());
-    if !has_code {
-        return Ok(());
-    }
-    let result = evm.system_call_one(address, data);
-    let mut state = evm.finalize();
-    let result = result.map_err(|e| match e {
-        revm::context::result::EVMError::Database(e) => ExecutionError::Storage(e),
-        other => ExecutionError::SystemCall { address, message: other.to_string() },
-    })?;
-    if !result.is_success() {
-        return Err(ExecutionError::SystemCall { address, message: format!("{result:?}") });
-    }
-    state.retain(|a, _| *a == address);
-    evm.ctx.journaled_state.database.changes.commit_tx(state);
-    Ok(())
-}
-
-/// The parent beacon block root the EIP-4788 call stores, if the block makes that call.
-fn beacon_root_call(block: &BlockInput) -> Option<alloy_primitives::B256> {
-    block.parent_beacon_block_root.filter(|_| block.spec.is_enabled_in(SpecId::CANCUN))
-}
-
-/// Whether the block makes the EIP-2935 block-hash history call.
-fn history_call(block: &BlockInput) -> bool {
-    block.spec.is_enabled_in(SpecId::PRAGUE) && block.env.number > U256::ZERO
-}
-
-/// Whether [`pre_block`] makes any system call for `block` (a caller without another use
-/// for a revm instance need not build one otherwise).
+/// Whether [`pre_block`] may make a system call for `block` (a caller without another use
+/// for a revm instance need not build one otherwise): EIP-4788 from Cancun on, EIP-2935
+/// from Prague on.
 pub(crate) fn has_pre_block_calls(block: &BlockInput) -> bool {
-    beacon_root_call(block).is_some() || history_call(block)
+    block.block_rules && block.spec.is_enabled_in(SpecId::CANCUN)
 }
 
-/// Whether [`post_block_calls`] makes any system call for `block`.
+/// Whether [`post_block_calls`] makes system calls for `block`: EIP-7002 and 7251 from
+/// Prague on.
 pub(crate) fn has_post_block_calls(block: &BlockInput) -> bool {
-    block.spec.is_enabled_in(SpecId::PRAGUE)
+    block.block_rules && block.spec.is_enabled_in(SpecId::PRAGUE)
 }
 
-/// System calls at the start of the block: EIP-4788 beacon roots (Cancun) and EIP-2935
-/// block-hash history (Prague).
-pub(crate) fn pre_block<S: Storage>(
-    evm: &mut BlockEvm<'_, S>,
-    block: &BlockInput,
-) -> Result<(), ExecutionError> {
-    if let Some(root) = beacon_root_call(block) {
-        system_call(evm, BEACON_ROOTS_ADDRESS, Bytes::copy_from_slice(root.as_slice()))?;
-    }
-    if history_call(block) {
-        system_call(
-            evm,
-            HISTORY_STORAGE_ADDRESS,
-            Bytes::copy_from_slice(block.parent_hash.as_slice()),
-        )?;
-    }
-    Ok(())
+/// alloy-evm's view of the block's revm instance, for its [`SystemCaller`].
+type SystemEvm<'a, S> = EthEvm<BlockDb<'a, S>, NoOpInspector, EthPrecompiles>;
+
+/// The block's revm instance as alloy-evm's (the same instance; alloy-evm wants an
+/// inspector type, revm's handler none).
+fn system_evm<S: Storage>(evm: BlockEvm<'_, S>) -> SystemEvm<'_, S> {
+    EthEvm::new(evm.with_inspector(NoOpInspector), false)
 }
 
-/// System calls after the transactions: the EIP-7002 and EIP-7251 request queues (Prague).
-pub(crate) fn post_block_calls<S: Storage>(
-    evm: &mut BlockEvm<'_, S>,
+/// The block's revm instance back from alloy-evm.
+fn block_evm_of<S: Storage>(evm: SystemEvm<'_, S>) -> BlockEvm<'_, S> {
+    evm.into_inner().with_inspector(())
+}
+
+/// The system calls at the start of the block, made by alloy-evm's [`SystemCaller`]:
+/// EIP-2935 block-hash history (Prague) and EIP-4788 beacon roots (Cancun; a Cancun block
+/// without a root is an invalid header, the genesis block makes no call).
+pub(crate) fn pre_block<'a, S: Storage>(
+    evm: BlockEvm<'a, S>,
     block: &BlockInput,
-) -> Result<(), ExecutionError> {
-    if has_post_block_calls(block) {
-        system_call(evm, WITHDRAWAL_REQUEST_PREDEPLOY_ADDRESS, Bytes::new())?;
-        system_call(evm, CONSOLIDATION_REQUEST_PREDEPLOY_ADDRESS, Bytes::new())?;
+) -> Result<BlockEvm<'a, S>, ExecutionError> {
+    if !has_pre_block_calls(block) {
+        return Ok(evm);
     }
-    Ok(())
+    let mut evm = system_evm(evm);
+    let mut caller = SystemCaller::new(ForksUpTo(block.spec));
+    caller
+        .apply_blockhashes_contract_call(block.parent_hash, &mut evm)
+        .map_err(|e| system_call_error(&mut evm, HISTORY_STORAGE_ADDRESS, e))?;
+    caller
+        .apply_beacon_root_contract_call(block.parent_beacon_block_root, &mut evm)
+        .map_err(|e| system_call_error(&mut evm, BEACON_ROOTS_ADDRESS, e))?;
+    Ok(block_evm_of(evm))
+}
+
+/// The block's EIP-7685 requests and the system calls after the transactions (Prague):
+/// EIP-6110 deposits from the deposit contract's events in `transactions`, then the
+/// EIP-7002 and EIP-7251 request queues, called by alloy-evm's [`SystemCaller`].
+pub(crate) fn post_block_calls<'a, S: Storage>(
+    evm: BlockEvm<'a, S>,
+    block: &BlockInput,
+    transactions: &[TxOutcome],
+) -> Result<(BlockEvm<'a, S>, Requests), ExecutionError> {
+    let mut requests = Requests::default();
+    if !has_post_block_calls(block) {
+        return Ok((evm, requests));
+    }
+    let mut deposits = Vec::new();
+    let logs = transactions.iter().flat_map(TxOutcome::logs);
+    eip6110::accumulate_deposits_from_logs(block.deposit_contract, logs, &mut deposits)
+        .map_err(|e| ExecutionError::Requests(e.to_string()))?;
+    if !deposits.is_empty() {
+        requests.push_request_with_type(eip6110::DEPOSIT_REQUEST_TYPE, deposits);
+    }
+    let mut evm = system_evm(evm);
+    let mut caller = SystemCaller::new(ForksUpTo(block.spec));
+    let withdrawals = caller
+        .apply_withdrawal_requests_contract_call(&mut evm)
+        .map_err(|e| system_call_error(&mut evm, WITHDRAWAL_REQUEST_PREDEPLOY_ADDRESS, e))?;
+    if !withdrawals.is_empty() {
+        requests.push_request_with_type(WITHDRAWAL_REQUEST_TYPE, withdrawals);
+    }
+    let consolidations = caller
+        .apply_consolidation_requests_contract_call(&mut evm)
+        .map_err(|e| system_call_error(&mut evm, CONSOLIDATION_REQUEST_PREDEPLOY_ADDRESS, e))?;
+    if !consolidations.is_empty() {
+        requests.push_request_with_type(CONSOLIDATION_REQUEST_TYPE, consolidations);
+    }
+    Ok((block_evm_of(evm), requests))
+}
+
+/// The engine's error for alloy-evm's failure of the system call to `address`. alloy-evm
+/// passes revm's error on as text; a storage read that failed is taken back from the
+/// database, so that it stays an [`ExecutionError::Storage`].
+fn system_call_error<S: Storage>(
+    evm: &mut SystemEvm<'_, S>,
+    address: Address,
+    error: BlockExecutionError,
+) -> ExecutionError {
+    if let Some(failed) = evm.db_mut().failed_read.take() {
+        return ExecutionError::Storage(failed);
+    }
+    match error {
+        BlockExecutionError::Validation(
+            e @ (BlockValidationError::MissingParentBeaconBlockRoot
+            | BlockValidationError::CancunGenesisParentBeaconBlockRootNotZero { .. }),
+        ) => ExecutionError::InvalidHeader(e.to_string()),
+        other => ExecutionError::SystemCall { address, message: other.to_string() },
+    }
 }
 
 /// Ethereum mainnet's chain id.
@@ -136,7 +165,7 @@ pub(crate) fn post_block_balances<S: Storage>(
 ) -> Result<(), StorageError> {
     let forks = ForksUpTo(block.spec);
     let number = block.env.number.saturating_to::<u64>();
-    let base = if block.block_rewards { calc::base_block_reward(forks, number) } else { None };
+    let base = if block.block_rules { calc::base_block_reward(forks, number) } else { None };
     let mut credits: Vec<(Address, u128)> = Vec::new();
     if let Some(base) = base.filter(|base| *base != 0) {
         // Uncles known only by hash still earn the beneficiary its 1/32.
@@ -179,28 +208,129 @@ pub(crate) fn post_block_balances<S: Storage>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{ExecutionMode, InMemoryStorage};
+    use alloy_eips::{eip2935::HISTORY_STORAGE_CODE, eip4788::BEACON_ROOTS_CODE};
     use alloy_primitives::B256;
+    use revm::context::BlockEnv;
 
     fn block(spec: SpecId, number: u64, beacon_root: Option<B256>) -> BlockInput {
-        let env = BlockEnv { number: U256::from(number), ..Default::default() };
-        let mut block = BlockInput::new(spec, 1, env, Vec::new());
+        let env = BlockEnv {
+            number: U256::from(number),
+            timestamp: U256::from(12),
+            ..Default::default()
+        };
+        let mut block =
+            BlockInput { block_rules: true, ..BlockInput::new(spec, 1, env, Vec::new()) };
         block.parent_beacon_block_root = beacon_root;
+        block.parent_hash = B256::repeat_byte(0x99);
         block
     }
 
+    /// The EIP-4788 and 2935 contracts, with their mainnet code.
+    fn storage() -> InMemoryStorage {
+        let mut storage = InMemoryStorage::new();
+        storage.insert_account(BEACON_ROOTS_ADDRESS, U256::ZERO, 1, BEACON_ROOTS_CODE.clone(), []);
+        storage.insert_account(
+            HISTORY_STORAGE_ADDRESS,
+            U256::ZERO,
+            1,
+            HISTORY_STORAGE_CODE.clone(),
+            [],
+        );
+        storage
+    }
+
+    fn execute(block: &BlockInput) -> Result<crate::BlockOutput, ExecutionError> {
+        let storage = storage();
+        let run = |mode| {
+            let config = crate::Config::default().with_mode(mode);
+            crate::Executor::new(config)?.execute(&storage, block).map(|e| e.output)
+        };
+        let sequential = run(ExecutionMode::Sequential);
+        match (&sequential, run(ExecutionMode::Parallel)) {
+            (Ok(s), Ok(p)) => assert_eq!(*s, p),
+            (s, p) => assert_eq!(format!("{s:?}"), format!("{p:?}")),
+        }
+        sequential
+    }
+
+    fn written(output: &crate::BlockOutput, address: Address) -> usize {
+        output.state.accounts.get(&address).map_or(0, |a| a.storage.len())
+    }
+
     #[test]
-    fn system_calls_are_announced_exactly_for_the_forks_that_make_them() {
+    fn system_calls_follow_alloy_evms_rules() {
         let root = Some(B256::repeat_byte(1));
         // Before Cancun: none, whatever the header carries.
-        assert!(!has_pre_block_calls(&block(SpecId::SHANGHAI, 5, root)));
-        assert!(!has_post_block_calls(&block(SpecId::SHANGHAI, 5, root)));
-        // Cancun: the beacon root call, if the header has a root; nothing after.
-        assert!(has_pre_block_calls(&block(SpecId::CANCUN, 5, root)));
-        assert!(!has_pre_block_calls(&block(SpecId::CANCUN, 5, None)));
-        assert!(!has_post_block_calls(&block(SpecId::CANCUN, 5, root)));
-        // Prague: the history call above the genesis block, and the request calls after.
-        assert!(has_pre_block_calls(&block(SpecId::PRAGUE, 5, None)));
-        assert!(!has_pre_block_calls(&block(SpecId::PRAGUE, 0, None)));
-        assert!(has_post_block_calls(&block(SpecId::PRAGUE, 0, None)));
+        let output = execute(&block(SpecId::SHANGHAI, 5, root)).unwrap();
+        assert_eq!(written(&output, BEACON_ROOTS_ADDRESS), 0);
+        // Cancun: the root and its timestamp are stored; the history contract is not called.
+        let output = execute(&block(SpecId::CANCUN, 5, root)).unwrap();
+        assert_eq!(written(&output, BEACON_ROOTS_ADDRESS), 2);
+        assert_eq!(written(&output, HISTORY_STORAGE_ADDRESS), 0);
+        // Prague: the parent hash is stored too.
+        let output = execute(&block(SpecId::PRAGUE, 5, root)).unwrap();
+        assert_eq!(written(&output, BEACON_ROOTS_ADDRESS), 2);
+        // The parent of block 5 is kept at slot (5 - 1) mod 8191.
+        let slot = U256::from(4);
+        let parent = output.state.storage(&HISTORY_STORAGE_ADDRESS, &slot);
+        assert_eq!(parent, Some(U256::from_be_bytes(B256::repeat_byte(0x99).0)));
+        // A Cancun header without a root is invalid.
+        let error = execute(&block(SpecId::CANCUN, 5, None)).unwrap_err();
+        assert!(matches!(error, ExecutionError::InvalidHeader(_)), "{error}");
+        // The genesis block makes no call, and its root must be zero.
+        let output = execute(&block(SpecId::PRAGUE, 0, Some(B256::ZERO))).unwrap();
+        assert_eq!(written(&output, BEACON_ROOTS_ADDRESS), 0);
+        assert_eq!(written(&output, HISTORY_STORAGE_ADDRESS), 0);
+        let error = execute(&block(SpecId::CANCUN, 0, root)).unwrap_err();
+        assert!(matches!(error, ExecutionError::InvalidHeader(_)), "{error}");
+        // A state test (no block-level rules) makes none.
+        let state_test = BlockInput { block_rules: false, ..block(SpecId::PRAGUE, 5, root) };
+        let output = execute(&state_test).unwrap();
+        assert!(output.state.accounts.is_empty(), "{:?}", output.state);
+    }
+
+    /// Storage that fails every read of one account.
+    struct Failing(InMemoryStorage, Address);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("disk on fire")]
+    struct Fire;
+
+    impl Storage for Failing {
+        type Error = Fire;
+        fn basic(&self, address: &Address) -> Result<Option<crate::AccountBasic>, Fire> {
+            if *address == self.1 {
+                return Err(Fire);
+            }
+            Ok(self.0.basic(address).unwrap())
+        }
+        fn code_by_hash(&self, hash: &B256) -> Result<Option<revm::bytecode::Bytecode>, Fire> {
+            Ok(self.0.code_by_hash(hash).unwrap())
+        }
+        fn storage(&self, address: &Address, index: &U256) -> Result<U256, Fire> {
+            Ok(self.0.storage(address, index).unwrap())
+        }
+        fn has_storage(&self, address: &Address) -> Result<bool, Fire> {
+            Ok(self.0.has_storage(address).unwrap())
+        }
+        fn block_hash(&self, number: u64) -> Result<B256, Fire> {
+            Ok(self.0.block_hash(number).unwrap())
+        }
+    }
+
+    #[test]
+    fn a_storage_failure_in_a_system_call_stays_a_storage_error() {
+        let storage = Failing(storage(), BEACON_ROOTS_ADDRESS);
+        let block = block(SpecId::CANCUN, 5, Some(B256::repeat_byte(1)));
+        for mode in [ExecutionMode::Sequential, ExecutionMode::Parallel] {
+            let executor = crate::Executor::new(crate::Config::default().with_mode(mode)).unwrap();
+            match executor.execute(&storage, &block) {
+                Err(ExecutionError::Storage(e)) => {
+                    assert_eq!(e.location, crate::Location::Account(BEACON_ROOTS_ADDRESS));
+                }
+                other => panic!("{mode:?}: {other:?}"),
+            }
+        }
     }
 }

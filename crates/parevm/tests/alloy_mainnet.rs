@@ -1,6 +1,8 @@
-//! The mainnet snapshots through alloy-evm's `EthBlockExecutor` (what nodes run) and through
-//! parevm's alloy-evm executor at several thread counts: identical receipts, requests, gas
-//! and `BundleState` with reverts, and alloy-evm's own result matches the header.
+//! The mainnet snapshots through alloy-evm's `EthBlockExecutor` (what nodes run), through
+//! parevm's alloy-evm executor at several thread counts (identical receipts, requests, gas
+//! and `BundleState` with reverts) and through the engine's own path, sequential and
+//! Block-STM (the same receipts, requests, gas and state); alloy-evm's own result matches the
+//! header.
 
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -8,11 +10,11 @@ use std::path::PathBuf;
 use alloy_consensus::proofs::calculate_receipt_root;
 use alloy_consensus::TxReceipt;
 use alloy_evm::eth::spec::EthSpec;
-use alloy_primitives::Bloom;
+use alloy_primitives::{Address, Bloom};
 use parevm::revm::primitives::hardfork::SpecId;
 use parevm::{Config, ExecutionMode, Executor};
 use parevm_fixtures::alloy_oracle::{
-    difference, run_parallel, run_sequential, AlloyBlock, ChainRules,
+    difference, engine_difference, run_parallel, run_sequential, AlloyBlock, ChainRules,
 };
 use parevm_fixtures::{discover_snapshots, load_alloy_transactions, load_snapshot_with, Senders};
 
@@ -50,7 +52,20 @@ fn mainnet_blocks_match_alloy_evm_at_every_thread_count() {
             assert_eq!(root, header.receipts_root, "{name}: receipts root");
         }
 
+        // The engine's own path, sequential and Block-STM, against the same oracle. Uncles
+        // known only by hash earn the beneficiary its 1/32 on the engine's side only (alloy-evm
+        // takes uncle headers): its balance is left out there.
+        let skip: &[Address] =
+            if snapshot.block.unknown_ommers > 0 { &[header.beneficiary] } else { &[] };
+        let sequential = parevm_fixtures::sequential(&snapshot.storage, &snapshot.block, None)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        if let Some(d) = engine_difference(&snapshot.storage, &expected, &sequential, skip) {
+            panic!("{name}: the engine's sequential path differs from EthBlockExecutor: {d}");
+        }
+
         for (engine, threads) in engines.iter().zip(THREADS) {
+            let ours = engine.execute(&snapshot.storage, &snapshot.block).unwrap().output;
+            assert_eq!(ours, sequential, "{name}: the engine at {threads} threads");
             let (got, report) = run_parallel(&snapshot.storage, &alloy, txs.clone(), engine);
             if let Some(difference) = difference(&expected, &got) {
                 panic!("{name} at {threads} threads: {difference}");
@@ -64,9 +79,10 @@ fn mainnet_blocks_match_alloy_evm_at_every_thread_count() {
         without_uncle_headers += usize::from(snapshot.block.unknown_ommers > 0);
     }
     println!(
-        "alloy-evm oracle: {blocks} blocks, {transactions} transactions, identical at {THREADS:?} \
-         threads ({without_uncle_headers} blocks with uncles known by hash only: no uncle \
-         rewards on either side)"
+        "alloy-evm oracle: {blocks} blocks, {transactions} transactions, identical through the \
+         alloy-evm executor at {THREADS:?} threads and through the engine's own path \
+         ({without_uncle_headers} blocks with uncles known by hash only: no uncle rewards on \
+         either side; their beneficiary's 1/32 per uncle is the engine's only)"
     );
     assert_eq!(blocks, 50, "the 50 mainnet snapshots");
 }

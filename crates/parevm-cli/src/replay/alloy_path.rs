@@ -48,8 +48,13 @@ pub(super) fn replay(
     let reference = sequential();
     let result = reference.result.as_ref().map_err(|e| format!("alloy-evm: {e}"))?;
     record.gas_used = result.gas_used;
-    let check =
-        HeaderCheck::of_receipts(&snapshot.header, block.spec, result.gas_used, &result.receipts);
+    let check = HeaderCheck::of_receipts(
+        &snapshot.header,
+        block.spec,
+        result.gas_used,
+        &result.receipts,
+        &result.requests,
+    );
     record.verified = check.passed();
     let mut problems = check.mismatches();
 

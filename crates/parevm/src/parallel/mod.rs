@@ -640,9 +640,8 @@ fn execute_parallel_inner<S: Storage>(
     let pre = if transactions_only_run || !has_pre_block_calls(block) {
         StateChanges::default()
     } else {
-        let mut evm = block_evm(storage, block, StateChanges::default());
-        pre_block(&mut evm, block)?;
-        std::mem::take(&mut evm.ctx.journaled_state.database.changes)
+        let evm = pre_block(block_evm(storage, block, StateChanges::default()), block)?;
+        evm.ctx.journaled_state.database.changes
     };
 
     let (previous_of_sender, longest_chain_gas) = sender_chains(block);
@@ -742,6 +741,7 @@ fn execute_parallel_inner<S: Storage>(
             excluded,
             rejected,
             state: StateChanges::default(),
+            requests: Default::default(),
             gas_used,
         };
         return Ok(Done { output, stats, phases: None, states, excluded_gas });
@@ -758,15 +758,15 @@ fn execute_parallel_inner<S: Storage>(
     let merge = merging.elapsed();
 
     // (A revm instance only for a block that has system calls after its transactions.)
-    let mut state = if has_post_block_calls(block) {
-        let mut evm = block_evm(storage, block, changes);
-        post_block_calls(&mut evm, block)?;
-        std::mem::take(&mut evm.ctx.journaled_state.database.changes)
+    let (mut state, requests) = if has_post_block_calls(block) {
+        let evm = block_evm(storage, block, changes);
+        let (evm, requests) = post_block_calls(evm, block, &transactions)?;
+        (evm.ctx.journaled_state.database.changes, requests)
     } else {
-        changes
+        (changes, Default::default())
     };
     post_block_balances(&mut state, storage, block)?;
-    let output = BlockOutput { transactions, excluded, rejected, state, gas_used };
+    let output = BlockOutput { transactions, excluded, rejected, state, requests, gas_used };
     let finish = finishing.elapsed().saturating_sub(merge);
     let phases = timed.then_some(PhaseTimes { setup, workers, merge, finish });
     Ok(Done { output, stats, phases, states, excluded_gas })
