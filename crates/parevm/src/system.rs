@@ -289,48 +289,4 @@ mod tests {
         let output = execute(&state_test).unwrap();
         assert!(output.state.accounts.is_empty(), "{:?}", output.state);
     }
-
-    /// Storage that fails every read of one account.
-    struct Failing(InMemoryStorage, Address);
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("disk on fire")]
-    struct Fire;
-
-    impl Storage for Failing {
-        type Error = Fire;
-        fn basic(&self, address: &Address) -> Result<Option<crate::AccountBasic>, Fire> {
-            if *address == self.1 {
-                return Err(Fire);
-            }
-            Ok(self.0.basic(address).unwrap())
-        }
-        fn code_by_hash(&self, hash: &B256) -> Result<Option<revm::bytecode::Bytecode>, Fire> {
-            Ok(self.0.code_by_hash(hash).unwrap())
-        }
-        fn storage(&self, address: &Address, index: &U256) -> Result<U256, Fire> {
-            Ok(self.0.storage(address, index).unwrap())
-        }
-        fn has_storage(&self, address: &Address) -> Result<bool, Fire> {
-            Ok(self.0.has_storage(address).unwrap())
-        }
-        fn block_hash(&self, number: u64) -> Result<B256, Fire> {
-            Ok(self.0.block_hash(number).unwrap())
-        }
-    }
-
-    #[test]
-    fn a_storage_failure_in_a_system_call_stays_a_storage_error() {
-        let storage = Failing(storage(), BEACON_ROOTS_ADDRESS);
-        let block = block(SpecId::CANCUN, 5, Some(B256::repeat_byte(1)));
-        for mode in [ExecutionMode::Sequential, ExecutionMode::Parallel] {
-            let executor = crate::Executor::new(crate::Config::default().with_mode(mode)).unwrap();
-            match executor.execute(&storage, &block) {
-                Err(ExecutionError::Storage(e)) => {
-                    assert_eq!(e.location, crate::Location::Account(BEACON_ROOTS_ADDRESS));
-                }
-                other => panic!("{mode:?}: {other:?}"),
-            }
-        }
-    }
 }
