@@ -9,8 +9,8 @@ use std::num::NonZeroUsize;
 use parevm::alloy::ExecutionReport;
 use parevm::{BlockOutput, Compliance, ComplianceMode, Config, ExecutionMode, Executor};
 use parevm_fixtures::alloy_oracle::{
-    difference, envelope_for, run_parallel, run_transaction_by_transaction, AlloyBlock, AlloyRun,
-    ChainRules,
+    alloy_transactions, difference, run_parallel, run_transaction_by_transaction, AlloyBlock,
+    AlloyRun, ChainRules,
 };
 use parevm_fixtures::workload::{generate, GeneratedBlock, Workload, WorkloadKind};
 
@@ -42,7 +42,7 @@ fn run(
 ) -> (AlloyRun, Option<ExecutionReport>) {
     let block = &generated.block;
     let alloy = AlloyBlock::of(block, ChainRules::UpTo(block.spec));
-    let txs = block.transactions.iter().map(|tx| (tx.clone(), envelope_for(tx).unwrap())).collect();
+    let txs = alloy_transactions(block).unwrap();
     run_parallel(&generated.storage, &alloy, txs, &engine(compliance, mode, threads))
 }
 
@@ -128,7 +128,7 @@ fn a_builder_leaving_out_what_fails_gets_the_excluding_block() {
     let (whole, report) = run(&generated, &compliance, ExecutionMode::Parallel, 2);
     let block = &generated.block;
     let alloy = AlloyBlock::of(block, ChainRules::UpTo(block.spec));
-    let txs = block.transactions.iter().map(|tx| (tx.clone(), envelope_for(tx).unwrap())).collect();
+    let txs = alloy_transactions(block).unwrap();
     let engine = engine(&compliance, ExecutionMode::Parallel, 2);
     let (one_by_one, left_out) =
         run_transaction_by_transaction(&generated.storage, &alloy, txs, &engine);

@@ -412,6 +412,16 @@ pub fn envelope_for(tx: &TxEnv) -> Option<Recovered<TxEnvelope>> {
     Some(Recovered::new_unchecked(envelope, tx.caller))
 }
 
+/// `block`'s transactions, each with the alloy transaction [`envelope_for`] gives, as the
+/// executors take them; `None` if one has no envelope.
+pub fn alloy_transactions(block: &BlockInput) -> Option<Vec<(TxEnv, Recovered<TxEnvelope>)>> {
+    block
+        .transactions
+        .iter()
+        .map(|tx| envelope_for(tx).map(|envelope| (tx.clone(), envelope)))
+        .collect()
+}
+
 /// Runs `block` (transactions as revm environments) through both alloy-evm executors, the
 /// parallel one at `threads` on a shared [`engine`], and compares the engine's own result
 /// `ours` with `EthBlockExecutor`'s if given ([`engine_difference`]; state tests, which run
@@ -424,12 +434,7 @@ pub fn compare_block<S: Storage + std::fmt::Debug>(
     ours: Option<Result<&BlockOutput, &parevm::ExecutionError>>,
     threads: std::num::NonZeroUsize,
 ) -> Result<bool, String> {
-    let Some(txs) = block
-        .transactions
-        .iter()
-        .map(|tx| envelope_for(tx).map(|envelope| (tx.clone(), envelope)))
-        .collect::<Option<Vec<_>>>()
-    else {
+    let Some(txs) = alloy_transactions(block) else {
         return Ok(false);
     };
     let alloy = AlloyBlock::of(block, ChainRules::UpTo(block.spec));

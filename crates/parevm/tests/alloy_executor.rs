@@ -9,7 +9,7 @@ use arbitrary::Unstructured;
 use parevm::revm::primitives::hardfork::SpecId;
 use parevm::{BlockInput, Config, ExecutionMode, Executor, InMemoryStorage};
 use parevm_fixtures::alloy_oracle::{
-    difference, envelope_for, run_parallel, run_sequential, AlloyBlock, ChainRules,
+    alloy_transactions, difference, run_parallel, run_sequential, AlloyBlock, ChainRules,
 };
 use parevm_fixtures::synthetic::{account, contracts, ether, BlockBuilder};
 use rand::{RngCore, SeedableRng};
@@ -27,8 +27,7 @@ fn engine(threads: usize) -> Executor {
 /// block was valid.
 fn compare(storage: &InMemoryStorage, block: &BlockInput, threads: &[usize]) -> (usize, bool) {
     let alloy = AlloyBlock::of(block, ChainRules::UpTo(block.spec));
-    let txs: Vec<_> =
-        block.transactions.iter().map(|tx| (tx.clone(), envelope_for(tx).unwrap())).collect();
+    let txs = alloy_transactions(block).unwrap();
     let expected = run_sequential(storage, &alloy, txs.clone());
     let mut parallel = 0;
     for &t in threads {
@@ -115,8 +114,7 @@ fn credits_to_shared_accounts_match_alloy_evm_in_every_fork() {
 fn per_transaction_methods_and_small_blocks_run_sequentially_and_agree() {
     let (storage, block) = credits_block(SpecId::CANCUN, COINBASE);
     let alloy = AlloyBlock::of(&block, ChainRules::UpTo(block.spec));
-    let txs: Vec<_> =
-        block.transactions.iter().map(|tx| (tx.clone(), envelope_for(tx).unwrap())).collect();
+    let txs = alloy_transactions(&block).unwrap();
     let expected = run_sequential(&storage, &alloy, txs.clone());
     // `Auto` on one thread never runs Block-STM: the same result, all sequential.
     let auto = Executor::new(Config::default().with_threads(NonZeroUsize::MIN)).unwrap();
@@ -132,8 +130,7 @@ fn an_invalid_transaction_fails_the_block_as_alloy_evm_says() {
     // A nonce from the future: invalid, whatever the others do.
     block.transactions[5].nonce += 3;
     let alloy = AlloyBlock::of(&block, ChainRules::UpTo(block.spec));
-    let txs: Vec<_> =
-        block.transactions.iter().map(|tx| (tx.clone(), envelope_for(tx).unwrap())).collect();
+    let txs = alloy_transactions(&block).unwrap();
     let expected = run_sequential(&storage, &alloy, txs.clone());
     assert!(expected.result.is_err());
     for threads in [1, 2, 4] {
@@ -170,8 +167,7 @@ fn cascades_and_the_exclusion_budget_through_alloy_evm_are_the_engines() {
     let n = block.transactions.len();
     let hook = std::sync::Arc::new(Refuses(pool));
     let alloy = AlloyBlock::of(&block, ChainRules::UpTo(block.spec));
-    let txs: Vec<_> =
-        block.transactions.iter().map(|tx| (tx.clone(), envelope_for(tx).unwrap())).collect();
+    let txs = alloy_transactions(&block).unwrap();
     // Without a budget `x`'s later payments cascade from its first, `y`'s from its first;
     // with room for one exclusion, `y`'s rejection is included as failed and its next
     // payment is valid.
@@ -257,8 +253,7 @@ fn the_dao_forks_state_change_is_alloy_evms() {
     assert_eq!(refund.balance, ether(6));
 
     let alloy = AlloyBlock::of(&block, ChainRules::Mainnet(EthSpec::mainnet()));
-    let txs: Vec<_> =
-        block.transactions.iter().map(|tx| (tx.clone(), envelope_for(tx).unwrap())).collect();
+    let txs = alloy_transactions(&block).unwrap();
     let oracle = run_sequential(&storage, &alloy, txs);
     assert!(oracle.result.is_ok(), "{:?}", oracle.result);
     for address in dao.iter().chain([&DAO_HARDFORK_BENEFICIARY, &COINBASE, &sender]) {

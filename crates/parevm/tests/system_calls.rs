@@ -21,7 +21,7 @@ use parevm::revm::primitives::hardfork::SpecId;
 use parevm::revm::primitives::TxKind;
 use parevm::{BlockInput, ExecutionError, InMemoryStorage};
 use parevm_fixtures::alloy_oracle::{
-    difference, engine_difference, envelope_for, run_parallel, run_sequential, AlloyBlock,
+    alloy_transactions, difference, engine_difference, run_parallel, run_sequential, AlloyBlock,
     ChainRules,
 };
 use parevm_fixtures::synthetic::{account, ether, BlockBuilder};
@@ -106,8 +106,7 @@ fn prague_block() -> (InMemoryStorage, BlockInput) {
 fn prague_requests_and_system_calls_are_alloy_evms() {
     let (storage, block) = prague_block();
     let alloy = AlloyBlock::of(&block, ChainRules::UpTo(block.spec));
-    let txs: Vec<_> =
-        block.transactions.iter().map(|tx| (tx.clone(), envelope_for(tx).unwrap())).collect();
+    let txs = alloy_transactions(&block).unwrap();
     let oracle = run_sequential(&storage, &alloy, txs.clone());
     let result = oracle.result.as_ref().expect("the block is valid");
     // The block makes all three kinds of request.
@@ -154,7 +153,6 @@ fn a_deposit_event_that_does_not_decode_fails_the_block() {
         assert!(matches!(result, Err(ExecutionError::Requests(_))), "{threads:?}: {result:?}");
     }
     let alloy = AlloyBlock::of(&block, ChainRules::UpTo(block.spec));
-    let txs: Vec<_> =
-        block.transactions.iter().map(|tx| (tx.clone(), envelope_for(tx).unwrap())).collect();
+    let txs = alloy_transactions(&block).unwrap();
     assert!(run_sequential(&storage, &alloy, txs).result.is_err(), "alloy-evm fails it too");
 }
