@@ -609,31 +609,6 @@ pub(crate) struct ParallelRun<'c> {
     pub(crate) transactions_only: Option<revm::context::CfgEnv>,
 }
 
-/// The most transactions a block run by Block-STM may have: the store keeps transaction
-/// indices in 32 bits ([`mv_memory`]). A larger block is executed sequentially.
-const MAX_TRANSACTIONS: usize = u32::MAX as usize;
-
-/// The block executed sequentially instead, as [`execute_parallel_inner`]'s result (or no
-/// output, for [`execute_transactions`], whose caller runs its own sequential executor).
-fn sequential_instead<S: Storage>(
-    storage: &S,
-    block: &BlockInput,
-    compliance: Option<&Compliance>,
-    transactions_only: bool,
-) -> Result<Done, ExecutionError> {
-    let stats = ExecutionStats {
-        executions: block.transactions.len() as u64,
-        sequential_fallback: true,
-        ..ExecutionStats::default()
-    };
-    let output = if transactions_only {
-        BlockOutput::default()
-    } else {
-        crate::sequential::execute_sequential_with(storage, block, compliance)?
-    };
-    Ok(Done { output, stats, phases: None, states: Vec::new(), excluded_gas: vec![] })
-}
-
 /// What [`execute_parallel_inner`] produced.
 struct Done {
     output: BlockOutput,
@@ -669,9 +644,6 @@ fn execute_parallel_inner<S: Storage>(
         evm.ctx.journaled_state.database.changes
     };
 
-    if n > MAX_TRANSACTIONS {
-        return sequential_instead(storage, block, compliance, transactions_only_run);
-    }
     let (previous_of_sender, longest_chain_gas) = sender_chains(block);
     let threads = match &workers {
         Workers::Spawn(threads) => threads.get(),
@@ -726,7 +698,19 @@ fn execute_parallel_inner<S: Storage>(
         }
     }
     if shared.sequential.load(Ordering::Relaxed) {
-        return sequential_instead(storage, block, compliance, transactions_only_run);
+        let stats = ExecutionStats {
+            executions: n as u64,
+            sequential_fallback: true,
+            ..ExecutionStats::default()
+        };
+        // Speculative or not, the sequential result is the block's (the caller of
+        // `execute_transactions` runs its own sequential executor).
+        let output = if transactions_only_run {
+            BlockOutput::default()
+        } else {
+            crate::sequential::execute_sequential_with(storage, block, compliance)?
+        };
+        return Ok(Done { output, stats, phases: None, states: Vec::new(), excluded_gas: vec![] });
     }
     if let Some(error) = shared.fatal.lock().take() {
         return Err(error);

@@ -70,26 +70,12 @@ pub(crate) enum Value {
     Gas(u64),
 }
 
-/// One transaction's entry at a location. The index is kept in 32 bits beside the
-/// incarnation (a larger block is not run by Block-STM: [`super::MAX_TRANSACTIONS`]).
+/// One transaction's entry at a location.
 #[derive(Clone, Copy, Debug)]
 struct Entry<T> {
-    tx: u32,
     incarnation: u32,
     /// `None`: an estimate.
     value: Option<T>,
-}
-
-impl<T> Entry<T> {
-    fn new(tx: TxIdx, incarnation: u32, value: Option<T>) -> Self {
-        Self { tx: tx as u32, incarnation, value }
-    }
-
-    /// The transaction's index.
-    #[inline]
-    fn tx(&self) -> TxIdx {
-        self.tx as TxIdx
-    }
 }
 
 /// The outcome of a read.
@@ -103,49 +89,9 @@ pub(crate) enum Read {
     Blocked(TxIdx),
 }
 
-/// Reads of one location's entries, sorted by transaction index.
-trait SortedEntries<T: Copy + 'static> {
-    fn entries(&self) -> &[Entry<T>];
-
-    /// The position of the first entry at or above `tx`.
-    #[inline]
-    fn position(&self, tx: TxIdx) -> usize {
-        self.entries().partition_point(|entry| entry.tx() < tx)
-    }
-
-    /// The last entry below `tx`, as a read.
-    #[inline]
-    fn read(&self, tx: TxIdx, wrap: impl FnOnce(T) -> Value) -> Read {
-        match self.entries()[..self.position(tx)].last() {
-            None => Read::PreState,
-            Some(&Entry { value: None, tx, .. }) => Read::Blocked(tx as TxIdx),
-            Some(&Entry { value: Some(value), tx, incarnation }) => {
-                Read::Value(wrap(value), tx as TxIdx, incarnation)
-            }
-        }
-    }
-
-    /// The entries from `from` up to (not including) `to`.
-    fn between(&self, from: TxIdx, to: TxIdx) -> &[Entry<T>] {
-        &self.entries()[self.position(from)..self.position(to)]
-    }
-
-    /// Every entry's value in block order; `Err` names a transaction with an estimate.
-    fn values(&self) -> impl Iterator<Item = Result<(TxIdx, T), TxIdx>> + '_ {
-        self.entries().iter().map(|entry| entry.value.map(|v| (entry.tx(), v)).ok_or(entry.tx()))
-    }
-}
-
-impl<T: Copy + 'static> SortedEntries<T> for [Entry<T>] {
-    #[inline]
-    fn entries(&self) -> &[Entry<T>] {
-        self
-    }
-}
-
 /// The entries of one location, sorted by transaction index. Most locations are written by
 /// one transaction, so one entry is kept inline.
-struct Versions<T>(SmallVec<[Entry<T>; 1]>);
+struct Versions<T>(SmallVec<[(TxIdx, Entry<T>); 1]>);
 
 impl<T> Default for Versions<T> {
     fn default() -> Self {
@@ -153,185 +99,75 @@ impl<T> Default for Versions<T> {
     }
 }
 
-impl<T: Copy + 'static> SortedEntries<T> for Versions<T> {
+impl<T: Copy> Versions<T> {
+    /// The position of the first entry at or above `tx`.
     #[inline]
-    fn entries(&self) -> &[Entry<T>] {
-        &self.0
+    fn position(&self, tx: TxIdx) -> usize {
+        self.0.partition_point(|(idx, _)| *idx < tx)
     }
-}
 
-impl<T: Copy + 'static> Versions<T> {
     fn write(&mut self, tx: TxIdx, incarnation: u32, value: T) {
-        let entry = Entry::new(tx, incarnation, Some(value));
+        let entry = Entry { incarnation, value: Some(value) };
         // Transactions mostly finish in order: appending needs no search.
-        if self.0.last().is_none_or(|last| last.tx() < tx) {
-            self.0.push(entry);
+        if self.0.last().is_none_or(|(idx, _)| *idx < tx) {
+            self.0.push((tx, entry));
             return;
         }
         let at = self.position(tx);
         match self.0.get_mut(at) {
-            Some(existing) if existing.tx() == tx => *existing = entry,
-            _ => self.0.insert(at, entry),
+            Some((idx, existing)) if *idx == tx => *existing = entry,
+            _ => self.0.insert(at, (tx, entry)),
         }
     }
 
-    /// Applies `op` to transaction `tx`'s entry, if it has one.
-    fn apply(&mut self, op: EntryOp, tx: TxIdx) {
+    fn remove(&mut self, tx: TxIdx) {
         let at = self.position(tx);
-        if self.0.get(at).is_some_and(|entry| entry.tx() == tx) {
-            match op {
-                EntryOp::Remove => {
-                    self.0.remove(at);
-                }
-                EntryOp::MarkEstimate => self.0[at].value = None,
+        if self.0.get(at).is_some_and(|(idx, _)| *idx == tx) {
+            self.0.remove(at);
+        }
+    }
+
+    fn mark_estimate(&mut self, tx: TxIdx) {
+        let at = self.position(tx);
+        if let Some((idx, entry)) = self.0.get_mut(at) {
+            if *idx == tx {
+                entry.value = None;
             }
         }
     }
-}
 
-/// What [`MvMemory::remove`] and [`MvMemory::mark_estimate`] do to a transaction's entry.
-#[derive(Clone, Copy, Debug)]
-enum EntryOp {
-    Remove,
-    MarkEstimate,
-}
+    /// The last entry below `tx`, as a read.
+    #[inline]
+    fn read(&self, tx: TxIdx, wrap: impl FnOnce(T) -> Value) -> Read {
+        match self.0[..self.position(tx)].last() {
+            None => Read::PreState,
+            Some(&(idx, Entry { value: None, .. })) => Read::Blocked(idx),
+            Some(&(idx, Entry { value: Some(value), incarnation })) => {
+                Read::Value(wrap(value), idx, incarnation)
+            }
+        }
+    }
 
-/// Which of an account's locations.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum AccountPart {
-    Basic,
-    Credit,
-    Wipe,
+    /// The entries from `from` up to (not including) `to`.
+    fn between(&self, from: TxIdx, to: TxIdx) -> &[(TxIdx, Entry<T>)] {
+        &self.0[self.position(from)..self.position(to)]
+    }
+
+    /// Every entry's value in block order; `Err` names a transaction with an estimate.
+    fn values(&self) -> impl Iterator<Item = Result<(TxIdx, T), TxIdx>> + '_ {
+        self.0.iter().map(|&(idx, entry)| entry.value.map(|v| (idx, v)).ok_or(idx))
+    }
 }
 
 /// Everything written to one account but its storage slots.
-///
-/// Nearly every written account has one entry: a sender's full write, or a recipient's
-/// credit. Those are kept inline, so that an account's key and entries take two cache lines
-/// (128 bytes) of the store's table; an account with more entries keeps them in lists of
-/// their own ([`AccountLists`]). The writes of a cheap transaction are mostly new entries in
-/// cold lines of the table, and so is the walk that builds the block's state: the size of
-/// an entry is what those cost.
 #[derive(Default)]
-enum AccountEntries {
-    /// None (every entry was removed).
-    #[default]
-    Empty,
-    /// One full write.
-    Basic(Entry<Option<AccountBasic>>),
-    /// One credit.
-    Credit(Entry<U256>),
-    /// Anything else.
-    Lists(Box<AccountLists>),
-}
-
-/// An account's entries when it has more than one ([`AccountEntries::Lists`]).
-#[derive(Default)]
-struct AccountLists {
+struct AccountEntries {
     /// Full writes: the account, or `None` if it does not exist.
     basic: Versions<Option<AccountBasic>>,
     /// Balance credits.
     credits: Versions<U256>,
     /// Storage wipes.
     wipes: Versions<()>,
-}
-
-impl AccountEntries {
-    /// The full writes.
-    #[inline]
-    fn basic(&self) -> &[Entry<Option<AccountBasic>>] {
-        match self {
-            Self::Basic(entry) => std::slice::from_ref(entry),
-            Self::Lists(lists) => lists.basic.entries(),
-            Self::Empty | Self::Credit(_) => &[],
-        }
-    }
-
-    /// The credits.
-    #[inline]
-    fn credits(&self) -> &[Entry<U256>] {
-        match self {
-            Self::Credit(entry) => std::slice::from_ref(entry),
-            Self::Lists(lists) => lists.credits.entries(),
-            Self::Empty | Self::Basic(_) => &[],
-        }
-    }
-
-    /// The wipes.
-    #[inline]
-    fn wipes(&self) -> &[Entry<()>] {
-        match self {
-            Self::Lists(lists) => lists.wipes.entries(),
-            _ => &[],
-        }
-    }
-
-    /// The entries in lists, moving a single one there first.
-    fn lists(&mut self) -> &mut AccountLists {
-        if !matches!(self, Self::Lists(_)) {
-            let mut lists = Box::<AccountLists>::default();
-            match std::mem::take(self) {
-                Self::Basic(entry) => lists.basic.0.push(entry),
-                Self::Credit(entry) => lists.credits.0.push(entry),
-                Self::Empty | Self::Lists(_) => {}
-            }
-            *self = Self::Lists(lists);
-        }
-        let Self::Lists(lists) = self else { unreachable!("just made lists") };
-        lists
-    }
-
-    fn write_basic(&mut self, tx: TxIdx, incarnation: u32, account: Option<AccountBasic>) {
-        match self {
-            Self::Empty => *self = Self::Basic(Entry::new(tx, incarnation, Some(account))),
-            Self::Basic(entry) if entry.tx() == tx => {
-                *entry = Entry::new(tx, incarnation, Some(account))
-            }
-            _ => self.lists().basic.write(tx, incarnation, account),
-        }
-    }
-
-    fn write_credit(&mut self, tx: TxIdx, incarnation: u32, amount: U256) {
-        match self {
-            Self::Empty => *self = Self::Credit(Entry::new(tx, incarnation, Some(amount))),
-            Self::Credit(entry) if entry.tx() == tx => {
-                *entry = Entry::new(tx, incarnation, Some(amount))
-            }
-            _ => self.lists().credits.write(tx, incarnation, amount),
-        }
-    }
-
-    fn write_wipe(&mut self, tx: TxIdx, incarnation: u32) {
-        self.lists().wipes.write(tx, incarnation, ());
-    }
-
-    /// Applies `op` to transaction `tx`'s entry at `part`, if it has one.
-    fn apply(&mut self, part: AccountPart, op: EntryOp, tx: TxIdx) {
-        match (self, part) {
-            (Self::Lists(lists), AccountPart::Basic) => lists.basic.apply(op, tx),
-            (Self::Lists(lists), AccountPart::Credit) => lists.credits.apply(op, tx),
-            (Self::Lists(lists), AccountPart::Wipe) => lists.wipes.apply(op, tx),
-            (this @ Self::Basic(_), AccountPart::Basic) => {
-                let Self::Basic(entry) = this else { unreachable!() };
-                if entry.tx() == tx {
-                    match op {
-                        EntryOp::Remove => *this = Self::Empty,
-                        EntryOp::MarkEstimate => entry.value = None,
-                    }
-                }
-            }
-            (this @ Self::Credit(_), AccountPart::Credit) => {
-                let Self::Credit(entry) = this else { unreachable!() };
-                if entry.tx() == tx {
-                    match op {
-                        EntryOp::Remove => *this = Self::Empty,
-                        EntryOp::MarkEstimate => entry.value = None,
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
 }
 
 /// One write of an account, as [`super::final_state`] replays them.
@@ -369,7 +205,7 @@ type FeeSlot = CacheLine<Mutex<Option<Entry<U256>>>>;
 
 /// A fee slot before its transaction has executed: an estimate.
 fn fee_estimate() -> FeeSlot {
-    CacheLine(Mutex::new(Some(Entry::new(0, 0, None))))
+    CacheLine(Mutex::new(Some(Entry { incarnation: 0, value: None })))
 }
 
 /// The multi-version store.
@@ -401,8 +237,7 @@ pub(crate) struct MvMemory {
 }
 
 impl MvMemory {
-    /// A store for a block of `transactions` transactions whose fees go to `beneficiary`
-    /// (at most [`super::MAX_TRANSACTIONS`]: entries keep indices in 32 bits).
+    /// A store for a block of `transactions` transactions whose fees go to `beneficiary`.
     pub(crate) fn new(spec: SpecId, beneficiary: Address, transactions: usize) -> Self {
         // About 64 bits per transaction: a block's transactions write a few locations each,
         // so the filter stays sparse.
@@ -508,7 +343,7 @@ impl MvMemory {
         if self.is_fee(&location) {
             // The fee slots' filter bit is set from the start.
             let Value::Credit(amount) = value else { unreachable!("{value:?} written as a fee") };
-            *self.fees[tx].lock() = Some(Entry::new(tx, incarnation, Some(amount)));
+            *self.fees[tx].lock() = Some(Entry { incarnation, value: Some(amount) });
             return;
         }
         let key = self.key(&location);
@@ -521,57 +356,50 @@ impl MvMemory {
                 self.storage.upsert(key, |versions| versions.write(tx, incarnation, value))
             }
             (MapKey::Account(key), Value::Credit(amount)) => {
-                self.accounts.upsert(key, |entries| entries.write_credit(tx, incarnation, amount))
+                self.accounts.upsert(key, |entries| entries.credits.write(tx, incarnation, amount))
             }
             (MapKey::Account(key), Value::Basic(account)) => {
-                self.accounts.upsert(key, |entries| entries.write_basic(tx, incarnation, account))
+                self.accounts.upsert(key, |entries| entries.basic.write(tx, incarnation, account))
             }
             (MapKey::Account(key), Value::Wipe) => {
-                self.accounts.upsert(key, |entries| entries.write_wipe(tx, incarnation))
+                self.accounts.upsert(key, |entries| entries.wipes.write(tx, incarnation, ()))
             }
             (MapKey::None, Value::Gas(gas)) => self.excluded_gas.lock().write(tx, incarnation, gas),
             (_, value) => unreachable!("{value:?} written to {location:?}"),
         }
     }
 
-    /// Applies `op` to transaction `tx`'s entry at `location`, if it has one.
-    fn apply(&self, location: &Location, op: EntryOp, tx: TxIdx) {
+    /// Applies `f` to the entries of `location` of transaction `tx`, if the location has
+    /// any.
+    fn with_entries(&self, location: &Location, tx: TxIdx, f: impl Fn(&mut dyn EntryOps)) {
         if self.is_fee(location) {
             let mut slot = self.fees[tx].lock();
-            match op {
-                EntryOp::Remove => *slot = None,
-                EntryOp::MarkEstimate => {
-                    if let Some(entry) = slot.as_mut() {
-                        entry.value = None;
-                    }
-                }
-            }
+            f(&mut FeeOps(&mut slot));
             return;
         }
         match self.key(location).map {
             MapKey::Slot(key) => {
-                self.storage.get_mut(&key, |versions| versions.apply(op, tx));
+                self.storage.get_mut(&key, |versions| f(versions));
             }
-            MapKey::None => self.excluded_gas.lock().apply(op, tx),
+            MapKey::None => f(&mut *self.excluded_gas.lock()),
             MapKey::Account(key) => {
-                let part = match location {
-                    Location::Basic(_) => AccountPart::Basic,
-                    Location::Credit(_) => AccountPart::Credit,
-                    _ => AccountPart::Wipe,
-                };
-                self.accounts.get_mut(&key, |entries| entries.apply(part, op, tx));
+                self.accounts.get_mut(&key, |entries| match location {
+                    Location::Basic(_) => f(&mut entries.basic),
+                    Location::Credit(_) => f(&mut entries.credits),
+                    _ => f(&mut entries.wipes),
+                });
             }
         }
     }
 
     /// Removes transaction `tx`'s entry at `location`.
     pub(crate) fn remove(&self, location: &Location, tx: TxIdx) {
-        self.apply(location, EntryOp::Remove, tx);
+        self.with_entries(location, tx, |entries| entries.remove(tx));
     }
 
     /// Turns transaction `tx`'s entry at `location` into an estimate.
     pub(crate) fn mark_estimate(&self, location: &Location, tx: TxIdx) {
-        self.apply(location, EntryOp::MarkEstimate, tx);
+        self.with_entries(location, tx, |entries| entries.mark_estimate(tx));
     }
 
     /// The value of `location` as transaction `tx` must see it.
@@ -581,7 +409,7 @@ impl MvMemory {
             return match last {
                 None => Read::PreState,
                 Some((idx, Entry { value: None, .. })) => Read::Blocked(idx),
-                Some((idx, Entry { value: Some(v), incarnation, .. })) => {
+                Some((idx, Entry { value: Some(v), incarnation })) => {
                     Read::Value(Value::Credit(v), idx, incarnation)
                 }
             };
@@ -596,9 +424,9 @@ impl MvMemory {
             }
             MapKey::None => Some(self.excluded_gas.lock().read(tx, Value::Gas)),
             MapKey::Account(key) => self.accounts.get(&key, |entries| match location {
-                Location::Basic(_) => entries.basic().read(tx, Value::Basic),
-                Location::Credit(_) => entries.credits().read(tx, Value::Credit),
-                _ => entries.wipes().read(tx, |()| Value::Wipe),
+                Location::Basic(_) => entries.basic.read(tx, Value::Basic),
+                Location::Credit(_) => entries.credits.read(tx, Value::Credit),
+                _ => entries.wipes.read(tx, |()| Value::Wipe),
             }),
         };
         read.unwrap_or(Read::PreState)
@@ -622,8 +450,8 @@ impl MvMemory {
         if self.may_have_entries(key.filter) {
             let MapKey::Account(key) = key.map else { unreachable!("a credit is an account's") };
             let regular = self.accounts.get(&key, |entries| -> Result<(), TxIdx> {
-                for entry in entries.credits().between(from, tx) {
-                    credits.push((entry.tx(), entry.value.ok_or(entry.tx())?));
+                for &(idx, entry) in entries.credits.between(from, tx) {
+                    credits.push((idx, entry.value.ok_or(idx)?));
                 }
                 Ok(())
             });
@@ -683,13 +511,13 @@ impl MvMemory {
         let mut beneficiary_seen = false;
         self.accounts.for_each_in_share(share, shares, |address, entries| {
             writes.clear();
-            for write in entries.wipes().values() {
+            for write in entries.wipes.values() {
                 writes.push(write.map(|(idx, ())| (idx, AccountWrite::Wipe)).map_err(&estimate)?);
             }
-            for write in entries.basic().values() {
+            for write in entries.basic.values() {
                 writes.push(write.map(|(idx, a)| (idx, AccountWrite::Set(a))).map_err(&estimate)?);
             }
-            for write in entries.credits().values() {
+            for write in entries.credits.values() {
                 let write = write.map(|(idx, a)| (idx, AccountWrite::Credit(a)));
                 writes.push(write.map_err(&estimate)?);
             }
@@ -739,8 +567,8 @@ impl MvMemory {
                 return Ok(());
             }
             let (address, slot) = key.key;
-            let Some(entry) = versions.0.last() else { return Ok(()) };
-            f(address, slot, entry.tx(), entry.value.ok_or_else(|| estimate(entry.tx()))?)
+            let Some(&(idx, entry)) = versions.0.last() else { return Ok(()) };
+            f(address, slot, idx, entry.value.ok_or_else(|| estimate(idx))?)
         })
     }
 }
@@ -767,6 +595,35 @@ const EXCLUDED_GAS_FILTER: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// One account's writes in block order.
 pub(crate) type AccountWrites = SmallVec<[(TxIdx, AccountWrite); 2]>;
+
+/// What [`MvMemory::remove`] and [`MvMemory::mark_estimate`] do to one location's entries.
+trait EntryOps {
+    fn remove(&mut self, tx: TxIdx);
+    fn mark_estimate(&mut self, tx: TxIdx);
+}
+
+impl<T: Copy> EntryOps for Versions<T> {
+    fn remove(&mut self, tx: TxIdx) {
+        Versions::remove(self, tx)
+    }
+    fn mark_estimate(&mut self, tx: TxIdx) {
+        Versions::mark_estimate(self, tx)
+    }
+}
+
+/// A fee slot, as the entries of its transaction.
+struct FeeOps<'a>(&'a mut Option<Entry<U256>>);
+
+impl EntryOps for FeeOps<'_> {
+    fn remove(&mut self, _: TxIdx) {
+        *self.0 = None;
+    }
+    fn mark_estimate(&mut self, _: TxIdx) {
+        if let Some(entry) = self.0 {
+            entry.value = None;
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -874,7 +731,7 @@ mod tests {
         mv.write(fee, 1, 0, Value::Credit(U256::from(10)));
         mv.write(fee, 3, 0, Value::Credit(U256::from(30)));
         let key = mv.account_key(BENEFICIARY);
-        mv.accounts.upsert(key, |entries| entries.write_credit(2, 0, U256::from(20)));
+        mv.accounts.upsert(key, |entries| entries.credits.write(2, 0, U256::from(20)));
         let all = mv.credits(BENEFICIARY, None, 9).unwrap();
         assert_eq!(all, vec![U256::from(10), U256::from(20), U256::from(30)]);
     }
@@ -1004,54 +861,5 @@ mod tests {
         mv.write(Location::Credit(BENEFICIARY), 5, 0, Value::Credit(U256::from(9)));
         mv.mark_estimate(&Location::Credit(BENEFICIARY), 5);
         assert_eq!(mv.for_each_final_account(0, 1, |_, _| Ok(()), |tx| tx), Err(5));
-    }
-
-    #[test]
-    fn an_account_and_a_slot_take_two_cache_lines_of_the_table() {
-        // A table bucket is the key and the entries: what a new write touches and what
-        // the state build walks.
-        assert!(std::mem::size_of::<(Hashed<Address>, AccountEntries)>() <= 128);
-        assert!(std::mem::size_of::<(Hashed<(Address, U256)>, Versions<U256>)>() <= 128);
-    }
-
-    #[test]
-    fn an_accounts_single_entry_reads_as_its_list_would() {
-        let mv = store();
-        let basic = Location::Basic(A);
-        let credit = Location::Credit(A);
-        let inline = |mv: &MvMemory| {
-            mv.accounts.get(&mv.account_key(A), |e| !matches!(e, AccountEntries::Lists(_)))
-        };
-        // One full write, rewritten by a later incarnation in place.
-        mv.write(basic, 4, 0, Value::Basic(account(1)));
-        mv.write(basic, 4, 1, Value::Basic(account(2)));
-        assert_eq!(inline(&mv), Some(true));
-        assert!(matches!(mv.read(&basic, 4), Read::PreState));
-        assert!(
-            matches!(mv.read(&basic, 5), Read::Value(Value::Basic(a), 4, 1) if a == account(2))
-        );
-        assert!(matches!(mv.read(&credit, 9), Read::PreState));
-        // Another transaction's or location's operations leave it alone.
-        mv.remove(&basic, 3);
-        mv.mark_estimate(&credit, 4);
-        assert!(matches!(mv.read(&basic, 5), Read::Value(_, 4, 1)));
-        mv.mark_estimate(&basic, 4);
-        assert!(matches!(mv.read(&basic, 5), Read::Blocked(4)));
-        mv.remove(&basic, 4);
-        assert!(matches!(mv.read(&basic, 5), Read::PreState));
-        // One credit, then a lower full write and a credit: lists, in block order.
-        mv.write(credit, 6, 0, Value::Credit(U256::from(6)));
-        assert_eq!(inline(&mv), Some(true));
-        mv.mark_estimate(&credit, 6);
-        assert_eq!(mv.credits(A, None, 9), Err(6));
-        mv.write(credit, 6, 1, Value::Credit(U256::from(6)));
-        mv.write(basic, 2, 0, Value::Basic(account(100)));
-        mv.write(credit, 1, 0, Value::Credit(U256::from(1)));
-        assert_eq!(inline(&mv), Some(false));
-        assert_eq!(mv.credits(A, None, 9), Ok(vec![U256::from(1), U256::from(6)]));
-        assert_eq!(mv.credits(A, Some(2), 9), Ok(vec![U256::from(6)]));
-        assert!(matches!(mv.read(&basic, 9), Read::Value(_, 2, 0)));
-        mv.remove(&credit, 6);
-        assert_eq!(mv.credits(A, Some(2), 9), Ok(vec![]));
     }
 }
