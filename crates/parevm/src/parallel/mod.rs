@@ -34,7 +34,7 @@ use tracing::debug_span;
 use self::mv_memory::{Location, MvMemory};
 use self::phases::{Clock, Phase, PhaseTimes, WorkerPhases};
 use self::read_set::{Base, ReadOrigin};
-use self::scheduler::{Scheduler, Task, Version};
+use self::scheduler::{Active, Scheduler, Task, Version};
 pub(crate) use self::vm::TxState;
 use self::vm::{ExecuteError, Incarnation, TxOutput, Vm, VmSettings};
 use crate::compliance::Ledger;
@@ -377,6 +377,7 @@ impl<S: Storage> Shared<'_, S> {
         clock.lap(Phase::Schedule);
         let mut stats = ExecutionStats::default();
         let mut task = None;
+        let mut active = Active::default();
         // Waiting for a task: spinning first, then yielding the core.
         let backoff = Backoff::new();
         let mut idle = false;
@@ -400,7 +401,7 @@ impl<S: Storage> Shared<'_, S> {
                         self.commit_final(None);
                         clock.lap(Phase::Commit);
                     }
-                    let next = self.scheduler.next_task();
+                    let next = self.scheduler.next_task(&mut active);
                     idle = next.is_none();
                     if idle {
                         backoff.snooze();
