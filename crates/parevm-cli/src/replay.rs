@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use alloy_primitives::Address;
 use clap::{Args, ValueEnum};
-use parevm::{BlockOutput, Compliance, Config, ExecutionError, ExecutionMode, Executor};
+use parevm::{
+    BlockExecution, BlockOutput, Compliance, Config, ExecutionError, ExecutionMode, Executor,
+};
 use parevm_compliance::{Claim, ComplianceFile, ModeName};
 use parevm_fixtures::analysis::analyze_median;
 use parevm_fixtures::{
@@ -418,8 +420,13 @@ fn replay_snapshot(
     }
 
     let mut mismatch = None;
+    // Of a parallel run, only its counters are kept past its comparison: holding its output
+    // while the next run executes would add a block's output to the parallel side's peak
+    // memory that the sequential side does not hold (both hold the reference and the run
+    // in flight, no more).
+    let counters = |execution: BlockExecution| (execution.parallel, execution.stats);
     let mut last_parallel =
-        if args.sequential { None } else { Some(executor.execute(storage, block)?) };
+        if args.sequential { None } else { Some(counters(executor.execute(storage, block)?)) };
     let mut paired = Paired::default();
     for _ in 0..args.repeat() {
         let (output, time) = timed(run_sequential);
@@ -436,7 +443,7 @@ fn replay_snapshot(
         if parallel.output != reference && mismatch.is_none() {
             mismatch = Some(first_difference(&reference, &parallel.output));
         }
-        last_parallel = Some(parallel);
+        last_parallel = Some(counters(parallel));
     }
     record.sequential_us = Some(us(paired.sequential_median()));
     if let Some(rounds) = args.stress {
@@ -445,20 +452,20 @@ fn replay_snapshot(
             problems.push(divergence);
         }
     }
-    if let (Some(parallel), Some(spread)) = (last_parallel, paired.spread()) {
+    if let (Some((ran_parallel, stats)), Some(spread)) = (last_parallel, paired.spread()) {
         record.parallel_us = Some(spread.parallel_us);
         record.speedup = Some(spread.speedup);
         record.speedup_q1 = Some(spread.ratio_q1);
         record.speedup_q3 = Some(spread.ratio_q3);
-        if args.phases && parallel.parallel {
+        if args.phases && ran_parallel {
             record.phases = breakdown(executor, storage, block, args.repeat())?;
         }
-        record.parallel_path = Some(parallel.parallel);
-        record.executions = parallel.stats.executions;
-        record.re_executions = parallel.stats.re_executions;
-        record.validation_aborts = parallel.stats.validation_aborts;
-        record.dependency_waits = parallel.stats.dependency_waits;
-        record.sequential_fallback = parallel.stats.sequential_fallback;
+        record.parallel_path = Some(ran_parallel);
+        record.executions = stats.executions;
+        record.re_executions = stats.re_executions;
+        record.validation_aborts = stats.validation_aborts;
+        record.dependency_waits = stats.dependency_waits;
+        record.sequential_fallback = stats.sequential_fallback;
         record.matches_sequential = Some(mismatch.is_none());
         problems.extend(mismatch);
     }

@@ -516,6 +516,13 @@ fn sender_chains(block: &BlockInput) -> (Vec<Option<TxIdx>>, u64) {
     (previous, longest)
 }
 
+/// About how many accounts `block`'s transactions write: each its sender's, and a plain
+/// transfer its recipient's too (contracts and storage are mostly shared by many).
+fn expected_accounts(block: &BlockInput) -> usize {
+    let plain = block.transactions.iter().filter(|tx| tx.data.is_empty() && tx.kind.is_call());
+    block.transactions.len() + plain.count()
+}
+
 /// How many workers run `block` when `threads` are available: one per thread, no more than
 /// there are transactions, and under [`crate::Executor`] (`longest_chain_gas` given) one if
 /// a single sender's chain carries nearly all of its gas ([`ONE_WORKER_CHAIN_SHARE`]).
@@ -656,7 +663,7 @@ fn execute_parallel_inner<S: Storage>(
         transactions_only: transactions_only_run,
         compliance,
         base: Base { storage, changes: &pre },
-        mv: MvMemory::new(block.spec, block.env.beneficiary, n),
+        mv: MvMemory::new(block.spec, block.env.beneficiary, n, expected_accounts(block)),
         scheduler: Scheduler::new(n),
         records: (0..n).map(|_| Mutex::new(TxRecord::default())).collect(),
         committed: Mutex::new(Committed {

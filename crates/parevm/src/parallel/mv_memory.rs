@@ -237,19 +237,26 @@ pub(crate) struct MvMemory {
 }
 
 impl MvMemory {
-    /// A store for a block of `transactions` transactions whose fees go to `beneficiary`.
-    pub(crate) fn new(spec: SpecId, beneficiary: Address, transactions: usize) -> Self {
+    /// A store for a block of `transactions` transactions whose fees go to `beneficiary`,
+    /// with room for about `accounts` written accounts.
+    pub(crate) fn new(
+        spec: SpecId,
+        beneficiary: Address,
+        transactions: usize,
+        accounts: usize,
+    ) -> Self {
         // About 64 bits per transaction: a block's transactions write a few locations each,
         // so the filter stays sparse.
         let bits = (transactions.saturating_mul(64)).next_power_of_two().clamp(1 << 12, 1 << 26);
-        // Sized for what most transactions write (an account or two, a slot or two), the
-        // maps rarely grow (growing rehashes a shard under its lock while the other workers
-        // wait).
+        // Sized for what most transactions write (their sender's account, a plain
+        // transfer's recipient, a slot or two), the maps rarely grow (growing rehashes a
+        // shard under its lock while the other workers wait); sized no larger, as every page
+        // of a table whose entries land at random becomes resident.
         // Enough shards that two workers rarely want the same one; a small block does not
         // pay for 128 of them.
         let shards = (transactions / 2).next_power_of_two().clamp(4, 128);
         let store = Self {
-            accounts: ShardedMap::new(shards, transactions.saturating_mul(2)),
+            accounts: ShardedMap::new(shards, accounts),
             storage: ShardedMap::new(shards, transactions),
             beneficiary,
             fees: (0..transactions).map(|_| fee_estimate()).collect(),
@@ -638,7 +645,7 @@ mod tests {
     }
 
     fn store() -> MvMemory {
-        MvMemory::new(SpecId::CANCUN, BENEFICIARY, 10)
+        MvMemory::new(SpecId::CANCUN, BENEFICIARY, 10, 20)
     }
 
     /// A store whose ten transactions have each executed once without paying a fee.
@@ -738,7 +745,7 @@ mod tests {
 
     #[test]
     fn every_slot_is_built_by_the_share_of_its_account() {
-        let mv = MvMemory::new(SpecId::CANCUN, BENEFICIARY, 400);
+        let mv = MvMemory::new(SpecId::CANCUN, BENEFICIARY, 400, 800);
         for tx in 0..400 {
             mv.no_fee(tx);
         }

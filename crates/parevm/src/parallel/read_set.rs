@@ -217,7 +217,7 @@ mod tests {
             ReadOrigin::Account(Some(AccountBasic { balance, ..Default::default() })),
         )];
 
-        let mv = MvMemory::new(SpecId::CANCUN, BENEFICIARY, 10);
+        let mv = MvMemory::new(SpecId::CANCUN, BENEFICIARY, 10, 20);
         assert!(account(&full, &mv) && account(&lazy, &mv) && account(&by_value, &mv));
         // Writes above the reader do not matter.
         mv.write(Location::Basic(A), 7, 0, Value::Basic(None));
