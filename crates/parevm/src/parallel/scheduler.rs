@@ -357,6 +357,31 @@ mod tests {
 
     use super::*;
 
+    /// Runs `threads` workers on `scheduler` until it is done, `execute` and `validate`
+    /// doing the tasks it hands out (each returns the follow-up task, if any).
+    fn drive(
+        scheduler: &Scheduler,
+        threads: usize,
+        execute: impl Fn(Version) -> Option<Task> + Sync,
+        validate: impl Fn(Version) -> Option<Task> + Sync,
+    ) {
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    let mut task = None;
+                    let mut active = Active::default();
+                    while !scheduler.done() {
+                        task = match task {
+                            Some(Task::Execute(version)) => execute(version),
+                            Some(Task::Validate(version)) => validate(version),
+                            None => scheduler.next_task(&mut active),
+                        };
+                    }
+                });
+            }
+        });
+    }
+
     /// Runs a block of `n` mock transactions on `threads` threads; returns each
     /// transaction's executions, its final incarnation, and the incarnation of its
     /// dependency that its final incarnation saw executed.
@@ -365,53 +390,35 @@ mod tests {
         let executions: Vec<AtomicU32> = (0..n).map(|_| AtomicU32::new(0)).collect();
         let validations_failed: Vec<AtomicBool> = (0..n).map(|_| AtomicBool::new(false)).collect();
         let seen: Vec<Mutex<Option<u32>>> = (0..n).map(|_| Mutex::new(None)).collect();
-        std::thread::scope(|scope| {
-            for _ in 0..threads {
-                scope.spawn(|| {
-                    let mut task = None;
-                    let mut active = Active::default();
-                    while !scheduler.done() {
-                        task = match task {
-                            Some(Task::Execute(version)) => {
-                                // `Err`: suspended until the dependency finishes executing.
-                                let read = match version.tx.checked_sub(stride) {
-                                    None => Ok(None),
-                                    Some(d) => loop {
-                                        if let Some(v) = scheduler.executed_incarnation(d) {
-                                            break Ok(Some(v.incarnation));
-                                        }
-                                        if scheduler.add_dependency(version.tx, d) {
-                                            break Err(());
-                                        }
-                                    },
-                                };
-                                match read {
-                                    Err(()) => None,
-                                    Ok(read) => {
-                                        executions[version.tx].fetch_add(1, Ordering::SeqCst);
-                                        *seen[version.tx].lock() = read;
-                                        scheduler.finish_execution(version, false, true)
-                                    }
-                                }
-                            }
-                            Some(Task::Validate(version)) => {
-                                let tx = version.tx;
-                                let stale = tx.checked_sub(stride).is_some_and(|d| {
-                                    scheduler.executed_incarnation(d).map(|v| v.incarnation)
-                                        != *seen[tx].lock()
-                                });
-                                let fail = stale
-                                    || (tx % 5 == 0
-                                        && !validations_failed[tx].swap(true, Ordering::SeqCst));
-                                let aborted = fail && scheduler.try_validation_abort(version);
-                                scheduler.finish_validation(tx, aborted)
-                            }
-                            None => scheduler.next_task(&mut active),
-                        };
+        let execute = |version: Version| {
+            // `Err`: suspended until the dependency finishes executing.
+            let read = match version.tx.checked_sub(stride) {
+                None => Ok(None),
+                Some(d) => loop {
+                    if let Some(v) = scheduler.executed_incarnation(d) {
+                        break Ok(Some(v.incarnation));
                     }
-                });
-            }
-        });
+                    if scheduler.add_dependency(version.tx, d) {
+                        break Err(());
+                    }
+                },
+            };
+            let read = read.ok()?;
+            executions[version.tx].fetch_add(1, Ordering::SeqCst);
+            *seen[version.tx].lock() = read;
+            scheduler.finish_execution(version, false, true)
+        };
+        let validate = |version: Version| {
+            let tx = version.tx;
+            let stale = tx.checked_sub(stride).is_some_and(|d| {
+                scheduler.executed_incarnation(d).map(|v| v.incarnation) != *seen[tx].lock()
+            });
+            let fail =
+                stale || (tx % 5 == 0 && !validations_failed[tx].swap(true, Ordering::SeqCst));
+            let aborted = fail && scheduler.try_validation_abort(version);
+            scheduler.finish_validation(tx, aborted)
+        };
+        drive(&scheduler, threads, execute, validate);
         let executions = executions.iter().map(|e| e.load(Ordering::SeqCst)).collect();
         let finals = (0..n)
             .map(|tx| {
@@ -490,25 +497,12 @@ mod tests {
             .map(|_| {
                 let scheduler = Scheduler::new(n);
                 let started = std::time::Instant::now();
-                std::thread::scope(|scope| {
-                    for _ in 0..2 {
-                        scope.spawn(|| {
-                            let mut task = None;
-                            let mut active = Active::default();
-                            while !scheduler.done() {
-                                task = match task {
-                                    Some(Task::Execute(version)) => {
-                                        scheduler.finish_execution(version, false, true)
-                                    }
-                                    Some(Task::Validate(version)) => {
-                                        scheduler.finish_validation(version.tx, false)
-                                    }
-                                    None => scheduler.next_task(&mut active),
-                                };
-                            }
-                        });
-                    }
-                });
+                drive(
+                    &scheduler,
+                    2,
+                    |version| scheduler.finish_execution(version, false, true),
+                    |version| scheduler.finish_validation(version.tx, false),
+                );
                 started.elapsed().as_nanos() as f64 / n as f64
             })
             .collect();
