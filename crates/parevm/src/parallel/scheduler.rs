@@ -413,8 +413,8 @@ mod tests {
             let stale = tx.checked_sub(stride).is_some_and(|d| {
                 scheduler.executed_incarnation(d).map(|v| v.incarnation) != *seen[tx].lock()
             });
-            let fail =
-                stale || (tx % 5 == 0 && !validations_failed[tx].swap(true, Ordering::SeqCst));
+            let fail = stale
+                || (tx.is_multiple_of(5) && !validations_failed[tx].swap(true, Ordering::SeqCst));
             let aborted = fail && scheduler.try_validation_abort(version);
             scheduler.finish_validation(tx, aborted)
         };
