@@ -9,11 +9,11 @@
 //!   (made ready, with `execution_idx` lowered to it) when the other finishes executing.
 //! - `done` is set only when both counters are past the block, no worker is active, and no
 //!   counter was lowered while that was being checked (`decrease_cnt`).
-//! - A worker counts as active (`num_active_tasks`) from before it first moves a counter
-//!   until it next finds the counter it looks at past the block ([`Active`]). The
-//!   paper counts each task; counting workers is a superset of that (a worker is active
-//!   whenever one of its tasks is), so `done` is never set earlier, and a busy worker does
-//!   not move the shared count twice per task.
+//! - A worker counts as active (`active_workers`, the paper's `num_active_tasks`) from
+//!   before it first moves a counter until it next finds the counter it looks at past the
+//!   block ([`Active`]). The paper counts each task; counting workers is a superset of that
+//!   (a worker is active whenever one of its tasks is), so `done` is never set earlier, and
+//!   a busy worker does not move the shared count twice per task.
 //!
 //! A transaction's status, packed with its incarnation number in one atomic word:
 //!
@@ -85,9 +85,9 @@ impl Word {
 /// One transaction's status word.
 struct TxStatus(AtomicU64);
 
-/// Whether a worker is counted in the scheduler's `num_active_tasks`. Each worker keeps one
+/// Whether a worker is counted in the scheduler's `active_workers`. Each worker keeps one
 /// across its tasks and passes it to [`Scheduler::next_task`]; it is released only when the
-/// worker finds the block's counters past the end, so that `done` can be decided.
+/// worker finds the counter it looks at past the block, so that `done` can be decided.
 #[derive(Debug, Default)]
 pub(crate) struct Active(bool);
 
@@ -120,7 +120,7 @@ pub(crate) struct Scheduler {
     execution_idx: CachePadded<AtomicUsize>,
     validation_idx: CachePadded<AtomicUsize>,
     decrease_cnt: CachePadded<AtomicUsize>,
-    num_active_tasks: CachePadded<AtomicUsize>,
+    active_workers: CachePadded<AtomicUsize>,
     done_marker: CachePadded<AtomicBool>,
     /// Per transaction, on a cache line of its own: the workers run neighbouring
     /// transactions at the same time.
@@ -134,7 +134,7 @@ impl Scheduler {
             execution_idx: CachePadded::new(AtomicUsize::new(0)),
             validation_idx: CachePadded::new(AtomicUsize::new(0)),
             decrease_cnt: CachePadded::new(AtomicUsize::new(0)),
-            num_active_tasks: CachePadded::new(AtomicUsize::new(0)),
+            active_workers: CachePadded::new(AtomicUsize::new(0)),
             done_marker: CachePadded::new(AtomicBool::new(block_size == 0)),
             txs: (0..block_size)
                 .map(|_| {
@@ -171,7 +171,7 @@ impl Scheduler {
         let observed = self.decrease_cnt.load(Ordering::SeqCst);
         if self.execution_idx.load(Ordering::SeqCst).min(self.validation_idx.load(Ordering::SeqCst))
             >= self.block_size
-            && self.num_active_tasks.load(Ordering::SeqCst) == 0
+            && self.active_workers.load(Ordering::SeqCst) == 0
             && observed == self.decrease_cnt.load(Ordering::SeqCst)
         {
             self.done_marker.store(true, Ordering::Release);
@@ -195,7 +195,7 @@ impl Scheduler {
     /// Counts the worker as active, before it moves a counter.
     fn activate(&self, active: &mut Active) {
         if !active.0 {
-            self.num_active_tasks.fetch_add(1, Ordering::SeqCst);
+            self.active_workers.fetch_add(1, Ordering::SeqCst);
             active.0 = true;
         }
     }
@@ -204,7 +204,7 @@ impl Scheduler {
     /// and `done` is checked.
     fn past_the_block(&self, active: &mut Active) {
         if active.0 {
-            self.num_active_tasks.fetch_sub(1, Ordering::SeqCst);
+            self.active_workers.fetch_sub(1, Ordering::SeqCst);
             active.0 = false;
         }
         self.check_done();
